@@ -1,0 +1,3 @@
+"""Chronoverse: a self-hosted orchestrator for scheduled jobs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from chronoverse.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""Readiness probes for each kind of dependency, built from settings."""
+
+from __future__ import annotations
+
+from chronoverse import containers, postgres, redis_store
+from chronoverse.health import Check
+from chronoverse.kafka.admin import list_topics
+from chronoverse.settings import DockerSettings, KafkaSettings, PostgresSettings, RedisSettings
+
+PROBE_TIMEOUT_S = 2.0
+
+
+def postgres_check(settings: PostgresSettings) -> Check:
+    return Check(
+        name="postgres",
+        probe=lambda: postgres.ping(settings.database_url, timeout_s=PROBE_TIMEOUT_S),
+    )
+
+
+def kafka_check(settings: KafkaSettings, topics: tuple[str, ...] = ()) -> Check:
+    def probe() -> None:
+        present = list_topics(settings, timeout_s=PROBE_TIMEOUT_S)
+        missing = sorted(set(topics) - present)
+        if missing:
+            raise RuntimeError(f"topics missing: {', '.join(missing)}")
+
+    return Check(name="kafka", probe=probe)
+
+
+def redis_check(settings: RedisSettings) -> Check:
+    return Check(
+        name="redis",
+        probe=lambda: redis_store.ping(redis_store.connect(settings, timeout_s=PROBE_TIMEOUT_S)),
+    )
+
+
+def docker_check(settings: DockerSettings) -> Check:
+    def probe() -> None:
+        client = containers.connect(settings, timeout_s=PROBE_TIMEOUT_S)
+        try:
+            containers.ping(client)
+        finally:
+            client.close()
+
+    return Check(name="docker", probe=probe)

@@ -1,0 +1,1 @@
+"""Kafka adapters: topic administration, a confirming producer and the shared consumer loop."""

@@ -1,0 +1,80 @@
+"""A producer that confirms delivery: Postgres commits first, then publishing must be known to
+succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import confluent_kafka
+
+from chronoverse.errors import PublishError
+from chronoverse.kafka.config import producer_config
+from chronoverse.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutgoingMessage:
+    topic: str
+    key: str
+    value: bytes
+
+
+class Producer:
+    def __init__(self, settings: KafkaSettings, *, client_id: str) -> None:
+        self._producer = confluent_kafka.Producer(
+            producer_config(settings, client_id=client_id), logger=logging.getLogger("kafka")
+        )
+
+    def publish_all(self, messages: Iterable[OutgoingMessage], *, timeout_s: float = 30.0) -> None:
+        """Send every message and wait until the broker acknowledged each; raise on any failure."""
+        failures: list[PublishError] = []
+        pending = 0
+
+        def on_delivery(error: Any, message: confluent_kafka.Message) -> None:
+            nonlocal pending
+            pending -= 1
+            if error is not None:
+                key = message.key()
+                failures.append(
+                    PublishError(message.topic() or "?", key.decode() if key else None, str(error))
+                )
+
+        for message in messages:
+            self._produce(message, on_delivery)
+            pending += 1
+        deadline = time.monotonic() + timeout_s
+        while pending > 0 and time.monotonic() < deadline:
+            self._producer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
+        if failures:
+            raise failures[0]
+        if pending > 0:
+            raise PublishError(
+                "(several)", None, f"{pending} messages unconfirmed after {timeout_s:.0f}s"
+            )
+
+    def _produce(self, message: OutgoingMessage, on_delivery: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    message.topic, key=message.key, value=message.value, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room, then retry.
+                self._producer.poll(0.05)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            logger.warning(
+                "producer closed with %d undelivered messages",
+                remaining,
+                extra={"action": "producer_close_undelivered"},
+            )

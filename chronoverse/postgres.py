@@ -1,0 +1,35 @@
+"""Postgres adapter: connection pools and the shared package's queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from chronoverse.settings import PostgresSettings
+from chronoverse.sql import Queries
+
+QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
+
+
+def create_pool(
+    settings: PostgresSettings, *, name: str
+) -> ConnectionPool[psycopg.Connection[dict[str, object]]]:
+    """Open a pool of dict-row connections; the first connection is made lazily."""
+    return ConnectionPool(
+        settings.database_url,
+        min_size=settings.database_pool_min_size,
+        max_size=settings.database_pool_max_size,
+        name=name,
+        open=True,
+        connection_class=psycopg.Connection[dict[str, object]],
+        kwargs={"row_factory": dict_row, "application_name": f"chronoverse-{name}"},
+    )
+
+
+def ping(database_url: str, *, timeout_s: float = 2.0) -> None:
+    """Raise unless the database answers a trivial query within the timeout."""
+    with psycopg.connect(database_url, connect_timeout=max(1, int(timeout_s))) as conn:
+        conn.execute(QUERIES.ping)

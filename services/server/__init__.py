@@ -1,0 +1,1 @@
+"""server: the public HTTP/JSON and gRPC API, live logs over SSE, and auth."""

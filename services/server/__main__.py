@@ -1,0 +1,67 @@
+"""Entry point: ``python -m services.server`` or ``chronoverse-server``."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+import uvicorn
+
+from chronoverse import __version__
+from chronoverse.errors import ConfigurationError
+from chronoverse.logconfig import configure_logging
+from services.server.app import create_app
+from services.server.grpc_api import create_grpc_server
+from services.server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@click.command(
+    name="chronoverse-server",
+    help="""Serve the Chronoverse HTTP/JSON API (with /healthz, /readyz, /metrics and
+    /openapi.json) and the gRPC API.
+
+    Configured by CHRONOVERSE_* environment variables (see docs/configuration.md): HTTP on
+    CHRONOVERSE_HTTP_PORT (default 8080), gRPC on CHRONOVERSE_GRPC_PORT (default 50051).
+    On SIGTERM it stops accepting work and lets requests in flight finish.""",
+)
+@click.version_option(__version__)
+def main() -> None:
+    try:
+        settings = Settings.from_environ()
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    configure_logging(settings.log_level, settings.log_format, service="server")
+    grpc_server, health_servicer, grpc_port = create_grpc_server(settings)
+    grpc_server.start()
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+    )
+    logger.info(
+        "server started; HTTP on %s:%d, gRPC on port %d",
+        settings.http_host,
+        settings.http_port,
+        grpc_port,
+        extra={
+            "action": "service_start",
+            "service": "server",
+            "http_port": settings.http_port,
+            "grpc_port": grpc_port,
+        },
+    )
+    try:
+        # uvicorn installs SIGTERM/SIGINT handlers and returns once in-flight requests are done.
+        uvicorn.Server(config).run()
+    finally:
+        health_servicer.enter_graceful_shutdown()
+        grpc_server.stop(settings.shutdown_grace_s).wait()
+        logger.info("server stopped", extra={"action": "service_stop", "service": "server"})
+
+
+if __name__ == "__main__":
+    main()

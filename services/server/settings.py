@@ -1,0 +1,20 @@
+"""Settings of the server."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from chronoverse.settings import PostgresSettings, RedisSettings
+
+
+class Settings(PostgresSettings, RedisSettings):
+    """Everything the server reads from the environment."""
+
+    http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
+    http_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API.")
+    grpc_host: str = Field("0.0.0.0", description="Address the gRPC API listens on.")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="Port of the gRPC API.")
+    grpc_max_workers: int = Field(8, ge=1, description="Threads serving gRPC calls.")
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="Seconds in-flight requests get to finish after SIGTERM."
+    )
