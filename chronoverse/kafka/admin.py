@@ -73,7 +73,8 @@ def ensure_topics(
 def delete_topics(
     settings: KafkaSettings, topics: Iterable[str], *, timeout_s: float = 10.0
 ) -> None:
-    futures = _admin(settings).delete_topics(list(topics), request_timeout=timeout_s)
+    admin = _admin(settings)  # keep the handle alive until the futures resolve
+    futures = admin.delete_topics(list(topics), request_timeout=timeout_s)
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout_s)

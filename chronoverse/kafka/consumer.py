@@ -114,9 +114,16 @@ class ConsumerLoop(Generic[T]):
             queue.SimpleQueue()
         )
         self._paused: set[TopicPartition] = set()
+        # Batches submitted and not yet reaped, per partition (failed ones included).
+        self._outstanding: dict[TopicPartition, int] = {}
         self._failure: HandlerError | None = None
         self._consumer: confluent_kafka.Consumer | None = None
         self._assigned = threading.Event()
+
+    @property
+    def paused_partitions(self) -> frozenset[TopicPartition]:
+        """Partitions paused under back-pressure (read from other threads for monitoring)."""
+        return frozenset(self._paused)
 
     @property
     def has_assignment(self) -> bool:
@@ -216,6 +223,7 @@ class ConsumerLoop(Generic[T]):
                 batch = _Batch(
                     tp=tp, epoch=epochs[tp], records=tuple(records[start : start + size])
                 )
+                self._outstanding[tp] = self._outstanding.get(tp, 0) + 1
                 future = executor.submit(self._handle, batch.records)
                 future.add_done_callback(self._completion_callback(batch))
         IN_FLIGHT.labels(group).set(self._tracker.in_flight())
@@ -240,6 +248,7 @@ class ConsumerLoop(Generic[T]):
             except queue.Empty:
                 break
             applied += 1
+            self._outstanding[batch.tp] -= 1
             topic, partition = batch.tp
             if exc is not None:
                 # Leave the offsets in flight: the watermark stops below them; they are redelivered.
@@ -263,9 +272,14 @@ class ConsumerLoop(Generic[T]):
             IN_FLIGHT.labels(group).set(self._tracker.in_flight())
         return applied
 
+    def _running(self, partitions: list[TopicPartition] | None) -> int:
+        tps = self._outstanding.keys() if partitions is None else partitions
+        return sum(self._outstanding.get(tp, 0) for tp in tps)
+
     def _drain(self, partitions: list[TopicPartition] | None, timeout_s: float) -> None:
+        """Wait (bounded) until no handler is running for ``partitions`` (None: all)."""
         deadline = time.monotonic() + timeout_s
-        while self._tracker.in_flight(partitions) > 0 and time.monotonic() < deadline:
+        while self._running(partitions) > 0 and time.monotonic() < deadline:
             self._reap(block_s=0.05)
 
     # --- commits and back-pressure --------------------------------------------------------------

@@ -19,7 +19,7 @@ class _PartitionState:
     epoch: int
     in_flight: set[int] = field(default_factory=set)
     next_offset: int | None = None  # one past the highest offset started
-    committed: int | None = None  # the last offset handed out by committable()
+    committed: int | None = None  # the last offset handed out by to_commit()
 
 
 class OffsetTracker:
@@ -47,6 +47,9 @@ class OffsetTracker:
             self.assign([tp])
             state = self._partitions[tp]
         state.in_flight.add(offset)
+        if state.committed is None:
+            # The position the partition started from: committing it would change nothing.
+            state.committed = offset
         if state.next_offset is None or offset >= state.next_offset:
             state.next_offset = offset + 1
         return state.epoch

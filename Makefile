@@ -1,0 +1,52 @@
+# Chronoverse developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+export CHRONOVERSE_RUN_DIR ?= $(CURDIR)/.run
+
+.PHONY: help install services services-down up down test test-unit lint format protos docs clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## Create .venv from uv.lock.
+
+$(VENV)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh
+	scripts/bootstrap.sh
+	touch $@
+
+services: install  ## Install (if missing) and start Postgres, Redis, the broker and Docker; build local images.
+	scripts/services.sh
+
+services-down:  ## Stop the infrastructure processes `make services` started.
+	scripts/services-down.sh
+
+up: services  ## Run the whole stack in the background (logs and pids in .run/).
+	scripts/up.sh
+
+down:  ## Stop what `make up` started.
+	scripts/down.sh
+
+test: services  ## Start the infrastructure, then run every test tier.
+	scripts/test.sh
+
+test-unit: install  ## Unit tests only (no infrastructure).
+	$(VENV)/bin/pytest tests/unit
+
+lint: install  ## ruff, and mypy strict on the source.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install  ## Apply ruff's formatting and fixes.
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+protos: install  ## Regenerate chronoverse/v1 from proto/.
+	$(VENV)/bin/python scripts/gen_protos.py
+
+docs: install  ## Regenerate docs/configuration.md and docs/openapi.json from the code.
+	$(VENV)/bin/python scripts/gen_docs.py
+
+clean: down  ## Remove .venv and .run (stops the services first).
+	rm -rf $(VENV) .run
