@@ -185,9 +185,9 @@ write_env() {
     local tmp="$RUN_DIR/env.tmp"
     cat >"$tmp" <<ENV
 # Written by scripts/services.sh; read by \`make up\` and the tests.
-CHRONOVERSE_DATABASE_URL=$DATABASE_URL
-CHRONOVERSE_REDIS_URL=$REDIS_URL
-CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP
+CHRONOVERSE_DATABASE_URL='$DATABASE_URL'
+CHRONOVERSE_REDIS_URL='$REDIS_URL'
+CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS='$KAFKA_BOOTSTRAP'
 # Fast consumer-group rebalances for dev and test (production default: 10000).
 CHRONOVERSE_KAFKA_SESSION_TIMEOUT_MS=6000
 ENV

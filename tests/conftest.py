@@ -8,6 +8,7 @@ the test elsewhere, with the reason.
 from __future__ import annotations
 
 import os
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -71,9 +72,9 @@ def admin_database_url(environ: Mapping[str, str]) -> str:
 
 
 def _url_for(base_url: str, dbname: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(base_url)
-    info["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+    """The same server and credentials, another database (as a URL: it survives shell quoting)."""
+    parts = urllib.parse.urlsplit(base_url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{dbname}"))
 
 
 def _drop_database(admin_url: str, name: str) -> None:
@@ -109,7 +110,7 @@ def empty_database_factory(admin_database_url: str) -> Iterator[Callable[..., st
 def migrated_template(admin_database_url: str, empty_database_factory: Callable[..., str]) -> str:
     url = empty_database_factory()
     migrate(url)
-    return str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
+    return urllib.parse.urlsplit(url).path.lstrip("/")
 
 
 @pytest.fixture

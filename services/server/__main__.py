@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 
 import click
 import uvicorn
@@ -15,6 +18,21 @@ from services.server.grpc_api import create_grpc_server
 from services.server.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn, minus its re-raising of SIGTERM after shutdown: main() still has gRPC to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @click.command(
@@ -55,8 +73,8 @@ def main() -> None:
         },
     )
     try:
-        # uvicorn installs SIGTERM/SIGINT handlers and returns once in-flight requests are done.
-        uvicorn.Server(config).run()
+        # Returns after SIGTERM/SIGINT, once in-flight requests are done.
+        _HttpServer(config).run()
     finally:
         health_servicer.enter_graceful_shutdown()
         grpc_server.stop(settings.shutdown_grace_s).wait()

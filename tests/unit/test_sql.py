@@ -43,7 +43,7 @@ def test_every_named_query_parses_as_postgres_sql(path: Path) -> None:
     assert len(queries) > 0
     for name in queries:
         counter = iter(range(1, 1000))
-        text = PLACEHOLDER.sub(lambda _: f"${next(counter)}", queries[name])
+        text = PLACEHOLDER.sub(lambda _, c=counter: f"${next(c)}", queries[name])
         try:
             statements = pglast.parse_sql(text)
         except pglast.parser.ParseError as exc:

@@ -1,0 +1,217 @@
+"""The real service processes, started and stopped the way users do it: `make up` / `make down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from chronoverse.v1 import server_pb2, server_pb2_grpc
+from tests.conftest import ROOT, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+SERVICES = ["server", "scheduling-worker", "workflow-worker", "execution-worker", "log-processor"]
+MODULES = ["server", "scheduling_worker", "workflow_worker", "execution_worker", "log_processor"]
+OFFSET = 1000 + (os.getpid() % 50) * 10
+HEALTH_PORTS = {
+    "server": 8080 + OFFSET,
+    "scheduling-worker": 9101 + OFFSET,
+    "workflow-worker": 9102 + OFFSET,
+    "execution-worker": 9103 + OFFSET,
+    "log-processor": 9104 + OFFSET,
+}
+BIN = Path(sys.executable).parent
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, b""  # nothing listening (yet)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_service_module_has_help(module: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", f"services.{module}", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CHRONOVERSE_" in result.stdout
+    assert "SIGTERM" in result.stdout
+
+
+@pytest.mark.parametrize("script", [f"chronoverse-{s}" for s in SERVICES] + ["chronoverse"])
+def test_each_console_script_has_help(script: str) -> None:
+    result = subprocess.run([BIN / script, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_an_invalid_setting_stops_the_service_with_a_readable_error(
+    environ: Mapping[str, str],
+) -> None:
+    result = subprocess.run(
+        [BIN / "chronoverse-log-processor"],
+        env={**environ, "CHRONOVERSE_HEALTH_PORT": "not-a-port"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "CHRONOVERSE_HEALTH_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def stack_env(environ: Mapping[str, str], database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        **environ,
+        "CHRONOVERSE_RUN_DIR": str(tmp_path / "run"),
+        "CHRONOVERSE_UP_PORT_OFFSET": str(OFFSET),
+        "CHRONOVERSE_DATABASE_URL": database_url,
+    }
+
+
+def make(target: str, env: Mapping[str, str]) -> str:
+    result = subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str]) -> Iterator[dict[str, int]]:
+    """`make up` in a run folder of the test's own; `make down` afterwards, whatever happens."""
+    try:
+        output = make("up", stack_env)
+        run_dir = Path(stack_env["CHRONOVERSE_RUN_DIR"])
+        pids = {s: int((run_dir / "pids" / f"{s}.pid").read_text()) for s in SERVICES}
+        assert f"http://127.0.0.1:{8080 + OFFSET}" in output
+        yield pids
+    finally:
+        make("down", stack_env)
+
+
+def test_make_up_twice_starts_nothing_twice_and_make_down_stops_all(
+    stack: dict[str, int], stack_env: dict[str, str]
+) -> None:
+    for service, port in HEALTH_PORTS.items():
+        status, body = http_get(port, "/readyz")
+        assert status == 200, f"{service}: {body!r}"
+        assert json.loads(body)["status"] == "ready"
+
+    again = make("up", stack_env)
+    for service, pid in stack.items():
+        assert f"{service} already running (pid {pid})" in again
+    assert "started" not in again
+
+    down = make("down", stack_env)
+    assert "killing" not in down, "a service ignored SIGTERM"
+    for service, pid in stack.items():
+        assert not alive(pid), f"{service} (pid {pid}) is still running"
+    logs = Path(stack_env["CHRONOVERSE_RUN_DIR"]) / "logs"
+    for service in SERVICES:
+        messages = [
+            json.loads(line)["message"]
+            for line in (logs / f"{service}.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        assert any(re.search(r"\bstopped\b", m) for m in messages), (
+            f"{service} did not stop cleanly"
+        )
+
+
+def test_workers_serve_metrics(stack: dict[str, int]) -> None:
+    for service, port in HEALTH_PORTS.items():
+        status, body = http_get(port, "/metrics")
+        assert status == 200, service
+        assert b"python_info" in body or b"process_" in body
+
+
+def test_grpc_health_reflection_and_server_info(stack: dict[str, int]) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{50051 + OFFSET}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        response = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+        assert {"chronoverse.v1.ServerInfoService", "grpc.health.v1.Health"} <= services
+
+        info = server_pb2_grpc.ServerInfoServiceStub(channel).GetServerInfo(
+            server_pb2.GetServerInfoRequest(), timeout=5
+        )
+        assert info.api_versions == ["v1"]
+
+
+def test_openapi_document_is_served(stack: dict[str, int]) -> None:
+    status, body = http_get(8080 + OFFSET, "/openapi.json")
+    assert status == 200
+    assert json.loads(body)["info"]["title"] == "Chronoverse"
+
+
+def test_readiness_names_the_dependency_that_is_down(environ: Mapping[str, str]) -> None:
+    port = 9190 + OFFSET % 100
+    process = subprocess.Popen(
+        [BIN / "chronoverse-log-processor"],
+        env={
+            **environ,
+            "CHRONOVERSE_HEALTH_PORT": str(port),
+            "CHRONOVERSE_REDIS_URL": "redis://127.0.0.1:1/0",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: http_get(port, "/healthz")[0] == 200, message="the health listener")
+        status, body = http_get(port, "/readyz")
+        assert status == 503
+        checks = json.loads(body)["checks"]
+        assert checks["redis"].startswith("error")
+        assert checks["postgres"] == "ok"
+        assert checks["kafka"] == "ok"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - started < 15
