@@ -5,6 +5,11 @@ rows.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 
 class WorkflowKind(enum.StrEnum):
@@ -59,3 +64,59 @@ class Topic(enum.StrEnum):
     WORKFLOWS = "workflows"  # outbox relay -> workflow_worker, key: workflow id
     JOBS = "jobs"  # scheduling_worker -> execution_worker, key: workflow id
     JOB_LOGS = "job_logs"  # execution_worker -> log_processor, key: job id
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workflow:
+    id: UUID
+    user_id: UUID
+    name: str
+    kind: WorkflowKind
+    payload: dict[str, Any]
+    interval_minutes: int
+    max_consecutive_job_failures_allowed: int
+    consecutive_job_failures_count: int
+    build_status: BuildStatus
+    build_error: str | None
+    generation: int
+    next_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    terminated_at: datetime | None
+    terminated_reason: str | None
+
+    @property
+    def is_terminated(self) -> bool:
+        return self.terminated_at is not None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Workflow:
+        return cls(
+            id=row["id"],
+            user_id=row["user_id"],
+            name=row["name"],
+            kind=WorkflowKind(row["kind"]),
+            payload=row["payload"],
+            interval_minutes=row["interval_minutes"],
+            max_consecutive_job_failures_allowed=row["max_consecutive_job_failures_allowed"],
+            consecutive_job_failures_count=row["consecutive_job_failures_count"],
+            build_status=BuildStatus(row["build_status"]),
+            build_error=row["build_error"],
+            generation=row["generation"],
+            next_run_at=row["next_run_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            terminated_at=row["terminated_at"],
+            terminated_reason=row["terminated_reason"],
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class User:
+    id: UUID
+    email: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> User:
+        return cls(id=row["id"], email=row["email"], created_at=row["created_at"])

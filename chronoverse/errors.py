@@ -6,6 +6,8 @@ fields; callers chain the cause with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class ChronoverseError(Exception):
     """Base of every error Chronoverse raises on purpose."""
@@ -66,3 +68,48 @@ class HandlerError(ChronoverseError):
         self.topic = topic
         self.partition = partition
         self.offsets = offsets
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid field of a request, named by its dotted path (e.g. ``payload.env``)."""
+
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class InvalidFieldsError(ChronoverseError):
+    """A request has invalid fields; each is named."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+class NotFoundError(ChronoverseError):
+    """The resource does not exist, or belongs to another user (indistinguishable on purpose)."""
+
+    def __init__(self, resource: str, identifier: str) -> None:
+        super().__init__(f"{resource} {identifier} not found")
+        self.resource = resource
+        self.identifier = identifier
+
+
+class ConflictError(ChronoverseError):
+    """The request contradicts the resource's state (e.g. updating a terminated workflow)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class AuthenticationError(ChronoverseError):
+    """No credentials, or credentials that are wrong, expired or revoked."""
+
+    def __init__(self, message: str = "a valid bearer token is required") -> None:
+        super().__init__(message)
+        self.message = message

@@ -20,6 +20,7 @@ from services.execution_worker.settings import Settings as ExecutionSettings  # 
 from services.log_processor.settings import Settings as LogSettings  # noqa: E402
 from services.scheduling_worker.settings import Settings as SchedulingSettings  # noqa: E402
 from services.server.app import create_app  # noqa: E402
+from services.server.context import ServerContext  # noqa: E402
 from services.server.settings import Settings as ServerSettings  # noqa: E402
 from services.workflow_worker.settings import Settings as WorkflowSettings  # noqa: E402
 
@@ -66,7 +67,7 @@ def configuration_markdown() -> str:
 
 
 def openapi_json() -> str:
-    app = create_app(ServerSettings())
+    app = create_app(ServerContext(ServerSettings()))
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 

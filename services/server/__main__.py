@@ -14,6 +14,7 @@ from chronoverse import __version__
 from chronoverse.errors import ConfigurationError
 from chronoverse.logconfig import configure_logging
 from services.server.app import create_app
+from services.server.context import ServerContext
 from services.server.grpc_api import create_grpc_server
 from services.server.settings import Settings
 
@@ -51,10 +52,12 @@ def main() -> None:
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from exc
     configure_logging(settings.log_level, settings.log_format, service="server")
-    grpc_server, health_servicer, grpc_port = create_grpc_server(settings)
+    context = ServerContext(settings)
+    context.open()
+    grpc_server, health_servicer, grpc_port = create_grpc_server(context)
     grpc_server.start()
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(context),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
@@ -78,6 +81,7 @@ def main() -> None:
     finally:
         health_servicer.enter_graceful_shutdown()
         grpc_server.stop(settings.shutdown_grace_s).wait()
+        context.close()
         logger.info("server stopped", extra={"action": "service_stop", "service": "server"})
 
 

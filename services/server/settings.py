@@ -15,6 +15,15 @@ class Settings(PostgresSettings, RedisSettings):
     grpc_host: str = Field("0.0.0.0", description="Address the gRPC API listens on.")
     grpc_port: int = Field(50051, ge=0, le=65535, description="Port of the gRPC API.")
     grpc_max_workers: int = Field(8, ge=1, description="Threads serving gRPC calls.")
+    max_request_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest request body accepted; larger ones get 413."
+    )
+    idempotency_key_ttl_s: int = Field(
+        86400, ge=60, description="How long an Idempotency-Key and its stored response are kept."
+    )
+    token_ttl_days: int = Field(
+        30, ge=1, description="Lifetime of a bearer token issued by login or `users create`."
+    )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="Seconds in-flight requests get to finish after SIGTERM."
     )

@@ -63,6 +63,15 @@ EXPECTED_COLUMNS = {
     "job_logs": {"job_id", "seq", "stream", "ts", "line"},
     "outbox": {"id", "topic", "key", "payload", "created_at", "published_at"},
     "schema_migrations": {"version", "name", "checksum", "applied_at"},
+    "idempotency_keys": {
+        "user_id",
+        "key",
+        "fingerprint",
+        "status_code",
+        "response_body",
+        "created_at",
+        "expires_at",
+    },
 }
 
 

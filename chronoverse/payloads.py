@@ -1,0 +1,238 @@
+"""Workflow payloads: what a HEARTBEAT checks and what a CONTAINER runs, validated strictly.
+
+Pure: no I/O. :func:`parse_payload` turns the raw ``payload`` of an API request (a JSON object,
+or a JSON string holding one, as the original Chronoverse API sent it) into a frozen, typed value,
+or raises :class:`InvalidFieldsError` naming every bad field as ``payload.<path>``.
+
+Limits (also in docs/api.md):
+
+- a payload is at most 64 KiB of JSON;
+- HEARTBEAT ``headers``: at most 50, names are HTTP tokens, values at most 4 KiB without CR/LF;
+- CONTAINER ``env``: at most 100 entries, names ``[A-Za-z_][A-Za-z0-9_]*``, 32 KiB in all;
+- ``command`` and ``args``: at most 256 items each, 16 KiB in all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from chronoverse.domain import WorkflowKind
+from chronoverse.errors import FieldError, InvalidFieldsError
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_HEADERS = 50
+MAX_ENV_ENTRIES = 100
+MAX_ENV_BYTES = 32 * 1024
+MAX_ARGV_ITEMS = 256
+MAX_ARGV_BYTES = 16 * 1024
+
+DEFAULT_CONTAINER_TIMEOUT_S = 3600
+MAX_CONTAINER_TIMEOUT_S = 24 * 3600
+DEFAULT_MEMORY_MB = 256
+DEFAULT_CPUS = 1.0
+DEFAULT_PIDS = 256
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Docker's reference grammar: [registry[:port]/]path[:tag][@digest], lower-case path components.
+_IMAGE = re.compile(
+    r"^(?:(?P<registry>[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+
+Text = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: every field, defaults included, without ``kind``."""
+        return self.model_dump(mode="json", exclude={"kind"})
+
+
+class HeartbeatPayload(_Payload):
+    """Empty: a liveness job. With ``endpoint``: an HTTP request whose status is compared."""
+
+    kind: Literal["HEARTBEAT"] | None = None
+    endpoint: str | None = Field(None, max_length=2048)
+    method: Literal["GET", "HEAD"] = "GET"
+    expected_status_code: int = Field(200, ge=100, le=599)
+    timeout_seconds: float = Field(10, gt=0, le=300)
+    headers: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=MAX_HEADERS
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if any(c.isspace() for c in value):
+            raise ValueError("must not contain whitespace")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP token")
+            if "\r" in header or "\n" in header:
+                raise ValueError(f"header {name!r} contains a line break")
+        return value
+
+    @property
+    def is_liveness(self) -> bool:
+        return self.endpoint is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {} if self.is_liveness else super().to_json()
+
+    def missing_endpoint(self) -> FieldError | None:
+        """HTTP options without an endpoint are a mistake, not a liveness job."""
+        configured = self.model_fields_set - {"kind", "endpoint"}
+        if self.endpoint is None and configured:
+            return FieldError(
+                "payload.endpoint",
+                f"is required when {', '.join(sorted(configured))} is given "
+                "(an empty payload is a liveness job)",
+            )
+        return None
+
+
+class ContainerResources(_Payload):
+    memory_mb: int = Field(DEFAULT_MEMORY_MB, ge=6, le=65536)
+    cpus: float = Field(DEFAULT_CPUS, gt=0, le=64)
+    pids: int = Field(DEFAULT_PIDS, ge=8, le=32768)
+
+
+class ContainerPayload(_Payload):
+    """A Docker image to run with its command, args, env, working dir and limits."""
+
+    kind: Literal["CONTAINER"] | None = None
+    image: str = Field(max_length=512)
+    command: list[Text] | None = Field(None, max_length=MAX_ARGV_ITEMS)
+    args: list[Text] = Field(default_factory=list, max_length=MAX_ARGV_ITEMS)
+    env: dict[str, Annotated[str, StringConstraints(max_length=MAX_ENV_BYTES)]] = Field(
+        default_factory=dict, max_length=MAX_ENV_ENTRIES
+    )
+    working_dir: str | None = Field(None, max_length=1024)
+    timeout_seconds: int = Field(DEFAULT_CONTAINER_TIMEOUT_S, ge=1, le=MAX_CONTAINER_TIMEOUT_S)
+    resources: ContainerResources = Field(default_factory=ContainerResources)
+    network: Literal["none", "bridge", "host"] = "none"
+    pull_policy: Literal["if-not-present", "always", "never"] = "if-not-present"
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, value: str) -> str:
+        if not _IMAGE.match(value):
+            raise ValueError(
+                "must be an image reference like 'busybox', 'repo/name:tag' or "
+                "'registry:5000/name@sha256:…'"
+            )
+        return value
+
+    @field_validator("command", "args")
+    @classmethod
+    def _argv(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if any("\x00" in item for item in value):
+                raise ValueError("must not contain NUL characters")
+            if sum(len(item.encode()) for item in value) > MAX_ARGV_BYTES:
+                raise ValueError(f"must total at most {MAX_ARGV_BYTES} bytes")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
+            if "\x00" in item:
+                raise ValueError(f"variable {name!r} contains a NUL character")
+        size = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in value.items())
+        if size > MAX_ENV_BYTES:
+            raise ValueError(f"must total at most {MAX_ENV_BYTES} bytes, got {size}")
+        return value
+
+    @field_validator("working_dir")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or "\x00" in value):
+            raise ValueError("must be an absolute path")
+        return value
+
+
+Payload = HeartbeatPayload | ContainerPayload
+_MODELS: dict[WorkflowKind, type[HeartbeatPayload] | type[ContainerPayload]] = {
+    WorkflowKind.HEARTBEAT: HeartbeatPayload,
+    WorkflowKind.CONTAINER: ContainerPayload,
+}
+
+
+def parse_payload(kind: WorkflowKind, raw: object) -> Payload:
+    """Validate a raw payload for ``kind``; raise InvalidFieldsError naming each bad field."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidFieldsError(
+                [FieldError("payload", f"is not valid JSON: {exc.msg}")]
+            ) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InvalidFieldsError([FieldError("payload", "must be a JSON object")])
+    if len(json.dumps(raw)) > MAX_PAYLOAD_BYTES:
+        raise InvalidFieldsError(
+            [FieldError("payload", f"must be at most {MAX_PAYLOAD_BYTES} bytes")]
+        )
+    if "kind" in raw and raw["kind"] != kind.value:
+        raise InvalidFieldsError(
+            [
+                FieldError(
+                    "payload.kind", f"is {raw['kind']!r} but the workflow kind is {kind.value}"
+                )
+            ]
+        )
+    try:
+        payload = _MODELS[kind].model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidFieldsError(field_errors(exc, prefix="payload")) from exc
+    if isinstance(payload, HeartbeatPayload) and (error := payload.missing_endpoint()):
+        raise InvalidFieldsError([error])
+    return payload
+
+
+def field_errors(exc: ValidationError, *, prefix: str = "") -> list[FieldError]:
+    """pydantic's errors as (dotted field, message) pairs."""
+    errors = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        field = ".".join(p for p in (prefix, path) if p)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "is not a known field"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        errors.append(FieldError(field or prefix or "body", message))
+    return errors

@@ -1,0 +1,145 @@
+"""Users and bearer tokens: registration, login, authentication and revocation.
+
+Passwords are hashed with Argon2id. A token is 32 random bytes shown once to the user; only its
+SHA-256 is stored, so a database leak reveals no usable token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import psycopg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from psycopg_pool import ConnectionPool
+
+from chronoverse.domain import User
+from chronoverse.errors import AuthenticationError, ConflictError, FieldError, InvalidFieldsError
+from chronoverse.sql import Queries
+
+QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
+TOKEN_PREFIX = "cv_"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so both failures take the same time.
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Principal:
+    """Who a request acts for: the user and the token it presented."""
+
+    user_id: UUID
+    token_id: UUID
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def validate_credentials(email: object, password: object) -> tuple[str, str]:
+    """Check the shape of an email and password; raise InvalidFieldsError naming the bad ones."""
+    errors = []
+    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email):
+        errors.append(FieldError("email", "must be an email address"))
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        errors.append(
+            FieldError("password", f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+        )
+    if errors:
+        raise InvalidFieldsError(errors)
+    assert isinstance(email, str) and isinstance(password, str)
+    return email, password
+
+
+class Accounts:
+    def __init__(
+        self, pool: ConnectionPool[psycopg.Connection[dict[str, object]]], *, token_ttl: timedelta
+    ) -> None:
+        self._pool = pool
+        self._token_ttl = token_ttl
+
+    def register(self, email: str, password: str) -> User:
+        email, password = validate_credentials(email, password)
+        with self._pool.connection() as conn:
+            try:
+                row = conn.execute(
+                    QUERIES.insert_user,
+                    {"email": email, "password_hash": _hasher.hash(password)},
+                ).fetchone()
+            except psycopg.errors.UniqueViolation as exc:
+                raise ConflictError("email_taken", f"{email} is already registered") from exc
+        assert row is not None
+        return User.from_row(row)
+
+    def login(self, email: str, password: str, *, token_name: str = "login") -> IssuedToken:
+        with self._pool.connection() as conn:
+            row = conn.execute(QUERIES.user_by_email, {"email": email}).fetchone()
+            stored = str(row["password_hash"]) if row else _DUMMY_HASH
+            try:
+                _hasher.verify(stored, password)
+            except (VerificationError, InvalidHashError) as exc:
+                raise AuthenticationError("wrong email or password") from exc
+            if row is None:
+                raise AuthenticationError("wrong email or password")
+            return self._issue(conn, UUID(str(row["id"])), token_name)
+
+    def issue_token(self, email: str, *, token_name: str) -> IssuedToken:
+        """A token for an existing user, without a password (the `users create` command)."""
+        with self._pool.connection() as conn:
+            row = conn.execute(QUERIES.user_by_email, {"email": email}).fetchone()
+            if row is None:
+                raise AuthenticationError(f"no user {email}")
+            return self._issue(conn, UUID(str(row["id"])), token_name)
+
+    def _issue(
+        self, conn: psycopg.Connection[dict[str, object]], user_id: UUID, name: str
+    ) -> IssuedToken:
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires_at = datetime.now(UTC) + self._token_ttl
+        conn.execute(
+            QUERIES.insert_token,
+            {
+                "user_id": user_id,
+                "token_hash": hash_token(token),
+                "name": name,
+                "expires_at": expires_at,
+            },
+        )
+        return IssuedToken(token=token, expires_at=expires_at)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """Resolve an ``Authorization: Bearer <token>`` value; raise AuthenticationError."""
+        if not authorization:
+            raise AuthenticationError()
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                QUERIES.authenticate_token, {"token_hash": hash_token(token.strip())}
+            ).fetchone()
+        if row is None:
+            raise AuthenticationError("the token is unknown, expired or revoked")
+        return Principal(user_id=UUID(str(row["user_id"])), token_id=UUID(str(row["id"])))
+
+    def revoke(self, principal: Principal) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                QUERIES.revoke_token,
+                {"token_id": principal.token_id, "user_id": principal.user_id},
+            )

@@ -1,0 +1,97 @@
+-- Queries of the server. Every workflow query is scoped by user_id: another user's row is absent.
+
+-- name: insert_user
+INSERT INTO users (email, password_hash) VALUES (%(email)s, %(password_hash)s)
+RETURNING id, email, created_at
+
+-- name: user_by_email
+SELECT id, email, password_hash, created_at FROM users WHERE lower(email) = lower(%(email)s)
+
+-- name: insert_token
+INSERT INTO api_tokens (user_id, token_hash, name, expires_at)
+VALUES (%(user_id)s, %(token_hash)s, %(name)s, %(expires_at)s)
+RETURNING id
+
+-- name: authenticate_token
+UPDATE api_tokens SET last_used_at = now()
+WHERE token_hash = %(token_hash)s
+  AND revoked_at IS NULL
+  AND (expires_at IS NULL OR expires_at > now())
+RETURNING id, user_id
+
+-- name: revoke_token
+UPDATE api_tokens SET revoked_at = now()
+WHERE id = %(token_id)s AND user_id = %(user_id)s AND revoked_at IS NULL
+
+-- name: insert_workflow
+INSERT INTO workflows (user_id, name, kind, payload, interval_minutes,
+                       max_consecutive_job_failures_allowed, next_run_at)
+VALUES (%(user_id)s, %(name)s, %(kind)s, %(payload)s, %(interval_minutes)s,
+        %(max_failures)s, now())
+RETURNING *
+
+-- name: get_workflow
+SELECT * FROM workflows WHERE id = %(id)s AND user_id = %(user_id)s
+
+-- name: lock_workflow
+SELECT * FROM workflows WHERE id = %(id)s AND user_id = %(user_id)s FOR UPDATE
+
+-- name: list_workflows
+SELECT * FROM workflows
+WHERE user_id = %(user_id)s
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+  AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+  AND (%(build_status)s::text IS NULL OR build_status = %(build_status)s::text)
+  AND (%(terminated)s::boolean IS NULL OR (terminated_at IS NOT NULL) = %(terminated)s::boolean)
+  AND (%(name_pattern)s::text IS NULL OR name ILIKE %(name_pattern)s::text)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: update_workflow
+UPDATE workflows
+SET name = %(name)s,
+    payload = %(payload)s,
+    interval_minutes = %(interval_minutes)s,
+    max_consecutive_job_failures_allowed = %(max_failures)s,
+    generation = %(generation)s,
+    build_status = %(build_status)s,
+    build_error = CASE WHEN %(build_status)s = 'QUEUED' THEN NULL ELSE build_error END,
+    updated_at = now()
+WHERE id = %(id)s AND user_id = %(user_id)s AND terminated_at IS NULL
+RETURNING *
+
+-- name: terminate_workflow
+UPDATE workflows
+SET terminated_at = now(), terminated_reason = %(reason)s, updated_at = now(), next_run_at = NULL
+WHERE id = %(id)s AND user_id = %(user_id)s AND terminated_at IS NULL
+RETURNING *
+
+-- name: cancel_pending_jobs
+UPDATE jobs SET status = 'CANCELED', finished_at = now(), error = %(reason)s
+WHERE workflow_id = %(workflow_id)s AND status IN ('PENDING', 'QUEUED')
+
+-- name: delete_workflow
+DELETE FROM workflows WHERE id = %(id)s AND user_id = %(user_id)s
+
+-- name: insert_outbox
+INSERT INTO outbox (topic, key, payload) VALUES (%(topic)s, %(key)s, %(payload)s)
+
+-- name: delete_expired_idempotency_key
+DELETE FROM idempotency_keys
+WHERE user_id = %(user_id)s AND key = %(key)s AND expires_at <= now()
+
+-- name: claim_idempotency_key
+INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, response_body, expires_at)
+VALUES (%(user_id)s, %(key)s, %(fingerprint)s, 0, 'null'::jsonb,
+        now() + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (user_id, key) DO NOTHING
+RETURNING key
+
+-- name: get_idempotency_key
+SELECT fingerprint, status_code, response_body FROM idempotency_keys
+WHERE user_id = %(user_id)s AND key = %(key)s
+
+-- name: store_idempotent_response
+UPDATE idempotency_keys SET status_code = %(status_code)s, response_body = %(response_body)s
+WHERE user_id = %(user_id)s AND key = %(key)s

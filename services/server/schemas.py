@@ -1,0 +1,167 @@
+"""Request and response shapes of the public API, shared by the HTTP and gRPC edges.
+
+Validation is strict: wrong types are errors (no "5" for 5), unknown fields are rejected, and every
+error names its field. The payload is checked against its kind by chronoverse.payloads.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
+from chronoverse.errors import InvalidFieldsError
+from chronoverse.payloads import field_errors
+
+MAX_INTERVAL_MINUTES = 10080
+MAX_FAILURES_LIMIT = 100
+DEFAULT_FAILURES_LIMIT = 3
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+Name = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=200, strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+Interval = Annotated[int, Field(ge=1, le=MAX_INTERVAL_MINUTES, description="Minutes between runs.")]
+FailureLimit = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_FAILURES_LIMIT,
+        description="Consecutive failed jobs after which the workflow terminates itself.",
+    ),
+]
+# Checked against the kind by chronoverse.payloads.parse_payload, which names the bad field.
+RawPayload = Annotated[
+    Any,
+    WithJsonSchema({"oneOf": [{"type": "object"}, {"type": "string"}]}),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Credentials(_Strict):
+    email: str = Field(max_length=254, examples=["ada@example.com"])
+    password: str = Field(max_length=1024, description="8 to 1024 characters.")
+
+
+class TokenOut(BaseModel):
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+
+
+class UserOut(BaseModel):
+    id: UUID
+    email: str
+    created_at: datetime
+
+
+KindIn = Literal["HEARTBEAT", "CONTAINER"]
+
+
+class WorkflowCreate(_Strict):
+    name: Name
+    kind: KindIn
+    payload: RawPayload = Field(
+        default_factory=dict,
+        description="A JSON object for the kind, or a JSON string holding one (the original "
+        "Chronoverse API's form). See docs/api.md for every field, default and limit.",
+    )
+    interval: Interval
+    max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
+
+
+class WorkflowUpdate(_Strict):
+    """Fields to change; omitted fields keep their values. At least one is required."""
+
+    name: Name | None = None
+    payload: RawPayload | None = None
+    interval: Interval | None = None
+    max_consecutive_job_failures_allowed: FailureLimit | None = None
+
+
+class WorkflowOut(BaseModel):
+    id: UUID
+    user_id: UUID
+    name: str
+    kind: WorkflowKind
+    payload: dict[str, Any]
+    interval: int
+    max_consecutive_job_failures_allowed: int
+    consecutive_job_failures_count: int
+    build_status: BuildStatus
+    build_error: str | None
+    generation: int
+    created_at: datetime
+    updated_at: datetime
+    terminated_at: datetime | None
+    terminated_reason: str | None
+
+    @classmethod
+    def of(cls, workflow: Workflow) -> WorkflowOut:
+        return cls(
+            id=workflow.id,
+            user_id=workflow.user_id,
+            name=workflow.name,
+            kind=workflow.kind,
+            payload=workflow.payload,
+            interval=workflow.interval_minutes,
+            max_consecutive_job_failures_allowed=workflow.max_consecutive_job_failures_allowed,
+            consecutive_job_failures_count=workflow.consecutive_job_failures_count,
+            build_status=workflow.build_status,
+            build_error=workflow.build_error,
+            generation=workflow.generation,
+            created_at=workflow.created_at,
+            updated_at=workflow.updated_at,
+            terminated_at=workflow.terminated_at,
+            terminated_reason=workflow.terminated_reason,
+        )
+
+
+class WorkflowPage(BaseModel):
+    workflows: list[WorkflowOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: object) -> M:
+    """Validate ``data`` (a JSON value) into ``model``; raise InvalidFieldsError naming fields."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidFieldsError(field_errors(exc)) from exc

@@ -1,0 +1,251 @@
+"""Workflow operations: create, read, list, update, terminate, delete.
+
+Every operation runs on a connection inside the caller's transaction, so an Idempotency-Key and
+the outbox event commit together with the change. Decisions (what an update changes, what a page
+cursor means) are pure functions below the class.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from chronoverse.domain import BuildStatus, Topic, Workflow, WorkflowKind
+from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
+from chronoverse.payloads import ContainerPayload, parse_payload
+from chronoverse.sql import Queries
+from services.server.schemas import DEFAULT_PAGE_SIZE, WorkflowCreate, WorkflowUpdate
+
+QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
+MESSAGE_VERSION = 1
+TERMINATED_BY_USER = "terminated by the user"
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListFilter:
+    kind: WorkflowKind | None = None
+    build_status: BuildStatus | None = None
+    terminated: bool | None = None
+    name_contains: str | None = None
+    limit: int = DEFAULT_PAGE_SIZE
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    workflows: list[Workflow]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdatePlan:
+    name: str
+    payload: dict[str, Any]
+    interval_minutes: int
+    max_failures: int
+    generation: int
+    build_status: BuildStatus
+
+
+def create(conn: Conn, user_id: UUID, request: WorkflowCreate) -> Workflow:
+    kind = WorkflowKind(request.kind)
+    payload = parse_payload(kind, request.payload).to_json()
+    row = conn.execute(
+        QUERIES.insert_workflow,
+        {
+            "user_id": user_id,
+            "name": request.name,
+            "kind": kind.value,
+            "payload": Jsonb(payload),
+            "interval_minutes": request.interval,
+            "max_failures": request.max_consecutive_job_failures_allowed,
+        },
+    ).fetchone()
+    assert row is not None
+    workflow = Workflow.from_row(row)
+    _emit(conn, "workflow.created", workflow)
+    return workflow
+
+
+def get(conn: Conn, user_id: UUID, workflow_id: UUID) -> Workflow:
+    row = conn.execute(QUERIES.get_workflow, {"id": workflow_id, "user_id": user_id}).fetchone()
+    if row is None:
+        raise NotFoundError("workflow", str(workflow_id))
+    return Workflow.from_row(row)
+
+
+def list_page(conn: Conn, user_id: UUID, query: ListFilter) -> Page:
+    after = decode_cursor(query.cursor) if query.cursor else None
+    rows = conn.execute(
+        QUERIES.list_workflows,
+        {
+            "user_id": user_id,
+            "after_created_at": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "kind": query.kind.value if query.kind else None,
+            "build_status": query.build_status.value if query.build_status else None,
+            "terminated": query.terminated,
+            "name_pattern": like_pattern(query.name_contains) if query.name_contains else None,
+            "limit": query.limit + 1,
+        },
+    ).fetchall()
+    workflows = [Workflow.from_row(r) for r in rows[: query.limit]]
+    more = len(rows) > query.limit
+    last = workflows[-1] if workflows else None
+    return Page(
+        workflows=workflows,
+        next_cursor=encode_cursor(last.created_at, last.id) if more and last else None,
+    )
+
+
+def update(conn: Conn, user_id: UUID, workflow_id: UUID, request: WorkflowUpdate) -> Workflow:
+    row = conn.execute(QUERIES.lock_workflow, {"id": workflow_id, "user_id": user_id}).fetchone()
+    if row is None:
+        raise NotFoundError("workflow", str(workflow_id))
+    current = Workflow.from_row(row)
+    plan = plan_update(current, request)
+    updated = conn.execute(
+        QUERIES.update_workflow,
+        {
+            "id": workflow_id,
+            "user_id": user_id,
+            "name": plan.name,
+            "payload": Jsonb(plan.payload),
+            "interval_minutes": plan.interval_minutes,
+            "max_failures": plan.max_failures,
+            "generation": plan.generation,
+            "build_status": plan.build_status.value,
+        },
+    ).fetchone()
+    assert updated is not None  # the row is locked and not terminated
+    workflow = Workflow.from_row(updated)
+    _emit(conn, "workflow.updated", workflow)
+    return workflow
+
+
+def terminate(
+    conn: Conn, user_id: UUID, workflow_id: UUID, *, reason: str = TERMINATED_BY_USER
+) -> Workflow:
+    """Terminate and cancel pending jobs. Terminating a terminated workflow changes nothing."""
+    row = conn.execute(
+        QUERIES.terminate_workflow, {"id": workflow_id, "user_id": user_id, "reason": reason}
+    ).fetchone()
+    if row is None:
+        return get(conn, user_id, workflow_id)  # 404 if absent; unchanged if already terminated
+    workflow = Workflow.from_row(row)
+    conn.execute(QUERIES.cancel_pending_jobs, {"workflow_id": workflow_id, "reason": reason})
+    _emit(conn, "workflow.terminated", workflow)
+    return workflow
+
+
+def delete(conn: Conn, user_id: UUID, workflow_id: UUID) -> None:
+    """Terminate (so workers stop its work), then delete the workflow and its history."""
+    workflow = terminate(conn, user_id, workflow_id, reason="deleted by the user")
+    conn.execute(QUERIES.delete_workflow, {"id": workflow_id, "user_id": user_id})
+    _emit(conn, "workflow.deleted", workflow)
+
+
+def _emit(conn: Conn, event: str, workflow: Workflow) -> None:
+    conn.execute(
+        QUERIES.insert_outbox,
+        {
+            "topic": Topic.WORKFLOWS.value,
+            "key": str(workflow.id),
+            "payload": Jsonb(event_body(event, workflow)),
+        },
+    )
+
+
+# --- pure decisions -----------------------------------------------------------------------------
+
+
+def event_body(event: str, workflow: Workflow) -> dict[str, Any]:
+    """The `workflows` topic message for an event (versioned, snake_case)."""
+    return {
+        "v": MESSAGE_VERSION,
+        "type": event,
+        "workflow_id": str(workflow.id),
+        "user_id": str(workflow.user_id),
+        "kind": workflow.kind.value,
+        "generation": workflow.generation,
+    }
+
+
+def plan_update(current: Workflow, request: WorkflowUpdate) -> UpdatePlan:
+    """What an update writes. A changed CONTAINER payload means a rebuild of a new generation."""
+    if current.is_terminated:
+        raise ConflictError(
+            "workflow_terminated",
+            f"workflow {current.id} was terminated ({current.terminated_reason}); "
+            "terminated workflows cannot change",
+        )
+    if not request.model_fields_set - {"payload"} and request.payload is None:
+        raise InvalidFieldsError(
+            [
+                FieldError(
+                    "body",
+                    "give at least one of name, payload, interval, "
+                    "max_consecutive_job_failures_allowed",
+                )
+            ]
+        )
+    payload = current.payload
+    generation = current.generation
+    build_status = current.build_status
+    if request.payload is not None:
+        parsed = parse_payload(current.kind, request.payload)
+        payload = parsed.to_json()
+        if payload != current.payload:
+            generation += 1
+            if isinstance(parsed, ContainerPayload):
+                build_status = BuildStatus.QUEUED
+    return UpdatePlan(
+        name=request.name if request.name is not None else current.name,
+        payload=payload,
+        interval_minutes=request.interval
+        if request.interval is not None
+        else current.interval_minutes,
+        max_failures=(
+            request.max_consecutive_job_failures_allowed
+            if request.max_consecutive_job_failures_allowed is not None
+            else current.max_consecutive_job_failures_allowed
+        ),
+        generation=generation,
+        build_status=build_status,
+    )
+
+
+def encode_cursor(created_at: datetime, workflow_id: UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(workflow_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, workflow_id = json.loads(raw)
+        parsed = datetime.fromisoformat(created_at)
+        if parsed.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return parsed, UUID(workflow_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidFieldsError(
+            [FieldError("cursor", "is not a cursor this API returned")]
+        ) from exc
+
+
+def like_pattern(text: str) -> str:
+    """An ILIKE pattern matching ``text`` anywhere, with its own wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
