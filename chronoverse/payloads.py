@@ -206,6 +206,9 @@ def parse_payload(kind: WorkflowKind, raw: object) -> Payload:
         raise InvalidFieldsError(
             [FieldError("payload", f"must be at most {MAX_PAYLOAD_BYTES} bytes")]
         )
+    if nul := _find_nul(raw, "payload"):
+        # Postgres cannot store NUL in text or jsonb; say so instead of failing later.
+        raise InvalidFieldsError([FieldError(nul, "must not contain NUL (\\u0000) characters")])
     if "kind" in raw and raw["kind"] != kind.value:
         raise InvalidFieldsError(
             [
@@ -221,6 +224,23 @@ def parse_payload(kind: WorkflowKind, raw: object) -> Payload:
     if isinstance(payload, HeartbeatPayload) and (error := payload.missing_endpoint()):
         raise InvalidFieldsError([error])
     return payload
+
+
+def _find_nul(value: object, path: str) -> str | None:
+    """The dotted path of the first string (key or value) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                return f"{path}.{key!r}"
+            if found := _find_nul(item, f"{path}.{key}"):
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := _find_nul(item, f"{path}.{index}"):
+                return found
+    return None
 
 
 def field_errors(exc: ValidationError, *, prefix: str = "") -> list[FieldError]:

@@ -9,7 +9,8 @@ from uuid import UUID
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text}
     for status, text in {
+        400: "The body is not valid JSON.",
         401: "No valid bearer token.",
         404: "No such resource for this user.",
         409: "Conflicts with the resource's state or an earlier Idempotency-Key.",
@@ -167,7 +169,13 @@ def create_app(context: ServerContext) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics.")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics.",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -375,9 +383,21 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(
+        response = error_response(
             exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
         )
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; list every route's.
+            path = request.url.path
+            methods = {
+                method
+                for route in request.app.router.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(path)
+                for method in route.methods - {"HEAD"}
+            }
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error(

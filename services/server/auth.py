@@ -25,7 +25,7 @@ from chronoverse.sql import Queries
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 TOKEN_PREFIX = "cv_"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 _hasher = PasswordHasher()

@@ -56,8 +56,12 @@ class _Strict(BaseModel):
 
 
 class Credentials(_Strict):
-    email: str = Field(max_length=254, examples=["ada@example.com"])
-    password: str = Field(max_length=1024, description="8 to 1024 characters.")
+    email: str = Field(
+        max_length=254,
+        pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+        examples=["ada@example.com"],
+    )
+    password: str = Field(min_length=8, max_length=1024)
 
 
 class TokenOut(BaseModel):

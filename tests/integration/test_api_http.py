@@ -76,6 +76,7 @@ def test_register_login_and_logout(http: httpx.Client) -> None:
         ({"email": "a@example.com"}, "password"),
         ({"email": 5, "password": "long enough"}, "email"),
         ({"email": "a@example.com", "password": "long enough", "admin": True}, "admin"),
+        ({"email": "a\x00b@example.com", "password": "long enough"}, "email"),
     ],
 )
 def test_register_names_the_bad_field(http: httpx.Client, body: dict[str, Any], field: str) -> None:
@@ -233,6 +234,8 @@ INVALID = [
     (_container(pull_policy="sometimes"), "payload.pull_policy"),
     (_container(privileged=True), "payload.privileged"),
     (_container(kind="HEARTBEAT"), "payload.kind"),
+    (_container(args=["ok", "nul\x00"]), "payload.args.1"),
+    (_heartbeat(endpoint="https://example.com", headers={"X": "a\x00"}), "payload.headers.X"),
 ]
 
 
