@@ -394,7 +394,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                 method
                 for route in request.app.router.routes
                 if isinstance(route, APIRoute) and route.path_regex.match(path)
-                for method in route.methods - {"HEAD"}
+                for method in (route.methods or set()) - {"HEAD"}
             }
             response.headers["Allow"] = ", ".join(sorted(methods))
         return response
