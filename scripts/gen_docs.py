@@ -14,7 +14,7 @@ from pydantic import BaseModel
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chronoverse.cli import CliSettings  # noqa: E402
+from chronoverse.cli.admin import AdminSettings  # noqa: E402
 from chronoverse.settings import ENV_PREFIX  # noqa: E402
 from services.execution_worker.settings import Settings as ExecutionSettings  # noqa: E402
 from services.log_processor.settings import Settings as LogSettings  # noqa: E402
@@ -30,7 +30,7 @@ COMPONENTS: list[tuple[str, type[BaseModel]]] = [
     ("workflow-worker", WorkflowSettings),
     ("execution-worker", ExecutionSettings),
     ("log-processor", LogSettings),
-    ("chronoverse CLI (migrate, topics)", CliSettings),
+    ("chronoverse CLI admin commands (migrate, topics, users)", AdminSettings),
 ]
 
 INTRO = """# Configuration

@@ -1,0 +1,43 @@
+"""Printing results: aligned tables for people, JSON for scripts, readable API errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from chronoverse.client import ApiError
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [
+        [str(h) for h in headers],
+        *[["" if c is None else str(c) for c in row] for row in rows],
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def print_record(record: dict[str, Any]) -> None:
+    width = max(len(key) for key in record)
+    for key, value in record.items():
+        shown = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+        click.echo(f"{key.ljust(width)}  {'' if shown is None else shown}")
+
+
+class ApiErrorExit(click.ClickException):
+    """An API error as the CLI shows it: the message, then each bad field."""
+
+    def __init__(self, error: ApiError) -> None:
+        lines = [error.message]
+        lines += [f"  {d.get('field')}: {d.get('message')}" for d in error.details]
+        super().__init__("\n".join(lines))
