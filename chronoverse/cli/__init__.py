@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,12 +18,23 @@ from chronoverse.errors import ChronoverseError
 from chronoverse.logconfig import configure_logging
 
 
+class _Group(click.Group):
+    """Shows an API error as its message and the bad fields, with exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiError as exc:
+            raise ApiErrorExit(exc) from exc
+
+
 @click.group(
+    cls=_Group,
     help="Chronoverse: scheduled HEARTBEAT and CONTAINER jobs with live logs.\n\n"
     "API commands find the server and token in --server/--token, then "
     "CHRONOVERSE_SERVER_URL/CHRONOVERSE_TOKEN, then the config file that "
     "`chronoverse login` writes. Admin commands (migrate, topics, users) read "
-    "CHRONOVERSE_DATABASE_URL and CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS."
+    "CHRONOVERSE_DATABASE_URL and CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS.",
 )
 @click.version_option(__version__)
 @click.option(
@@ -58,10 +70,7 @@ def cli(
 @click.pass_obj
 def register(config: ClientConfig, email: str, password: str) -> None:
     with config.client(authenticated=False) as client:
-        try:
-            user = client.register(email, password)
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        user = client.register(email, password)
     click.echo(f"registered {user['email']}; now run `chronoverse login --email {user['email']}`")
 
 
@@ -71,10 +80,7 @@ def register(config: ClientConfig, email: str, password: str) -> None:
 @click.pass_obj
 def login(config: ClientConfig, email: str, password: str) -> None:
     with config.client(authenticated=False) as client:
-        try:
-            issued = client.login(email, password)
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        issued = client.login(email, password)
     config.save(server_url=config.resolved_server_url, token=issued["token"])
     click.echo(
         f"logged in to {config.resolved_server_url} as {email}; token saved to {config.path}"
@@ -85,10 +91,7 @@ def login(config: ClientConfig, email: str, password: str) -> None:
 @click.pass_obj
 def logout(config: ClientConfig) -> None:
     with config.client() as client:
-        try:
-            client.logout()
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        client.logout()
     stored = config.stored()
     stored.pop("token", None)
     config.save(**stored)

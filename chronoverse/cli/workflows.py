@@ -10,8 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from chronoverse.cli.config import ClientConfig
-from chronoverse.cli.output import ApiErrorExit, print_json, print_record, print_table
-from chronoverse.client import ApiError
+from chronoverse.cli.output import print_json, print_record, print_table
 
 LIST_COLUMNS = ("ID", "NAME", "KIND", "EVERY", "BUILD", "STATE", "FAILURES", "CREATED")
 
@@ -114,10 +113,7 @@ def create(
     if max_failures is not None:
         body["max_consecutive_job_failures_allowed"] = max_failures
     with _config(ctx).client() as client:
-        try:
-            workflow = client.create_workflow(body, idempotency_key=idempotency_key)
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        workflow = client.create_workflow(body, idempotency_key=idempotency_key)
     if as_json:
         print_json(workflow)
     else:
@@ -158,17 +154,14 @@ def list_(
     found: list[dict[str, Any]] = []
     with _config(ctx).client() as client:
         while True:
-            try:
-                page = client.list_workflows(
-                    kind=kind.upper() if kind else None,
-                    build_status=build_status.upper() if build_status else None,
-                    terminated=None if terminated is None else str(terminated).lower(),
-                    name=name,
-                    limit=limit,
-                    cursor=cursor,
-                )
-            except ApiError as exc:
-                raise ApiErrorExit(exc) from exc
+            page = client.list_workflows(
+                kind=kind.upper() if kind else None,
+                build_status=build_status.upper() if build_status else None,
+                terminated=None if terminated is None else str(terminated).lower(),
+                name=name,
+                limit=limit,
+                cursor=cursor,
+            )
             found.extend(page["workflows"])
             cursor = page["next_cursor"]
             if not fetch_all or cursor is None:
@@ -202,10 +195,7 @@ def list_(
 @click.pass_context
 def get(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     with _config(ctx).client() as client:
-        try:
-            workflow = client.get_workflow(workflow_id)
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        workflow = client.get_workflow(workflow_id)
     _show(workflow, as_json)
 
 
@@ -242,10 +232,7 @@ def update(
             "nothing to change: give --name, --interval, --max-failures or --payload"
         )
     with _config(ctx).client() as client:
-        try:
-            workflow = client.update_workflow(workflow_id, changes)
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        workflow = client.update_workflow(workflow_id, changes)
     _show(workflow, as_json)
 
 
@@ -255,10 +242,7 @@ def update(
 @click.pass_context
 def terminate(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     with _config(ctx).client() as client:
-        try:
-            workflow = client.terminate_workflow(workflow_id)
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        workflow = client.terminate_workflow(workflow_id)
     if as_json:
         print_json(workflow)
     else:
@@ -273,8 +257,5 @@ def delete(ctx: click.Context, workflow_id: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete workflow {workflow_id} and all its history?", abort=True)
     with _config(ctx).client() as client:
-        try:
-            client.delete_workflow(workflow_id)
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        client.delete_workflow(workflow_id)
     click.echo(f"deleted workflow {workflow_id}")
