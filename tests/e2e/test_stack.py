@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from chronoverse.v1 import server_pb2, server_pb2_grpc
+from chronoverse.v1 import server_pb2, server_pb2_grpc, workflows_pb2, workflows_pb2_grpc
 from tests.conftest import ROOT, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -176,7 +176,12 @@ def test_grpc_health_reflection_and_server_info(stack: dict[str, int]) -> None:
         assert response.status == health_pb2.HealthCheckResponse.SERVING
 
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
-        assert {"chronoverse.v1.ServerInfoService", "grpc.health.v1.Health"} <= services
+        assert {
+            "chronoverse.v1.ServerInfoService",
+            "chronoverse.v1.AuthService",
+            "chronoverse.v1.WorkflowService",
+            "grpc.health.v1.Health",
+        } <= services
 
         info = server_pb2_grpc.ServerInfoServiceStub(channel).GetServerInfo(
             server_pb2.GetServerInfoRequest(), timeout=5
@@ -215,3 +220,44 @@ def test_readiness_names_the_dependency_that_is_down(environ: Mapping[str, str])
         started = time.monotonic()
         assert process.wait(timeout=15) == 0
         assert time.monotonic() - started < 15
+
+
+def test_a_user_creates_workflows_through_the_running_server(stack: dict[str, int]) -> None:
+    base = f"http://127.0.0.1:{8080 + OFFSET}"
+
+    def post(path: str, body: dict[str, object], token: str | None = None) -> dict[str, object]:
+        request = urllib.request.Request(
+            base + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Bearer {token}"} if token else {}),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    credentials = {"email": "e2e@example.com", "password": "correct horse"}
+    post("/auth/register", credentials)
+    token = str(post("/auth/login", credentials)["token"])
+    created = post(
+        "/workflows",
+        {
+            "name": "hello",
+            "kind": "CONTAINER",
+            "interval": 1,
+            "payload": '{"image": "local/busybox:latest"}',
+        },
+        token,
+    )
+    assert created["build_status"] == "QUEUED"
+
+    with grpc.insecure_channel(f"127.0.0.1:{50051 + OFFSET}") as channel:
+        stub = workflows_pb2_grpc.WorkflowServiceStub(channel)
+        listed = stub.ListWorkflows(
+            workflows_pb2.ListWorkflowsRequest(),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=10,
+        )
+    assert [w.id for w in listed.workflows] == [created["id"]]
