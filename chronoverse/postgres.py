@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -14,17 +15,18 @@ from chronoverse.sql import Queries
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 
 
-def create_pool(
-    settings: PostgresSettings, *, name: str
-) -> ConnectionPool[psycopg.Connection[dict[str, object]]]:
-    """Open a pool of dict-row connections; the first connection is made lazily."""
+Pool = ConnectionPool[psycopg.Connection[dict[str, Any]]]
+
+
+def create_pool(settings: PostgresSettings, *, name: str, open: bool = True) -> Pool:
+    """A pool of dict-row connections. With ``open=False``, call ``pool.open()`` before use."""
     return ConnectionPool(
         settings.database_url,
         min_size=settings.database_pool_min_size,
         max_size=settings.database_pool_max_size,
         name=name,
-        open=True,
-        connection_class=psycopg.Connection[dict[str, object]],
+        open=open,
+        connection_class=psycopg.Connection[dict[str, Any]],
         kwargs={"row_factory": dict_row, "application_name": f"chronoverse-{name}"},
     )
 

@@ -17,10 +17,10 @@ from uuid import UUID
 import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from psycopg_pool import ConnectionPool
 
 from chronoverse.domain import User
 from chronoverse.errors import AuthenticationError, ConflictError, FieldError, InvalidFieldsError
+from chronoverse.postgres import Pool
 from chronoverse.sql import Queries
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
@@ -67,9 +67,7 @@ def validate_credentials(email: object, password: object) -> tuple[str, str]:
 
 
 class Accounts:
-    def __init__(
-        self, pool: ConnectionPool[psycopg.Connection[dict[str, object]]], *, token_ttl: timedelta
-    ) -> None:
+    def __init__(self, pool: Pool, *, token_ttl: timedelta) -> None:
         self._pool = pool
         self._token_ttl = token_ttl
 

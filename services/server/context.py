@@ -8,9 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
+from chronoverse.postgres import Pool, create_pool
 from services.server.auth import Accounts
 from services.server.settings import Settings
 
@@ -19,15 +18,7 @@ class ServerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # Opened by open(): building the app (e.g. to render OpenAPI) needs no database.
-        self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
-            settings.database_url,
-            min_size=settings.database_pool_min_size,
-            max_size=settings.database_pool_max_size,
-            name="server",
-            open=False,
-            connection_class=psycopg.Connection[dict[str, Any]],
-            kwargs={"row_factory": dict_row, "application_name": "chronoverse-server"},
-        )
+        self.pool: Pool = create_pool(settings, name="server", open=False)
         self.accounts = Accounts(self.pool, token_ttl=timedelta(days=settings.token_ttl_days))
 
     def open(self) -> None:
