@@ -22,3 +22,21 @@ SELECT pg_advisory_unlock(%(key)s)
 
 -- name: ping
 SELECT 1
+
+-- name: terminate_workflow
+UPDATE workflows
+SET terminated_at = now(), terminated_reason = %(reason)s, updated_at = now(), next_run_at = NULL
+WHERE id = %(id)s
+  AND (%(user_id)s::uuid IS NULL OR user_id = %(user_id)s::uuid)
+  AND terminated_at IS NULL
+RETURNING *
+
+-- name: cancel_pending_jobs
+UPDATE jobs SET status = 'CANCELED', finished_at = now(), error = %(reason)s
+WHERE workflow_id = %(workflow_id)s AND status IN ('PENDING', 'QUEUED')
+
+-- name: insert_outbox
+INSERT INTO outbox (topic, key, payload) VALUES (%(topic)s, %(key)s, %(payload)s)
+
+-- name: notify_scheduler
+SELECT pg_notify('chronoverse_scheduler', '')

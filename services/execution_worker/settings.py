@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from pydantic import Field
 
 from chronoverse.settings import (
@@ -13,9 +16,34 @@ from chronoverse.settings import (
 )
 
 
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, HealthSettings):
     """Everything the execution-worker reads from the environment."""
 
     health_port: int = Field(
         9103, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics."
     )
+    worker_id: str = Field(
+        default_factory=_default_worker_id,
+        description="This worker's name in job leases (`lease_owner`). Default: hostname-pid.",
+    )
+    concurrency: int = Field(8, ge=1, le=256, description="Jobs this worker runs at once.")
+    lease_s: float = Field(
+        30.0,
+        ge=1,
+        description="Lease length. A worker renews its leases every third of it; a job whose "
+        "lease lapses (its worker died) is recovered and retried.",
+    )
+    retry_max_attempts: int = Field(
+        3,
+        ge=1,
+        description="Attempts for a job that fails for a SYSTEM reason before it counts "
+        "as a failure.",
+    )
+    retry_base_delay_s: float = Field(
+        2.0, ge=0, description="Backoff before the second attempt; doubles each attempt."
+    )
+    retry_max_delay_s: float = Field(60.0, ge=0, description="Longest backoff between attempts.")

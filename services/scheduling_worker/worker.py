@@ -1,16 +1,16 @@
-"""The scheduling-worker's main loop."""
+"""The scheduling-worker process: wiring for the scheduling loop."""
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from chronoverse.checks import kafka_check, postgres_check
 from chronoverse.domain import Topic
 from chronoverse.health import Check
+from chronoverse.kafka.producer import Producer
+from chronoverse.postgres import create_pool
+from services.scheduling_worker.scheduler import Scheduler
 from services.scheduling_worker.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 
 class SchedulingWorker:
@@ -22,6 +22,10 @@ class SchedulingWorker:
         return [postgres_check(s), kafka_check(s, (Topic.JOBS.value, Topic.WORKFLOWS.value))]
 
     def run(self, stop: threading.Event) -> None:
-        # Skeleton: the loop arrives with the scheduling and container issues. Until then the
-        # process starts, reports readiness of its dependencies and stops cleanly on SIGTERM.
-        stop.wait()
+        pool = create_pool(self._settings, name="scheduling-worker")
+        producer = Producer(self._settings, client_id="chronoverse-scheduling-worker")
+        try:
+            Scheduler(self._settings, pool, producer).run(stop)
+        finally:
+            producer.close()
+            pool.close()

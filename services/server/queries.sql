@@ -61,21 +61,8 @@ SET name = %(name)s,
 WHERE id = %(id)s AND user_id = %(user_id)s AND terminated_at IS NULL
 RETURNING *
 
--- name: terminate_workflow
-UPDATE workflows
-SET terminated_at = now(), terminated_reason = %(reason)s, updated_at = now(), next_run_at = NULL
-WHERE id = %(id)s AND user_id = %(user_id)s AND terminated_at IS NULL
-RETURNING *
-
--- name: cancel_pending_jobs
-UPDATE jobs SET status = 'CANCELED', finished_at = now(), error = %(reason)s
-WHERE workflow_id = %(workflow_id)s AND status IN ('PENDING', 'QUEUED')
-
 -- name: delete_workflow
 DELETE FROM workflows WHERE id = %(id)s AND user_id = %(user_id)s
-
--- name: insert_outbox
-INSERT INTO outbox (topic, key, payload) VALUES (%(topic)s, %(key)s, %(payload)s)
 
 -- name: delete_expired_idempotency_key
 DELETE FROM idempotency_keys
@@ -95,3 +82,22 @@ WHERE user_id = %(user_id)s AND key = %(key)s
 -- name: store_idempotent_response
 UPDATE idempotency_keys SET status_code = %(status_code)s, response_body = %(response_body)s
 WHERE user_id = %(user_id)s AND key = %(key)s
+
+-- name: insert_manual_job
+INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status, idempotency_key)
+VALUES (%(workflow_id)s, %(user_id)s, 'MANUAL', now(), 'PENDING', %(idempotency_key)s)
+RETURNING *
+
+-- name: get_job
+SELECT * FROM jobs WHERE id = %(job_id)s AND workflow_id = %(workflow_id)s AND user_id = %(user_id)s
+
+-- name: list_jobs
+SELECT * FROM jobs
+WHERE workflow_id = %(workflow_id)s
+  AND user_id = %(user_id)s
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(trigger)s::text IS NULL OR trigger = %(trigger)s::text)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s

@@ -19,8 +19,16 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
+from chronoverse.domain import (
+    BuildStatus,
+    FailureKind,
+    JobStatus,
+    JobTrigger,
+    Workflow,
+    WorkflowKind,
+)
 from chronoverse.errors import InvalidFieldsError
+from chronoverse.jobs import Job
 from chronoverse.payloads import field_errors
 
 MAX_INTERVAL_MINUTES = 10080
@@ -140,6 +148,47 @@ class WorkflowOut(BaseModel):
 
 class WorkflowPage(BaseModel):
     workflows: list[WorkflowOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class JobOut(BaseModel):
+    id: UUID
+    workflow_id: UUID
+    status: JobStatus
+    trigger: JobTrigger
+    scheduled_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None = Field(description="Start of the latest attempt.")
+    completed_at: datetime | None = Field(description="When the job reached its final status.")
+    attempt: int = Field(description="Attempts so far (SYSTEM failures are retried).")
+    exit_code: int | None
+    failure_kind: FailureKind | None = Field(
+        description="USER failures count toward auto-termination; SYSTEM ones were retried first."
+    )
+    error: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            id=job.id,
+            workflow_id=job.workflow_id,
+            status=job.status,
+            trigger=job.trigger,
+            scheduled_at=job.scheduled_at,
+            queued_at=job.queued_at,
+            started_at=job.started_at,
+            completed_at=job.finished_at,
+            attempt=job.attempt,
+            exit_code=job.exit_code,
+            failure_kind=job.failure_kind,
+            error=job.error,
+        )
+
+
+class JobPageOut(BaseModel):
+    jobs: list[JobOut]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )

@@ -7,11 +7,7 @@ cursor means) are pure functions below the class.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -19,14 +15,15 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from chronoverse.domain import BuildStatus, Topic, Workflow, WorkflowKind
+from chronoverse import lifecycle
+from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
 from chronoverse.payloads import ContainerPayload, parse_payload
 from chronoverse.sql import Queries
+from services.server.pagination import decode_cursor, encode_cursor
 from services.server.schemas import DEFAULT_PAGE_SIZE, WorkflowCreate, WorkflowUpdate
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
-MESSAGE_VERSION = 1
 TERMINATED_BY_USER = "terminated by the user"
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -74,7 +71,7 @@ def create(conn: Conn, user_id: UUID, request: WorkflowCreate) -> Workflow:
     ).fetchone()
     assert row is not None
     workflow = Workflow.from_row(row)
-    _emit(conn, "workflow.created", workflow)
+    lifecycle.emit(conn, "workflow.created", workflow)
     return workflow
 
 
@@ -130,7 +127,7 @@ def update(conn: Conn, user_id: UUID, workflow_id: UUID, request: WorkflowUpdate
     ).fetchone()
     assert updated is not None  # the row is locked and not terminated
     workflow = Workflow.from_row(updated)
-    _emit(conn, "workflow.updated", workflow)
+    lifecycle.emit(conn, "workflow.updated", workflow)
     return workflow
 
 
@@ -138,48 +135,19 @@ def terminate(
     conn: Conn, user_id: UUID, workflow_id: UUID, *, reason: str = TERMINATED_BY_USER
 ) -> Workflow:
     """Terminate and cancel pending jobs. Terminating a terminated workflow changes nothing."""
-    row = conn.execute(
-        QUERIES.terminate_workflow, {"id": workflow_id, "user_id": user_id, "reason": reason}
-    ).fetchone()
-    if row is None:
-        return get(conn, user_id, workflow_id)  # 404 if absent; unchanged if already terminated
-    workflow = Workflow.from_row(row)
-    conn.execute(QUERIES.cancel_pending_jobs, {"workflow_id": workflow_id, "reason": reason})
-    _emit(conn, "workflow.terminated", workflow)
-    return workflow
+    workflow = lifecycle.terminate(conn, workflow_id, reason=reason, user_id=user_id)
+    # None: absent (404) or already terminated (returned unchanged).
+    return workflow if workflow is not None else get(conn, user_id, workflow_id)
 
 
 def delete(conn: Conn, user_id: UUID, workflow_id: UUID) -> None:
     """Terminate (so workers stop its work), then delete the workflow and its history."""
     workflow = terminate(conn, user_id, workflow_id, reason="deleted by the user")
     conn.execute(QUERIES.delete_workflow, {"id": workflow_id, "user_id": user_id})
-    _emit(conn, "workflow.deleted", workflow)
-
-
-def _emit(conn: Conn, event: str, workflow: Workflow) -> None:
-    conn.execute(
-        QUERIES.insert_outbox,
-        {
-            "topic": Topic.WORKFLOWS.value,
-            "key": str(workflow.id),
-            "payload": Jsonb(event_body(event, workflow)),
-        },
-    )
+    lifecycle.emit(conn, "workflow.deleted", workflow)
 
 
 # --- pure decisions -----------------------------------------------------------------------------
-
-
-def event_body(event: str, workflow: Workflow) -> dict[str, Any]:
-    """The `workflows` topic message for an event (versioned, snake_case)."""
-    return {
-        "v": MESSAGE_VERSION,
-        "type": event,
-        "workflow_id": str(workflow.id),
-        "user_id": str(workflow.user_id),
-        "kind": workflow.kind.value,
-        "generation": workflow.generation,
-    }
 
 
 def plan_update(current: Workflow, request: WorkflowUpdate) -> UpdatePlan:
@@ -224,25 +192,6 @@ def plan_update(current: Workflow, request: WorkflowUpdate) -> UpdatePlan:
         generation=generation,
         build_status=build_status,
     )
-
-
-def encode_cursor(created_at: datetime, workflow_id: UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(workflow_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, workflow_id = json.loads(raw)
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return parsed, UUID(workflow_id)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidFieldsError(
-            [FieldError("cursor", "is not a cursor this API returned")]
-        ) from exc
 
 
 def like_pattern(text: str) -> str:

@@ -1,16 +1,18 @@
-"""The workflow-worker's main loop."""
+"""The workflow-worker process: the `workflows` consumer and the builder."""
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from chronoverse.checks import docker_check, kafka_check, postgres_check, redis_check
 from chronoverse.domain import Topic
 from chronoverse.health import Check
+from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
+from chronoverse.postgres import create_pool
+from services.workflow_worker.builds import Builder, WorkflowEvent, decode_workflow_event
 from services.workflow_worker.settings import Settings
 
-logger = logging.getLogger(__name__)
+CONSUMER_GROUP = "chronoverse-workflow-worker"
 
 
 class WorkflowWorker:
@@ -27,6 +29,20 @@ class WorkflowWorker:
         ]
 
     def run(self, stop: threading.Event) -> None:
-        # Skeleton: the loop arrives with the scheduling and container issues. Until then the
-        # process starts, reports readiness of its dependencies and stops cleanly on SIGTERM.
-        stop.wait()
+        pool = create_pool(self._settings, name="workflow-worker")
+        loop: ConsumerLoop[WorkflowEvent] = ConsumerLoop(
+            self._settings,
+            ConsumerOptions(
+                group_id=CONSUMER_GROUP,
+                topics=(Topic.WORKFLOWS.value,),
+                client_id="chronoverse-workflow-worker",
+                max_batch_size=100,
+                concurrency=4,
+            ),
+            decode=decode_workflow_event,
+            handle=Builder(pool).handle,
+        )
+        try:
+            loop.run(stop)
+        finally:
+            pool.close()

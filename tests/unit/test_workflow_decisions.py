@@ -6,8 +6,9 @@ import pytest
 
 from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
 from chronoverse.errors import ConflictError, InvalidFieldsError
+from services.server.pagination import decode_cursor, encode_cursor
 from services.server.schemas import WorkflowUpdate
-from services.server.workflows import decode_cursor, encode_cursor, like_pattern, plan_update
+from services.server.workflows import like_pattern, plan_update
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

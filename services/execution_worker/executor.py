@@ -1,0 +1,358 @@
+"""Claiming, running and recording jobs, and recovering those whose worker died.
+
+A job is claimed with one conditional UPDATE that takes it from PENDING/QUEUED to RUNNING and
+increments its lease token; a duplicate or stale message finds nothing to claim. The result is
+written with the token as a condition, in one transaction with the failure count and, when the
+count reaches the limit, the workflow's termination.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import psycopg
+from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from chronoverse import lifecycle
+from chronoverse.domain import JobStatus, WorkflowKind
+from chronoverse.jobs import JobMessage
+from chronoverse.kafka.consumer import Record
+from chronoverse.payloads import HeartbeatPayload
+from chronoverse.postgres import Pool
+from chronoverse.scheduling import (
+    Outcome,
+    RetryPolicy,
+    RunResult,
+    decide_outcome,
+    termination_reason,
+)
+from chronoverse.sql import Queries
+from services.execution_worker.heartbeat import run_heartbeat
+
+logger = logging.getLogger(__name__)
+QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
+Conn = psycopg.Connection[dict[str, Any]]
+
+DUPLICATES = Counter(
+    "chronoverse_job_messages_unclaimable",
+    "Job messages whose job was already claimed, finished or not yet due.",
+)
+QUEUE_TO_START = Histogram(
+    "chronoverse_job_queue_to_start_seconds",
+    "From QUEUED to RUNNING.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+DURATION = Histogram(
+    "chronoverse_job_duration_seconds",
+    "From RUNNING to the recorded outcome, by kind.",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600),
+)
+OUTCOMES = Counter(
+    "chronoverse_job_outcomes",
+    "Recorded outcomes by kind, status and failure kind.",
+    ["kind", "status", "failure_kind"],
+)
+STALE_RESULTS = Counter(
+    "chronoverse_job_results_discarded",
+    "Results not recorded because the lease was lost (fencing).",
+)
+TERMINATIONS = Counter(
+    "chronoverse_workflows_auto_terminated", "Workflows terminated for consecutive failures."
+)
+
+WORKER_LOST = "worker lost: its lease expired before it recorded a result"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    job_id: UUID
+    workflow_id: UUID
+    kind: WorkflowKind
+    payload: dict[str, Any]
+    attempt: int
+    lease_token: int
+
+
+class LeaseBook:
+    """The leases this worker holds: what the renewer renews."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[UUID, int] = {}
+
+    def add(self, job_id: UUID, token: int) -> None:
+        with self._lock:
+            self._tokens[job_id] = token
+
+    def remove(self, job_id: UUID) -> None:
+        with self._lock:
+            self._tokens.pop(job_id, None)
+
+    def snapshot(self) -> dict[UUID, int]:
+        with self._lock:
+            return dict(self._tokens)
+
+
+_db_retry = retry(
+    retry=retry_if_exception_type(psycopg.OperationalError),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        worker_id: str,
+        lease_s: float,
+        policy: RetryPolicy,
+        http: httpx.Client,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._pool = pool
+        self._worker_id = worker_id
+        self._lease_s = lease_s
+        self._policy = policy
+        self._http = http
+        self._clock = clock
+        self.leases = LeaseBook()
+
+    def handle(self, batch: Sequence[Record[JobMessage]]) -> None:
+        """The consumer's handler: returning means every job in the batch is accounted for."""
+        for record in batch:
+            self.execute(record.value)
+
+    def execute(self, message: JobMessage) -> None:
+        claim = self._claim(message.job_id)
+        if claim is None:
+            DUPLICATES.inc()
+            logger.debug(
+                "job %s not claimable (duplicate, finished or not due)",
+                message.job_id,
+                extra={"action": "job_unclaimable", "job_id": str(message.job_id)},
+            )
+            return
+        logger.info(
+            "running job %s (attempt %d)",
+            claim.job_id,
+            claim.attempt,
+            extra={
+                "action": "job_started",
+                "job_id": str(claim.job_id),
+                "workflow_id": str(claim.workflow_id),
+                "attempt": claim.attempt,
+            },
+        )
+        self.leases.add(claim.job_id, claim.lease_token)
+        try:
+            result = self._run(claim)
+        finally:
+            self.leases.remove(claim.job_id)
+        outcome = decide_outcome(
+            result, attempt=claim.attempt, policy=self._policy, now=self._clock()
+        )
+        self.record(claim.job_id, claim.lease_token, claim.kind, outcome)
+
+    @_db_retry
+    def _claim(self, job_id: UUID) -> Claim | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                QUERIES.claim_job,
+                {"job_id": job_id, "owner": self._worker_id, "lease_s": self._lease_s},
+            ).fetchone()
+        if row is None:
+            return None
+        if row["queued_at"] is not None:
+            QUEUE_TO_START.observe(max(0.0, (row["started_at"] - row["queued_at"]).total_seconds()))
+        return Claim(
+            job_id=row["id"],
+            workflow_id=row["workflow_id"],
+            kind=WorkflowKind(row["kind"]),
+            payload=row["payload"],
+            attempt=row["attempt"],
+            lease_token=row["lease_token"],
+        )
+
+    def _run(self, claim: Claim) -> RunResult:
+        try:
+            if claim.kind is WorkflowKind.HEARTBEAT:
+                return run_heartbeat(HeartbeatPayload.model_validate(claim.payload), self._http)
+            return RunResult.system_failure("this execution worker does not run CONTAINER jobs yet")
+        except ValidationError as exc:
+            return RunResult.user_failure(f"stored payload is invalid: {exc}")
+        except Exception as exc:
+            logger.exception(
+                "job %s crashed the runner",
+                claim.job_id,
+                extra={"action": "job_runner_error", "job_id": str(claim.job_id)},
+            )
+            return RunResult.system_failure(f"worker error: {exc}")
+
+    @_db_retry
+    def record(self, job_id: UUID, token: int, kind: WorkflowKind, outcome: Outcome) -> bool:
+        """Write the outcome if the lease is still ours; False when it was lost."""
+        with self._pool.connection() as conn:
+            return self.apply(conn, job_id, token, kind, outcome)
+
+    def apply(
+        self, conn: Conn, job_id: UUID, token: int, kind: WorkflowKind, outcome: Outcome
+    ) -> bool:
+        """Write an outcome in the caller's transaction, guarded by the lease token."""
+        params = {"job_id": job_id, "token": token}
+        if outcome.status is JobStatus.COMPLETED:
+            row = conn.execute(
+                QUERIES.complete_job, {**params, "exit_code": outcome.exit_code}
+            ).fetchone()
+            if row is not None:
+                conn.execute(QUERIES.reset_failures, {"workflow_id": row["workflow_id"]})
+        elif outcome.status is JobStatus.PENDING:
+            row = conn.execute(
+                QUERIES.retry_job, {**params, "retry_at": outcome.retry_at, "error": outcome.error}
+            ).fetchone()
+        else:
+            row = conn.execute(
+                QUERIES.fail_job,
+                {
+                    **params,
+                    "exit_code": outcome.exit_code,
+                    "error": outcome.error,
+                    "failure_kind": outcome.failure_kind.value if outcome.failure_kind else None,
+                },
+            ).fetchone()
+            if row is not None and outcome.counts_as_failure:
+                self._count_failure(conn, row["workflow_id"], outcome.error)
+        if row is None:
+            STALE_RESULTS.inc()
+            logger.warning(
+                "job %s: lease %d lost; result %s discarded",
+                job_id,
+                token,
+                outcome.status,
+                extra={"action": "job_result_discarded", "job_id": str(job_id)},
+            )
+            return False
+        failure = outcome.failure_kind.value if outcome.failure_kind else ""
+        OUTCOMES.labels(kind.value, outcome.status.value, failure).inc()
+        if row["started_at"] is not None and row["finished_at"] is not None:
+            DURATION.labels(kind.value).observe(
+                max(0.0, (row["finished_at"] - row["started_at"]).total_seconds())
+            )
+        logger.info(
+            "job %s %s%s",
+            job_id,
+            outcome.status.value,
+            f": {outcome.error}" if outcome.error else "",
+            extra={
+                "action": "job_recorded",
+                "job_id": str(job_id),
+                "status": outcome.status.value,
+                "failure_kind": failure,
+            },
+        )
+        return True
+
+    def _count_failure(self, conn: Conn, workflow_id: UUID, error: str | None) -> None:
+        counted = conn.execute(QUERIES.count_failure, {"workflow_id": workflow_id}).fetchone()
+        if counted is None:
+            return  # already terminated
+        failures = counted["consecutive_job_failures_count"]
+        if failures >= counted["max_consecutive_job_failures_allowed"]:
+            lifecycle.terminate(conn, workflow_id, reason=termination_reason(failures, error))
+            TERMINATIONS.inc()
+            logger.warning(
+                "workflow %s terminated after %d consecutive failures",
+                workflow_id,
+                failures,
+                extra={"action": "workflow_auto_terminated", "workflow_id": str(workflow_id)},
+            )
+
+
+class LeaseKeeper:
+    """Renews this worker's leases, and recovers jobs whose worker stopped renewing."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        pool: Pool,
+        lease_s: float,
+        policy: RetryPolicy,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._executor = executor
+        self._pool = pool
+        self._lease_s = lease_s
+        self._policy = policy
+        self._clock = clock
+
+    def run(self, stop: threading.Event) -> None:
+        interval = self._lease_s / 3
+        while not stop.wait(interval):
+            try:
+                self.renew()
+                self.recover_expired()
+            except psycopg.Error as exc:
+                logger.warning(
+                    "lease upkeep failed: %s", exc, extra={"action": "lease_upkeep_failed"}
+                )
+
+    def renew(self) -> None:
+        held = self._executor.leases.snapshot()
+        if not held:
+            return
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                QUERIES.renew_leases,
+                {
+                    "ids": list(held),
+                    "tokens": list(held.values()),
+                    "lease_s": self._lease_s,
+                },
+            ).fetchall()
+        lost = set(held) - {row["id"] for row in rows}
+        for job_id in lost:
+            logger.warning(
+                "lost the lease of job %s; its result will be discarded",
+                job_id,
+                extra={"action": "lease_lost", "job_id": str(job_id)},
+            )
+
+    def recover_expired(self, limit: int = 100) -> int:
+        """Treat jobs with lapsed leases as SYSTEM failures ("worker lost"): retry or fail them."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(QUERIES.claim_expired_leases, {"limit": limit}).fetchall()
+            for row in rows:
+                outcome = decide_outcome(
+                    RunResult.system_failure(WORKER_LOST),
+                    attempt=row["attempt"],
+                    policy=self._policy,
+                    now=self._clock(),
+                )
+                logger.warning(
+                    "recovering job %s from %s: lease expired",
+                    row["id"],
+                    row["lease_owner"],
+                    extra={"action": "lease_expired", "job_id": str(row["id"])},
+                )
+                self._executor.apply(
+                    conn, row["id"], row["lease_token"], WorkflowKind(row["kind"]), outcome
+                )
+        return len(rows)

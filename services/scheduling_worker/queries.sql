@@ -1,0 +1,67 @@
+-- Queries of the scheduling worker.
+
+-- name: claim_due_workflows
+SELECT w.id, w.user_id, w.next_run_at, w.interval_minutes,
+       EXISTS (SELECT 1 FROM jobs j
+               WHERE j.workflow_id = w.id AND j.status IN ('PENDING', 'QUEUED', 'RUNNING'))
+           AS has_active_job
+FROM workflows w
+WHERE w.build_status = 'COMPLETED'
+  AND w.terminated_at IS NULL
+  AND w.next_run_at <= %(now)s
+ORDER BY w.next_run_at
+LIMIT %(limit)s
+FOR UPDATE OF w SKIP LOCKED
+
+-- name: insert_automatic_jobs
+INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status)
+SELECT t.workflow_id, t.user_id, 'AUTOMATIC', t.scheduled_at, 'PENDING'
+FROM unnest(%(workflow_ids)s::uuid[], %(user_ids)s::uuid[], %(slots)s::timestamptz[])
+    AS t(workflow_id, user_id, scheduled_at)
+ON CONFLICT (workflow_id, scheduled_at) WHERE trigger = 'AUTOMATIC' DO NOTHING
+
+-- name: advance_workflows
+UPDATE workflows AS w SET next_run_at = t.next_run_at
+FROM unnest(%(ids)s::uuid[], %(next_run_ats)s::timestamptz[]) AS t(id, next_run_at)
+WHERE w.id = t.id
+
+-- name: insert_skips
+INSERT INTO skipped_runs (workflow_id, reason, first_scheduled_at, last_scheduled_at, slots, detail)
+SELECT * FROM unnest(%(workflow_ids)s::uuid[], %(reasons)s::text[], %(firsts)s::timestamptz[],
+                     %(lasts)s::timestamptz[], %(slots)s::integer[], %(details)s::text[])
+
+-- name: claim_pending_jobs
+SELECT id, workflow_id, trigger, scheduled_at FROM jobs
+WHERE status = 'PENDING' AND run_after <= now()
+ORDER BY run_after
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: mark_queued
+UPDATE jobs
+SET status = 'QUEUED', queued_at = now(), published_at = now(), publish_count = publish_count + 1
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'PENDING'
+
+-- name: claim_stale_queued_jobs
+SELECT id, workflow_id FROM jobs
+WHERE status = 'QUEUED' AND published_at < now() - make_interval(secs => %(after_s)s)
+ORDER BY published_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: mark_republished
+UPDATE jobs SET published_at = now(), publish_count = publish_count + 1
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'QUEUED'
+
+-- name: claim_outbox
+SELECT id, topic, key, payload FROM outbox
+WHERE published_at IS NULL
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: mark_outbox_published
+UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)s::bigint[])
+
+-- name: listen
+LISTEN chronoverse_scheduler

@@ -1,0 +1,269 @@
+"""The scheduling loop: create due jobs, publish pending ones, relay the outbox.
+
+Each step is one short transaction that claims its rows with ``FOR UPDATE SKIP LOCKED``, so
+several scheduling workers share the work without waiting on each other and never both handle a
+row. Publishing happens inside the claiming transaction, after the rows are written but before the
+commit that marks them delivered: a crash or a broker outage leaves them PENDING (or unpublished)
+to be sent again. Duplicates are harmless, because the execution worker claims a job only once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from prometheus_client import Counter, Histogram
+
+from chronoverse.domain import Topic
+from chronoverse.errors import ChronoverseError, PublishError
+from chronoverse.jobs import JobMessage
+from chronoverse.kafka.admin import ensure_topics
+from chronoverse.kafka.producer import OutgoingMessage, Producer
+from chronoverse.messages import encode
+from chronoverse.postgres import Pool
+from chronoverse.scheduling import DueWorkflow, FireDecision, plan_fire
+from chronoverse.sql import Queries
+from services.scheduling_worker.settings import Settings
+
+logger = logging.getLogger(__name__)
+QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
+
+JOBS_CREATED = Counter("chronoverse_jobs_created", "Automatic jobs created.")
+SKIPPED = Counter("chronoverse_slots_skipped", "Schedule slots skipped, by reason.", ["reason"])
+PUBLISHED = Counter(
+    "chronoverse_jobs_published", "Job messages published, by kind of send.", ["send"]
+)
+OUTBOX_RELAYED = Counter("chronoverse_outbox_relayed", "Outbox events relayed to Kafka.")
+DISPATCH_LAG = Histogram(
+    "chronoverse_dispatch_lag_seconds",
+    "From a job's scheduled time to the broker confirming its message, by trigger.",
+    ["trigger"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+PASS_ERRORS = Counter("chronoverse_scheduler_pass_errors", "Scheduling passes that failed.")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    def __init__(
+        self, settings: Settings, pool: Pool, producer: Producer, *, clock: Clock = utcnow
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._producer = producer
+        self._clock = clock
+        self._last_sweep = 0.0
+
+    # --- one pass ---------------------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """Run every step once; True when a step filled its batch (more work is waiting)."""
+        busy = self.schedule_due() >= self._settings.schedule_batch_size
+        busy |= self.dispatch_pending() >= self._settings.dispatch_batch_size
+        busy |= self.relay_outbox() >= self._settings.outbox_batch_size
+        if time.monotonic() - self._last_sweep >= self._settings.sweep_interval_s:
+            self.requeue_stale()
+            self._last_sweep = time.monotonic()
+        return busy
+
+    def schedule_due(self) -> int:
+        """Create jobs for due workflows, advance their schedules; return workflows claimed."""
+        now = self._clock()
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                QUERIES.claim_due_workflows,
+                {"now": now, "limit": self._settings.schedule_batch_size},
+            ).fetchall()
+            if not rows:
+                return 0
+            decisions = [plan_fire(_due(row), now) for row in rows]
+            self._write_decisions(conn, decisions)
+        return len(rows)
+
+    def _write_decisions(
+        self, conn: psycopg.Connection[dict[str, Any]], decisions: list[FireDecision]
+    ) -> None:
+        runs = [d for d in decisions if d.run_slot is not None]
+        if runs:
+            conn.execute(
+                QUERIES.insert_automatic_jobs,
+                {
+                    "workflow_ids": [d.workflow_id for d in runs],
+                    "user_ids": [d.user_id for d in runs],
+                    "slots": [d.run_slot for d in runs],
+                },
+            )
+            JOBS_CREATED.inc(len(runs))
+        skips = [(d.workflow_id, s) for d in decisions for s in d.skips]
+        if skips:
+            conn.execute(
+                QUERIES.insert_skips,
+                {
+                    "workflow_ids": [w for w, _ in skips],
+                    "reasons": [s.reason.value for _, s in skips],
+                    "firsts": [s.first_scheduled_at for _, s in skips],
+                    "lasts": [s.last_scheduled_at for _, s in skips],
+                    "slots": [s.slots for _, s in skips],
+                    "details": [s.detail for _, s in skips],
+                },
+            )
+            for workflow_id, skip in skips:
+                SKIPPED.labels(skip.reason.value).inc(skip.slots)
+                logger.info(
+                    "workflow %s skipped %d slot(s): %s",
+                    workflow_id,
+                    skip.slots,
+                    skip.detail,
+                    extra={
+                        "action": "slots_skipped",
+                        "workflow_id": str(workflow_id),
+                        "reason": skip.reason.value,
+                    },
+                )
+        conn.execute(
+            QUERIES.advance_workflows,
+            {
+                "ids": [d.workflow_id for d in decisions],
+                "next_run_ats": [d.next_run_at for d in decisions],
+            },
+        )
+
+    def dispatch_pending(self) -> int:
+        """Publish PENDING jobs that may run now, then mark them QUEUED; return how many."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                QUERIES.claim_pending_jobs, {"limit": self._settings.dispatch_batch_size}
+            ).fetchall()
+            if not rows:
+                return 0
+            self._publish([_job_message(row) for row in rows])
+            conn.execute(QUERIES.mark_queued, {"ids": [row["id"] for row in rows]})
+        published = self._clock()
+        for row in rows:
+            DISPATCH_LAG.labels(row["trigger"]).observe(
+                max(0.0, (published - row["scheduled_at"]).total_seconds())
+            )
+        PUBLISHED.labels("first").inc(len(rows))
+        return len(rows)
+
+    def requeue_stale(self) -> int:
+        """Publish again QUEUED jobs nobody claimed long after publication."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                QUERIES.claim_stale_queued_jobs,
+                {
+                    "after_s": self._settings.requeue_after_s,
+                    "limit": self._settings.dispatch_batch_size,
+                },
+            ).fetchall()
+            if not rows:
+                return 0
+            self._publish([_job_message(row) for row in rows])
+            conn.execute(QUERIES.mark_republished, {"ids": [row["id"] for row in rows]})
+        PUBLISHED.labels("again").inc(len(rows))
+        logger.warning(
+            "published %d unclaimed QUEUED jobs again",
+            len(rows),
+            extra={"action": "jobs_republished", "count": len(rows)},
+        )
+        return len(rows)
+
+    def relay_outbox(self) -> int:
+        """Send committed outbox events to Kafka in order, then mark them published."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                QUERIES.claim_outbox, {"limit": self._settings.outbox_batch_size}
+            ).fetchall()
+            if not rows:
+                return 0
+            self._publish(
+                [
+                    OutgoingMessage(
+                        topic=row["topic"], key=row["key"], value=encode(row["payload"])
+                    )
+                    for row in rows
+                ]
+            )
+            conn.execute(QUERIES.mark_outbox_published, {"ids": [row["id"] for row in rows]})
+        OUTBOX_RELAYED.inc(len(rows))
+        return len(rows)
+
+    def _publish(self, messages: list[OutgoingMessage]) -> None:
+        self._producer.publish_all(messages)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        listener: psycopg.Connection[Any] | None = None
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                if listener is None or listener.closed:
+                    listener = psycopg.connect(self._settings.database_url, autocommit=True)
+                    listener.execute(QUERIES.listen)
+                busy = self.run_once()
+                backoff = 0.5
+                if not busy:
+                    # Sleep until NOTIFY (a build completed, a manual run) or the poll interval.
+                    for _ in listener.notifies(
+                        timeout=self._settings.poll_interval_s, stop_after=1
+                    ):
+                        pass
+            except (psycopg.Error, ChronoverseError) as exc:
+                PASS_ERRORS.inc()
+                if isinstance(exc, PublishError):
+                    self._recreate_topics()
+                logger.warning(
+                    "scheduling pass failed, retrying in %.1fs: %s",
+                    backoff,
+                    exc,
+                    exc_info=exc,
+                    extra={"action": "scheduler_pass_failed"},
+                )
+                if listener is not None:
+                    listener.close()
+                    listener = None
+                stop.wait(backoff)
+                backoff = min(10.0, backoff * 2)
+        if listener is not None:
+            listener.close()
+
+    def _recreate_topics(self) -> None:
+        """A broker that lost its data lost its topics too; create them (explicitly) again."""
+        try:
+            created = ensure_topics(self._settings, [t.value for t in Topic])
+        except ChronoverseError as exc:
+            logger.warning("cannot check topics: %s", exc, extra={"action": "topics_check_failed"})
+            return
+        if created:
+            logger.warning(
+                "re-created missing topics %s", created, extra={"action": "topics_recreated"}
+            )
+
+
+def _due(row: dict[str, Any]) -> DueWorkflow:
+    return DueWorkflow(
+        id=row["id"],
+        user_id=row["user_id"],
+        next_run_at=row["next_run_at"],
+        interval_minutes=row["interval_minutes"],
+        has_active_job=row["has_active_job"],
+    )
+
+
+def _job_message(row: dict[str, Any]) -> OutgoingMessage:
+    message = JobMessage(job_id=row["id"], workflow_id=row["workflow_id"])
+    return OutgoingMessage(
+        topic=Topic.JOBS.value, key=str(row["workflow_id"]), value=message.encode()
+    )

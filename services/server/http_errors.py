@@ -1,0 +1,168 @@
+"""HTTP error handling: the JSON error body, the mapping of errors to statuses, the size limit."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chronoverse.errors import (
+    AuthenticationError,
+    ChronoverseError,
+    ConflictError,
+    FieldError,
+    InvalidFieldsError,
+    NotFoundError,
+)
+from services.server.schemas import ErrorOut
+
+logger = logging.getLogger(__name__)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in {
+        400: "The body is not valid JSON.",
+        401: "No valid bearer token.",
+        404: "No such resource for this user.",
+        409: "Conflicts with the resource's state or an earlier Idempotency-Key.",
+        413: "The request body is over the size limit.",
+        422: "Invalid fields; `details` names each.",
+    }.items()
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[FieldError] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "details": [d.as_dict() for d in details or []],
+            }
+        },
+        status_code=status,
+    )
+
+
+class BodySizeLimit:
+    """Refuse bodies over the limit with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = error_response(
+            413, "request_too_large", f"request bodies are limited to {self.max_bytes} bytes"
+        )
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await too_large(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            return error_response(status, code, str(exc))
+
+        return handle
+
+    async def invalid_fields(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InvalidFieldsError)
+        return error_response(422, "invalid_fields", "the request has invalid fields", exc.errors)
+
+    async def conflict(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ConflictError)
+        return error_response(409, exc.code, exc.message)
+
+    async def unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthenticationError)
+        response = error_response(401, "unauthenticated", exc.message)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    async def request_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        details = []
+        for error in exc.errors():
+            if error.get("type") == "json_invalid":
+                return error_response(400, "malformed_json", "the request body is not valid JSON")
+            loc = [str(p) for p in error.get("loc", ())]
+            where = loc[0] if loc else "body"
+            path = ".".join(loc[1:]) or where
+            message = str(error.get("msg", "is invalid"))
+            if error.get("type") == "extra_forbidden":
+                message = "is not a known field"
+            elif error.get("type") == "missing" and where == "body" and len(loc) == 1:
+                path, message = "body", "a JSON object body is required"
+            details.append(FieldError(path, message.removeprefix("Value error, ")))
+        return error_response(422, "invalid_fields", "the request has invalid fields", details)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        response = error_response(
+            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+        )
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; list every route's.
+            path = request.url.path
+            methods = {
+                method
+                for route in request.app.router.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(path)
+                for method in (route.methods or set()) - {"HEAD"}
+            }
+            response.headers["Allow"] = ", ".join(sorted(methods))
+        return response
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error(
+            "unhandled error on %s %s",
+            request.method,
+            request.url.path,
+            exc_info=exc,
+            extra={"action": "http_unhandled"},
+        )
+        return error_response(500, "internal", "internal error; it has been logged")
+
+    app.add_exception_handler(InvalidFieldsError, invalid_fields)
+    app.add_exception_handler(NotFoundError, handler(404, "not_found"))
+    app.add_exception_handler(ConflictError, conflict)
+    app.add_exception_handler(AuthenticationError, unauthenticated)
+    app.add_exception_handler(RequestValidationError, request_validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ChronoverseError, unexpected)
+    app.add_exception_handler(Exception, unexpected)
