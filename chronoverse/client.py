@@ -92,3 +92,19 @@ class Client:
 
     def delete_workflow(self, workflow_id: str) -> None:
         self.request("DELETE", f"/workflows/{workflow_id}")
+
+    # --- jobs -------------------------------------------------------------------------------------
+
+    def run_workflow(self, workflow_id: str, *, idempotency_key: str | None = None) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("POST", f"/workflows/{workflow_id}/jobs", headers=headers)
+
+    def list_jobs(self, workflow_id: str, **params: Any) -> Any:
+        return self.request(
+            "GET",
+            f"/workflows/{workflow_id}/jobs",
+            params={k: v for k, v in params.items() if v is not None},
+        )
+
+    def get_job(self, workflow_id: str, job_id: str) -> Any:
+        return self.request("GET", f"/workflows/{workflow_id}/jobs/{job_id}")

@@ -12,6 +12,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from chronoverse.domain import Topic
 from chronoverse.errors import ConfigurationError
 
 ENV_PREFIX = "CHRONOVERSE_"
@@ -73,6 +74,19 @@ class KafkaSettings(BaseSettings):
     kafka_topic_replication_factor: int = Field(
         1, ge=1, description="Replication factor for topics that Chronoverse creates."
     )
+    kafka_topic_prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of every topic name (e.g. `staging.` gives `staging.jobs`), so "
+        "several installations or test runs can share a broker.",
+    )
+
+    def topic(self, topic: Topic) -> str:
+        """The broker-side name of one of Chronoverse's topics."""
+        return f"{self.kafka_topic_prefix}{topic.value}"
+
+    def all_topics(self) -> list[str]:
+        return [self.topic(t) for t in Topic]
 
 
 class RedisSettings(BaseSettings):

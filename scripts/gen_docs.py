@@ -59,9 +59,8 @@ def configuration_markdown() -> str:
         lines.append("|---|---|---|")
         for name, field in model.model_fields.items():
             description = (field.description or "").replace("|", "\\|")
-            lines.append(
-                f"| `{ENV_PREFIX}{name.upper()}` | {_default(field.default)} | {description} |"
-            )
+            default = "*(computed)*" if field.default_factory else _default(field.default)
+            lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {default} | {description} |")
         lines.append("")
     return "\n".join(lines)
 

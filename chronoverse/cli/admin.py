@@ -6,7 +6,6 @@ import json
 
 import click
 
-from chronoverse.domain import Topic
 from chronoverse.errors import ConfigurationError
 from chronoverse.kafka.admin import ensure_topics, list_topics
 from chronoverse.migrate import migrate
@@ -49,7 +48,8 @@ def topics() -> None:
     help="Partitions per topic [default: CHRONOVERSE_KAFKA_TOPIC_PARTITIONS].",
 )
 def topics_create(partitions: int | None) -> None:
-    created = ensure_topics(_settings(), [t.value for t in Topic], partitions=partitions)
+    settings = _settings()
+    created = ensure_topics(settings, settings.all_topics(), partitions=partitions)
     click.echo(f"created: {', '.join(created)}" if created else "topics already exist")
 
 

@@ -27,6 +27,8 @@ def consumer_config(settings: KafkaSettings, *, client_id: str, group_id: str) -
         "session.timeout.ms": settings.kafka_session_timeout_ms,
         "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 4),
         "allow.auto.create.topics": False,
+        # Notice re-created topics (after a broker lost its data) within seconds, not minutes.
+        "topic.metadata.refresh.interval.ms": 5000,
     }
 
 
@@ -37,5 +39,4 @@ def producer_config(settings: KafkaSettings, *, client_id: str) -> dict[str, Any
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
-        "message.timeout.ms": 30000,
     }

@@ -27,12 +27,17 @@ class OutgoingMessage:
 
 
 class Producer:
-    def __init__(self, settings: KafkaSettings, *, client_id: str) -> None:
-        self._producer = confluent_kafka.Producer(
-            producer_config(settings, client_id=client_id), logger=logging.getLogger("kafka")
-        )
+    def __init__(
+        self, settings: KafkaSettings, *, client_id: str, delivery_timeout_s: float = 30.0
+    ) -> None:
+        config = producer_config(settings, client_id=client_id)
+        config["message.timeout.ms"] = int(delivery_timeout_s * 1000)
+        self._delivery_timeout_s = delivery_timeout_s
+        self._producer = confluent_kafka.Producer(config, logger=logging.getLogger("kafka"))
 
-    def publish_all(self, messages: Iterable[OutgoingMessage], *, timeout_s: float = 30.0) -> None:
+    def publish_all(
+        self, messages: Iterable[OutgoingMessage], *, timeout_s: float | None = None
+    ) -> None:
         """Send every message and wait until the broker acknowledged each; raise on any failure."""
         failures: list[PublishError] = []
         pending = 0
@@ -49,6 +54,8 @@ class Producer:
         for message in messages:
             self._produce(message, on_delivery)
             pending += 1
+        if timeout_s is None:
+            timeout_s = self._delivery_timeout_s + 5  # librdkafka reports a failure by then
         deadline = time.monotonic() + timeout_s
         while pending > 0 and time.monotonic() < deadline:
             self._producer.poll(min(0.1, max(0.0, deadline - time.monotonic())))

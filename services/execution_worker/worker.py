@@ -27,7 +27,7 @@ class ExecutionWorker:
         s = self._settings
         return [
             postgres_check(s),
-            kafka_check(s, (Topic.JOBS.value, Topic.JOB_LOGS.value)),
+            kafka_check(s, (s.topic(Topic.JOBS), s.topic(Topic.JOB_LOGS))),
             redis_check(s),
             docker_check(s),
         ]
@@ -60,7 +60,7 @@ class ExecutionWorker:
             s,
             ConsumerOptions(
                 group_id=CONSUMER_GROUP,
-                topics=(Topic.JOBS.value,),
+                topics=(s.topic(Topic.JOBS),),
                 client_id=f"execution-{s.worker_id}",
                 max_batch_size=1,
                 concurrency=s.concurrency,

@@ -19,7 +19,7 @@ class LogProcessor:
 
     def checks(self) -> list[Check]:
         s = self._settings
-        return [postgres_check(s), kafka_check(s, (Topic.JOB_LOGS.value,)), redis_check(s)]
+        return [postgres_check(s), kafka_check(s, (s.topic(Topic.JOB_LOGS),)), redis_check(s)]
 
     def run(self, stop: threading.Event) -> None:
         # Skeleton: the loop arrives with the scheduling and container issues. Until then the

@@ -147,7 +147,7 @@ class Scheduler:
             ).fetchall()
             if not rows:
                 return 0
-            self._publish([_job_message(row) for row in rows])
+            self._publish([self._job_message(row) for row in rows])
             conn.execute(QUERIES.mark_queued, {"ids": [row["id"] for row in rows]})
         published = self._clock()
         for row in rows:
@@ -169,7 +169,7 @@ class Scheduler:
             ).fetchall()
             if not rows:
                 return 0
-            self._publish([_job_message(row) for row in rows])
+            self._publish([self._job_message(row) for row in rows])
             conn.execute(QUERIES.mark_republished, {"ids": [row["id"] for row in rows]})
         PUBLISHED.labels("again").inc(len(rows))
         logger.warning(
@@ -190,7 +190,9 @@ class Scheduler:
             self._publish(
                 [
                     OutgoingMessage(
-                        topic=row["topic"], key=row["key"], value=encode(row["payload"])
+                        topic=self._settings.kafka_topic_prefix + row["topic"],
+                        key=row["key"],
+                        value=encode(row["payload"]),
                     )
                     for row in rows
                 ]
@@ -239,10 +241,18 @@ class Scheduler:
         if listener is not None:
             listener.close()
 
+    def _job_message(self, row: dict[str, Any]) -> OutgoingMessage:
+        message = JobMessage(job_id=row["id"], workflow_id=row["workflow_id"])
+        return OutgoingMessage(
+            topic=self._settings.topic(Topic.JOBS),
+            key=str(row["workflow_id"]),
+            value=message.encode(),
+        )
+
     def _recreate_topics(self) -> None:
         """A broker that lost its data lost its topics too; create them (explicitly) again."""
         try:
-            created = ensure_topics(self._settings, [t.value for t in Topic])
+            created = ensure_topics(self._settings, self._settings.all_topics())
         except ChronoverseError as exc:
             logger.warning("cannot check topics: %s", exc, extra={"action": "topics_check_failed"})
             return
@@ -259,11 +269,4 @@ def _due(row: dict[str, Any]) -> DueWorkflow:
         next_run_at=row["next_run_at"],
         interval_minutes=row["interval_minutes"],
         has_active_job=row["has_active_job"],
-    )
-
-
-def _job_message(row: dict[str, Any]) -> OutgoingMessage:
-    message = JobMessage(job_id=row["id"], workflow_id=row["workflow_id"])
-    return OutgoingMessage(
-        topic=Topic.JOBS.value, key=str(row["workflow_id"]), value=message.encode()
     )

@@ -19,7 +19,7 @@ class SchedulingWorker:
 
     def checks(self) -> list[Check]:
         s = self._settings
-        return [postgres_check(s), kafka_check(s, (Topic.JOBS.value, Topic.WORKFLOWS.value))]
+        return [postgres_check(s), kafka_check(s, (s.topic(Topic.JOBS), s.topic(Topic.WORKFLOWS)))]
 
     def run(self, stop: threading.Event) -> None:
         pool = create_pool(self._settings, name="scheduling-worker")

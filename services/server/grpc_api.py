@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from chronoverse import __version__
-from chronoverse.domain import BuildStatus, WorkflowKind
+from chronoverse.domain import BuildStatus, JobStatus, JobTrigger, WorkflowKind
 from chronoverse.errors import (
     AuthenticationError,
     ConflictError,
@@ -31,18 +31,21 @@ from chronoverse.errors import (
 from chronoverse.v1 import (
     auth_pb2,
     auth_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
     server_pb2,
     server_pb2_grpc,
     workflows_pb2,
     workflows_pb2_grpc,
 )
-from services.server import idempotency, workflows
+from services.server import idempotency, jobs, workflows
 from services.server.auth import Principal
 from services.server.context import ServerContext
 from services.server.schemas import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     Credentials,
+    JobOut,
     WorkflowCreate,
     WorkflowOut,
     WorkflowUpdate,
@@ -310,6 +313,105 @@ class WorkflowService(workflows_pb2_grpc.WorkflowServiceServicer):
         return workflows_pb2.DeleteWorkflowResponse()
 
 
+def _job_message(data: dict[str, Any]) -> jobs_pb2.Job:
+    """A JobOut's JSON form as a message."""
+    out = JobOut.model_validate(data)
+    message = jobs_pb2.Job(
+        id=str(out.id),
+        workflow_id=str(out.workflow_id),
+        status=out.status.value,
+        trigger=out.trigger.value,
+        scheduled_at=_timestamp(out.scheduled_at),
+        attempt=out.attempt,
+    )
+    for field in ("queued_at", "started_at", "completed_at"):
+        value = getattr(out, field)
+        if value is not None:
+            getattr(message, field).CopyFrom(_timestamp(value))
+    if out.exit_code is not None:
+        message.exit_code = out.exit_code
+    if out.failure_kind is not None:
+        message.failure_kind = out.failure_kind.value
+    if out.error is not None:
+        message.error = out.error
+    return message
+
+
+class JobService(jobs_pb2_grpc.JobServiceServicer):
+    def __init__(self, context: ServerContext) -> None:
+        self._context = context
+
+    @handles_errors
+    def RunWorkflow(
+        self, request: jobs_pb2.RunWorkflowRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.Job:
+        who = self._context.accounts.authenticate(_metadata(context, "authorization"))
+        workflow_id = _uuid(request.workflow_id, "workflow_id")
+        key = _metadata(context, "idempotency-key")
+
+        def operation(conn: workflows.Conn) -> tuple[int, Any]:
+            job = jobs.run_now(conn, who.user_id, workflow_id, idempotency_key=key)
+            return 201, JobOut.of(job).model_dump(mode="json")
+
+        with self._context.transaction() as conn:
+            outcome = idempotency.run(
+                conn,
+                user_id=who.user_id,
+                key=key,
+                request_fingerprint=idempotency.fingerprint(
+                    "POST", f"/workflows/{workflow_id}/jobs", ""
+                ),
+                ttl_s=self._context.settings.idempotency_key_ttl_s,
+                operation=operation,
+            )
+        return _job_message(outcome.body)
+
+    @handles_errors
+    def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListJobsResponse:
+        who = self._context.accounts.authenticate(_metadata(context, "authorization"))
+        errors = []
+        limit = request.limit or DEFAULT_PAGE_SIZE
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            errors.append(FieldError("limit", f"must be 1 to {MAX_PAGE_SIZE}"))
+        status = trigger = None
+        if request.HasField("status"):
+            try:
+                status = JobStatus(request.status)
+            except ValueError:
+                errors.append(FieldError("status", f"must be one of {', '.join(JobStatus)}"))
+        if request.HasField("trigger"):
+            try:
+                trigger = JobTrigger(request.trigger)
+            except ValueError:
+                errors.append(FieldError("trigger", "must be AUTOMATIC or MANUAL"))
+        if errors:
+            raise InvalidFieldsError(errors)
+        query = jobs.JobFilter(
+            status=status, trigger=trigger, limit=limit, cursor=request.cursor or None
+        )
+        with self._context.transaction() as conn:
+            page = jobs.list_page(
+                conn, who.user_id, _uuid(request.workflow_id, "workflow_id"), query
+            )
+        return jobs_pb2.ListJobsResponse(
+            jobs=[_job_message(JobOut.of(j).model_dump(mode="json")) for j in page.jobs],
+            next_cursor=page.next_cursor or "",
+        )
+
+    @handles_errors
+    def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.Job:
+        who = self._context.accounts.authenticate(_metadata(context, "authorization"))
+        with self._context.transaction() as conn:
+            job = jobs.get(
+                conn, who.user_id, _uuid(request.workflow_id, "workflow_id"), _uuid(request.id)
+            )
+        return _job_message(JobOut.of(job).model_dump(mode="json"))
+
+
 class ServerInfoService(server_pb2_grpc.ServerInfoServiceServicer):
     def GetServerInfo(
         self, request: server_pb2.GetServerInfoRequest, context: grpc.ServicerContext
@@ -325,12 +427,14 @@ def create_grpc_server(context: ServerContext) -> tuple[grpc.Server, health.Heal
     server_pb2_grpc.add_ServerInfoServiceServicer_to_server(ServerInfoService(), server)  # type: ignore[no-untyped-call]
     auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(context), server)  # type: ignore[no-untyped-call]
     workflows_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowService(context), server)  # type: ignore[no-untyped-call]
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(context), server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     api = [
         server_pb2.DESCRIPTOR.services_by_name["ServerInfoService"].full_name,
         auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
         workflows_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+        jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     ]
     reflection.enable_server_reflection(
         [*api, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],

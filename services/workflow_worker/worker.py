@@ -23,7 +23,7 @@ class WorkflowWorker:
         s = self._settings
         return [
             postgres_check(s),
-            kafka_check(s, (Topic.WORKFLOWS.value,)),
+            kafka_check(s, (s.topic(Topic.WORKFLOWS),)),
             redis_check(s),
             docker_check(s),
         ]
@@ -34,7 +34,7 @@ class WorkflowWorker:
             self._settings,
             ConsumerOptions(
                 group_id=CONSUMER_GROUP,
-                topics=(Topic.WORKFLOWS.value,),
+                topics=(self._settings.topic(Topic.WORKFLOWS),),
                 client_id="chronoverse-workflow-worker",
                 max_batch_size=100,
                 concurrency=4,

@@ -1,0 +1,109 @@
+"""`chronoverse trigger` and `chronoverse jobs …`: manual runs and a workflow's jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from chronoverse.cli.config import ClientConfig
+from chronoverse.cli.output import print_json, print_record, print_table
+
+JOB_COLUMNS = ("ID", "STATUS", "TRIGGER", "SCHEDULED", "STARTED", "ATTEMPT", "ERROR")
+STATUSES = ["PENDING", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"]
+
+
+def _short_time(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else ""
+
+
+@click.command(help="Run a workflow now (a MANUAL job) and print the job.")
+@click.argument("workflow_id")
+@click.option("--idempotency-key", help="Retrying with the same key starts one job only.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def trigger(
+    config: ClientConfig, workflow_id: str, idempotency_key: str | None, as_json: bool
+) -> None:
+    with config.client() as client:
+        job = client.run_workflow(workflow_id, idempotency_key=idempotency_key)
+    if as_json:
+        print_json(job)
+    else:
+        click.echo(f"started job {job['id']} of workflow {workflow_id} ({job['status']})")
+
+
+@click.group(help="A workflow's jobs.")
+def jobs() -> None:
+    pass
+
+
+@jobs.command("list", help="List a workflow's jobs, newest first.")
+@click.argument("workflow_id")
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False))
+@click.option(
+    "--trigger", "trigger_", type=click.Choice(["AUTOMATIC", "MANUAL"], case_sensitive=False)
+)
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
+@click.option("--cursor", help="Continue from a previous page's next_cursor.")
+@click.option("--all", "fetch_all", is_flag=True, help="Follow cursors to the last page.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def list_(
+    config: ClientConfig,
+    workflow_id: str,
+    status: str | None,
+    trigger_: str | None,
+    limit: int,
+    cursor: str | None,
+    fetch_all: bool,
+    as_json: bool,
+) -> None:
+    found: list[dict[str, Any]] = []
+    with config.client() as client:
+        while True:
+            page = client.list_jobs(
+                workflow_id,
+                status=status.upper() if status else None,
+                trigger=trigger_.upper() if trigger_ else None,
+                limit=limit,
+                cursor=cursor,
+            )
+            found.extend(page["jobs"])
+            cursor = page["next_cursor"]
+            if not fetch_all or cursor is None:
+                break
+    if as_json:
+        print_json({"jobs": found, "next_cursor": cursor})
+        return
+    print_table(
+        JOB_COLUMNS,
+        [
+            (
+                j["id"],
+                j["status"],
+                j["trigger"],
+                _short_time(j["scheduled_at"]),
+                _short_time(j["started_at"]),
+                j["attempt"],
+                (j["error"] or "")[:60],
+            )
+            for j in found
+        ],
+    )
+    if cursor:
+        click.echo(f"more: --cursor {cursor}", err=True)
+
+
+@jobs.command("get", help="Show one job.")
+@click.argument("workflow_id")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+def get(config: ClientConfig, workflow_id: str, job_id: str, as_json: bool) -> None:
+    with config.client() as client:
+        job = client.get_job(workflow_id, job_id)
+    if as_json:
+        print_json(job)
+    else:
+        print_record(job)

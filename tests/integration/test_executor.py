@@ -1,0 +1,242 @@
+"""The executor against real Postgres: claims, outcomes, failure counting, fencing, recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import httpx
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from chronoverse.jobs import JobMessage
+from chronoverse.postgres import Pool, create_pool
+from chronoverse.scheduling import RetryPolicy, RunResult, decide_outcome
+from chronoverse.settings import PostgresSettings
+from services.execution_worker.executor import Executor, LeaseKeeper
+from tests.factories import Endpoint, make_user, make_workflow
+
+pytestmark = pytest.mark.integration
+
+POLICY = RetryPolicy(max_attempts=2, base_delay_s=0, max_delay_s=0)
+
+
+@pytest.fixture
+def pool(database_url: str) -> Iterator[Pool]:
+    pool = create_pool(PostgresSettings(database_url=database_url), name="test")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def executor(pool: Pool) -> Iterator[Executor]:
+    with httpx.Client() as http:
+        yield Executor(pool=pool, worker_id="test-worker", lease_s=30, policy=POLICY, http=http)
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    with Endpoint().serving() as served:
+        yield served
+
+
+def queue_job(
+    conn: psycopg.Connection[dict[str, Any]], workflow_id: UUID, trigger: str = "MANUAL"
+) -> JobMessage:
+    row = conn.execute(
+        "INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status, queued_at) "
+        "SELECT id, user_id, %s, now(), 'QUEUED', now() FROM workflows WHERE id = %s RETURNING id",
+        (trigger, workflow_id),
+    ).fetchone()
+    assert row is not None
+    return JobMessage(job_id=row["id"], workflow_id=workflow_id)
+
+
+def job(conn: psycopg.Connection[dict[str, Any]], job_id: UUID) -> dict[str, Any]:
+    row = conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    assert row is not None
+    return row
+
+
+def workflow(conn: psycopg.Connection[dict[str, Any]], workflow_id: UUID) -> dict[str, Any]:
+    row = conn.execute("SELECT * FROM workflows WHERE id = %s", (workflow_id,)).fetchone()
+    assert row is not None
+    return row
+
+
+def test_a_liveness_heartbeat_completes(conn: Any, executor: Executor) -> None:
+    workflow_id = make_workflow(conn, make_user(conn))
+    message = queue_job(conn, workflow_id)
+    executor.execute(message)
+    done = job(conn, message.job_id)
+    assert done["status"] == "COMPLETED"
+    assert done["attempt"] == 1 and done["lease_token"] == 1
+    assert done["queued_at"] <= done["started_at"] <= done["finished_at"]
+    assert done["lease_owner"] is None
+
+
+def test_http_status_is_compared(conn: Any, executor: Executor, endpoint: Endpoint) -> None:
+    workflow_id = make_workflow(
+        conn, make_user(conn), payload={"endpoint": endpoint.url, "expected_status_code": 204}
+    )
+    endpoint.status = 204
+    ok = queue_job(conn, workflow_id)
+    executor.execute(ok)
+    assert job(conn, ok.job_id)["status"] == "COMPLETED"
+    endpoint.status = 200
+    bad = queue_job(conn, workflow_id)
+    executor.execute(bad)
+    failed = job(conn, bad.job_id)
+    assert (failed["status"], failed["failure_kind"]) == ("FAILED", "USER")
+    assert "expected HTTP 204" in failed["error"] and "got 200" in failed["error"]
+
+
+def test_a_slow_endpoint_times_out(conn: Any, executor: Executor, endpoint: Endpoint) -> None:
+    endpoint.delay_s = 3
+    workflow_id = make_workflow(
+        conn, make_user(conn), payload={"endpoint": endpoint.url, "timeout_seconds": 0.5}
+    )
+    message = queue_job(conn, workflow_id)
+    executor.execute(message)
+    failed = job(conn, message.job_id)
+    assert (failed["status"], failed["failure_kind"], failed["error"]) == (
+        "FAILED",
+        "USER",
+        "timed out after 0.5s",
+    )
+
+
+def test_consecutive_failures_terminate_the_workflow(
+    conn: Any, executor: Executor, endpoint: Endpoint
+) -> None:
+    endpoint.status = 500
+    workflow_id = make_workflow(
+        conn, make_user(conn), payload={"endpoint": endpoint.url}, max_failures=3
+    )
+    for expected in (1, 2):
+        executor.execute(queue_job(conn, workflow_id))
+        assert workflow(conn, workflow_id)["consecutive_job_failures_count"] == expected
+        assert workflow(conn, workflow_id)["terminated_at"] is None
+    pending = conn.execute(
+        "INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status) "
+        "SELECT id, user_id, 'AUTOMATIC', now() + interval '1 minute', 'PENDING' FROM workflows "
+        "WHERE id = %s RETURNING id",
+        (workflow_id,),
+    ).fetchone()["id"]
+    executor.execute(queue_job(conn, workflow_id))
+    terminated = workflow(conn, workflow_id)
+    assert terminated["consecutive_job_failures_count"] == 3
+    assert terminated["terminated_at"] is not None
+    assert terminated["terminated_reason"].startswith("terminated after 3 consecutive failed jobs")
+    assert "got 500" in terminated["terminated_reason"]
+    assert job(conn, pending)["status"] == "CANCELED"
+    events = [
+        r["payload"]["type"]
+        for r in conn.execute(
+            "SELECT payload FROM outbox WHERE key = %s ORDER BY id", (str(workflow_id),)
+        )
+    ]
+    assert events == ["workflow.terminated"]
+    # A job of a terminated workflow is never claimed.
+    late = queue_job(conn, workflow_id)
+    executor.execute(late)
+    assert job(conn, late.job_id)["status"] == "QUEUED"
+    assert endpoint.hits == 3
+
+
+def test_a_success_resets_the_count(conn: Any, executor: Executor, endpoint: Endpoint) -> None:
+    workflow_id = make_workflow(
+        conn, make_user(conn), payload={"endpoint": endpoint.url}, max_failures=2
+    )
+    for status in (500, 200, 500):
+        endpoint.status = status
+        executor.execute(queue_job(conn, workflow_id))
+    state = workflow(conn, workflow_id)
+    assert state["consecutive_job_failures_count"] == 1
+    assert state["terminated_at"] is None
+
+
+def test_the_same_message_twice_runs_once(
+    conn: Any, executor: Executor, endpoint: Endpoint
+) -> None:
+    workflow_id = make_workflow(conn, make_user(conn), payload={"endpoint": endpoint.url})
+    message = queue_job(conn, workflow_id)
+    executor.execute(message)
+    executor.execute(message)
+    assert endpoint.hits == 1
+    assert job(conn, message.job_id)["attempt"] == 1
+
+
+def test_a_system_failure_is_retried_then_counted(conn: Any, pool: Pool) -> None:
+    class Broken(httpx.Client):
+        def stream(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("worker bug")
+
+    workflow_id = make_workflow(conn, make_user(conn), payload={"endpoint": "http://127.0.0.1:9/x"})
+    message = queue_job(conn, workflow_id)
+    with Broken() as http:
+        executor = Executor(pool=pool, worker_id="w", lease_s=30, policy=POLICY, http=http)
+        executor.execute(message)
+        first = job(conn, message.job_id)
+        assert (first["status"], first["attempt"]) == ("PENDING", 1)
+        assert "retrying" in first["error"]
+        assert workflow(conn, workflow_id)["consecutive_job_failures_count"] == 0
+        executor.execute(message)  # the retry, published again by the scheduler
+        last = job(conn, message.job_id)
+    assert (last["status"], last["failure_kind"], last["attempt"]) == ("FAILED", "SYSTEM", 2)
+    assert workflow(conn, workflow_id)["consecutive_job_failures_count"] == 1
+
+
+def test_a_lost_lease_is_recovered_and_the_old_worker_is_fenced_off(
+    conn: Any, pool: Pool, executor: Executor
+) -> None:
+    workflow_id = make_workflow(conn, make_user(conn))
+    message = queue_job(conn, workflow_id)
+    # Worker A claims the job, then stalls past its lease.
+    claim = executor._claim(message.job_id)
+    assert claim is not None and claim.lease_token == 1
+    conn.execute(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+        (message.job_id,),
+    )
+    keeper = LeaseKeeper(executor, pool=pool, lease_s=30, policy=POLICY)
+    assert keeper.recover_expired() == 1
+    recovered = job(conn, message.job_id)
+    assert recovered["status"] == "PENDING" and "worker lost" in recovered["error"]
+    # Worker B runs the retry with a new token.
+    executor.execute(message)
+    assert job(conn, message.job_id)["lease_token"] == 2
+    # Worker A wakes up and tries to record its result: the token no longer matches.
+    stale = decide_outcome(
+        RunResult.user_failure("late"), attempt=1, policy=POLICY, now=datetime.now(UTC)
+    )
+    assert executor.record(message.job_id, claim.lease_token, claim.kind, stale) is False
+    final = job(conn, message.job_id)
+    assert (final["status"], final["attempt"], final["error"]) == ("COMPLETED", 2, None)
+    assert workflow(conn, workflow_id)["consecutive_job_failures_count"] == 0
+
+
+def test_leases_are_renewed(conn: Any, pool: Pool, executor: Executor) -> None:
+    workflow_id = make_workflow(conn, make_user(conn))
+    message = queue_job(conn, workflow_id)
+    claim = executor._claim(message.job_id)
+    assert claim is not None
+    conn.execute(
+        "UPDATE jobs SET lease_expires_at = now() + interval '1 second' WHERE id = %s",
+        (message.job_id,),
+    )
+    executor.leases.add(claim.job_id, claim.lease_token)
+    LeaseKeeper(executor, pool=pool, lease_s=600, policy=POLICY).renew()
+    expires = conn.execute(
+        "SELECT lease_expires_at - now() AS left FROM jobs WHERE id = %s", (message.job_id,)
+    ).fetchone()["left"]
+    assert expires.total_seconds() > 500

@@ -1,0 +1,261 @@
+"""The scheduling worker's steps against real Postgres and the real broker."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import confluent_kafka
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from chronoverse.domain import Topic
+from chronoverse.errors import PublishError
+from chronoverse.jobs import decode_job_message
+from chronoverse.kafka.admin import delete_topics, ensure_topics
+from chronoverse.kafka.producer import Producer
+from chronoverse.postgres import Pool, create_pool
+from services.scheduling_worker.scheduler import Scheduler
+from services.scheduling_worker.settings import Settings
+from tests.factories import make_user, make_workflow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(
+    environ: Mapping[str, str], database_url: str, kafka_settings: Any
+) -> Iterator[Settings]:
+    settings = Settings.from_environ(
+        {
+            **environ,
+            "CHRONOVERSE_DATABASE_URL": database_url,
+            "CHRONOVERSE_KAFKA_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}.",
+            "CHRONOVERSE_REQUEUE_AFTER_S": "1",
+            "CHRONOVERSE_SWEEP_INTERVAL_S": "0.1",
+        }
+    )
+    ensure_topics(settings, settings.all_topics(), partitions=2)
+    yield settings
+    delete_topics(settings, settings.all_topics())
+
+
+@pytest.fixture
+def pool(settings: Settings) -> Iterator[Pool]:
+    pool = create_pool(settings, name="test-scheduler")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[Producer]:
+    producer = Producer(settings, client_id="test-scheduler")
+    yield producer
+    producer.close()
+
+
+@pytest.fixture
+def conn(settings: Settings) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+def read_topic(
+    settings: Settings, topic: Topic, expected: int, timeout_s: float = 20
+) -> list[bytes]:
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([settings.topic(topic)])
+    values: list[bytes] = []
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
+    try:
+        while len(values) < expected and datetime.now(UTC) < deadline:
+            for message in consumer.consume(num_messages=100, timeout=0.5):
+                if message.error() is None and message.value() is not None:
+                    values.append(message.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def jobs_of(
+    conn: psycopg.Connection[dict[str, Any]], workflow_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    return conn.execute(
+        "SELECT * FROM jobs WHERE workflow_id = %s ORDER BY scheduled_at", (workflow_id,)
+    ).fetchall()
+
+
+def test_a_due_workflow_gets_one_job_which_is_published_then_queued(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    workflow_id = make_workflow(conn, make_user(conn), interval=5)
+    before = conn.execute(
+        "SELECT next_run_at FROM workflows WHERE id = %s", (workflow_id,)
+    ).fetchone()["next_run_at"]
+    scheduler = Scheduler(settings, pool, producer)
+    assert scheduler.schedule_due() == 1
+    [created] = jobs_of(conn, workflow_id)
+    assert (created["status"], created["trigger"], created["scheduled_at"]) == (
+        "PENDING",
+        "AUTOMATIC",
+        before,
+    )
+    after = conn.execute(
+        "SELECT next_run_at FROM workflows WHERE id = %s", (workflow_id,)
+    ).fetchone()["next_run_at"]
+    assert after == before + timedelta(minutes=5)
+    assert scheduler.schedule_due() == 0  # not due again
+
+    assert scheduler.dispatch_pending() == 1
+    [queued] = jobs_of(conn, workflow_id)
+    assert queued["status"] == "QUEUED" and queued["queued_at"] is not None
+    [value] = read_topic(settings, Topic.JOBS, 1)
+    message = decode_job_message(None, value)
+    assert (message.job_id, message.workflow_id) == (created["id"], workflow_id)
+
+
+def test_workflows_not_built_or_terminated_are_not_scheduled(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    user = make_user(conn)
+    make_workflow(conn, user, build_status="QUEUED")
+    terminated = make_workflow(conn, user)
+    conn.execute(
+        "UPDATE workflows SET terminated_at = now(), terminated_reason = 'x' WHERE id = %s",
+        (terminated,),
+    )
+    make_workflow(conn, user, next_run_at=datetime.now(UTC) + timedelta(minutes=1))
+    assert Scheduler(settings, pool, producer).schedule_due() == 0
+
+
+def test_catch_up_runs_the_latest_missed_slot_and_records_the_rest(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10, seconds=30)
+    workflow_id = make_workflow(conn, make_user(conn), interval=1, next_run_at=start)
+    Scheduler(settings, pool, producer).schedule_due()
+    [created] = jobs_of(conn, workflow_id)
+    assert created["scheduled_at"] == start + timedelta(minutes=10)
+    [skip] = conn.execute(
+        "SELECT * FROM skipped_runs WHERE workflow_id = %s", (workflow_id,)
+    ).fetchall()
+    assert (skip["reason"], skip["slots"]) == ("MISSED", 10)
+    assert (skip["first_scheduled_at"], skip["last_scheduled_at"]) == (
+        start,
+        start + timedelta(minutes=9),
+    )
+
+
+def test_an_active_job_makes_the_slot_skip(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    workflow_id = make_workflow(conn, make_user(conn))
+    conn.execute(
+        "INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status) "
+        "SELECT id, user_id, 'MANUAL', now(), 'RUNNING' FROM workflows WHERE id = %s",
+        (workflow_id,),
+    )
+    Scheduler(settings, pool, producer).schedule_due()
+    assert [j["trigger"] for j in jobs_of(conn, workflow_id)] == ["MANUAL"]
+    [skip] = conn.execute(
+        "SELECT * FROM skipped_runs WHERE workflow_id = %s", (workflow_id,)
+    ).fetchall()
+    assert skip["reason"] == "OVERLAP" and skip["detail"] == "the previous job was still active"
+
+
+def test_two_schedulers_at_once_create_no_duplicates(
+    settings: Settings, producer: Producer, conn: Any
+) -> None:
+    user = make_user(conn)
+    ids = [make_workflow(conn, user) for _ in range(300)]
+    pools = [create_pool(settings, name=f"s{i}") for i in range(2)]
+    claimed: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def run(pool: Pool) -> None:
+        small = Settings.model_validate({**settings.model_dump(), "schedule_batch_size": 25})
+        scheduler = Scheduler(small, pool, producer)
+        barrier.wait()
+        while (n := scheduler.schedule_due()) > 0:
+            claimed.append(n)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in pools]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in pools:
+        p.close()
+    assert sum(claimed) == 300
+    counts = conn.execute(
+        "SELECT workflow_id, count(*) AS n FROM jobs GROUP BY workflow_id"
+    ).fetchall()
+    assert sorted(r["workflow_id"] for r in counts) == sorted(ids)
+    assert {r["n"] for r in counts} == {1}
+
+
+def test_a_broker_outage_leaves_jobs_pending_until_it_is_back(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    workflow_id = make_workflow(conn, make_user(conn))
+    dead = Settings.model_validate(
+        {**settings.model_dump(), "kafka_bootstrap_servers": "127.0.0.1:1"}
+    )
+    unreachable = Producer(dead, client_id="dead", delivery_timeout_s=1)
+    scheduler = Scheduler(settings, pool, unreachable)
+    scheduler.schedule_due()
+    with pytest.raises(PublishError):
+        scheduler.dispatch_pending()
+    [waiting] = jobs_of(conn, workflow_id)
+    assert waiting["status"] == "PENDING"  # committed, not lost, not marked delivered
+
+    assert Scheduler(settings, pool, producer).dispatch_pending() == 1
+    assert jobs_of(conn, workflow_id)[0]["status"] == "QUEUED"
+    assert len(read_topic(settings, Topic.JOBS, 1)) == 1
+
+
+def test_queued_jobs_nobody_claimed_are_published_again(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    workflow_id = make_workflow(conn, make_user(conn))
+    scheduler = Scheduler(settings, pool, producer)
+    scheduler.schedule_due()
+    scheduler.dispatch_pending()
+    assert scheduler.requeue_stale() == 0  # published just now
+    conn.execute(
+        "UPDATE jobs SET published_at = now() - interval '5 seconds' WHERE workflow_id = %s",
+        (workflow_id,),
+    )
+    assert scheduler.requeue_stale() == 1
+    [again] = jobs_of(conn, workflow_id)
+    assert (again["status"], again["publish_count"]) == ("QUEUED", 2)
+    assert len(read_topic(settings, Topic.JOBS, 2)) == 2
+
+
+def test_the_outbox_is_relayed_in_order_once(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    for n in range(3):
+        conn.execute(
+            "INSERT INTO outbox (topic, key, payload) VALUES ('workflows', 'k', %s)",
+            (f'{{"n": {n}}}',),
+        )
+    scheduler = Scheduler(settings, pool, producer)
+    assert scheduler.relay_outbox() == 3
+    assert scheduler.relay_outbox() == 0
+    assert (
+        conn.execute("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").fetchone()["n"]
+        == 0
+    )
+    assert read_topic(settings, Topic.WORKFLOWS, 3) == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
