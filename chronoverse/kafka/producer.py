@@ -30,15 +30,36 @@ class Producer:
     def __init__(
         self, settings: KafkaSettings, *, client_id: str, delivery_timeout_s: float = 30.0
     ) -> None:
-        config = producer_config(settings, client_id=client_id)
-        config["message.timeout.ms"] = int(delivery_timeout_s * 1000)
+        self._config = producer_config(settings, client_id=client_id)
+        self._config["message.timeout.ms"] = int(delivery_timeout_s * 1000)
+        self._config["error_cb"] = self._on_error
         self._delivery_timeout_s = delivery_timeout_s
-        self._producer = confluent_kafka.Producer(config, logger=logging.getLogger("kafka"))
+        self._fatal = False
+        self._producer = self._create()
+
+    def _create(self) -> confluent_kafka.Producer:
+        return confluent_kafka.Producer(self._config, logger=logging.getLogger("kafka"))
+
+    def _on_error(self, error: confluent_kafka.KafkaError) -> None:
+        if error.fatal():
+            # E.g. a broker that lost its data no longer knows our idempotent producer id. The
+            # instance cannot be used again; the next publish starts a new one.
+            self._fatal = True
+            logger.error(
+                "producer hit a fatal error; it will be re-created: %s",
+                error,
+                extra={"action": "producer_fatal"},
+            )
 
     def publish_all(
         self, messages: Iterable[OutgoingMessage], *, timeout_s: float | None = None
     ) -> None:
         """Send every message and wait until the broker acknowledged each; raise on any failure."""
+        if self._fatal:
+            # The old instance is unusable; what it still holds was reported as failed, and the
+            # callers publish those rows again from Postgres.
+            self._producer = self._create()
+            self._fatal = False
         failures: list[PublishError] = []
         pending = 0
 
@@ -46,25 +67,31 @@ class Producer:
             nonlocal pending
             pending -= 1
             if error is not None:
+                if error.fatal():
+                    self._fatal = True
                 key = message.key()
                 failures.append(
                     PublishError(message.topic() or "?", key.decode() if key else None, str(error))
                 )
 
-        for message in messages:
-            self._produce(message, on_delivery)
-            pending += 1
-        if timeout_s is None:
-            timeout_s = self._delivery_timeout_s + 5  # librdkafka reports a failure by then
-        deadline = time.monotonic() + timeout_s
-        while pending > 0 and time.monotonic() < deadline:
-            self._producer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
+        try:
+            for message in messages:
+                self._produce(message, on_delivery)
+                pending += 1
+            if timeout_s is None:
+                timeout_s = self._delivery_timeout_s + 5  # librdkafka reports a failure by then
+            deadline = time.monotonic() + timeout_s
+            while pending > 0 and time.monotonic() < deadline:
+                self._producer.poll(min(0.1, max(0.0, deadline - time.monotonic())))
+        except confluent_kafka.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if error is not None and error.fatal():
+                self._fatal = True
+            raise PublishError("(several)", None, str(exc)) from exc
         if failures:
             raise failures[0]
         if pending > 0:
-            raise PublishError(
-                "(several)", None, f"{pending} messages unconfirmed after {timeout_s:.0f}s"
-            )
+            raise PublishError("(several)", None, f"{pending} messages unconfirmed in time")
 
     def _produce(self, message: OutgoingMessage, on_delivery: Any) -> None:
         while True:

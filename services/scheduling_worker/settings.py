@@ -26,6 +26,12 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings):
         2000, ge=1, description="Pending jobs published per transaction."
     )
     outbox_batch_size: int = Field(500, ge=1, description="Outbox events relayed per transaction.")
+    publish_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long the broker may take to confirm a message before the "
+        "batch counts as not delivered (it is sent again on the next pass).",
+    )
     requeue_after_s: float = Field(
         60.0,
         gt=0,

@@ -23,7 +23,11 @@ class SchedulingWorker:
 
     def run(self, stop: threading.Event) -> None:
         pool = create_pool(self._settings, name="scheduling-worker")
-        producer = Producer(self._settings, client_id="chronoverse-scheduling-worker")
+        producer = Producer(
+            self._settings,
+            client_id="chronoverse-scheduling-worker",
+            delivery_timeout_s=self._settings.publish_timeout_s,
+        )
         try:
             Scheduler(self._settings, pool, producer).run(stop)
         finally:
