@@ -50,6 +50,7 @@ class Stack:
         }
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.health_ports: dict[str, int] = {}
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.api = f"http://127.0.0.1:{self.http_port}"
@@ -73,6 +74,7 @@ class Stack:
         )
         log.close()
         self.processes[name] = process
+        self.health_ports[name] = port
         deadline = time.monotonic() + 60
         while not ready(port):
             if process.poll() is not None:
@@ -99,6 +101,11 @@ class Stack:
                 process.kill()
                 process.wait()
         self.processes.clear()
+
+    def metrics(self, name: str) -> str:
+        port = self.health_ports[name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
 
     def logs(self) -> str:
         return "\n".join(

@@ -114,6 +114,14 @@ def test_an_interval_heartbeat_gets_automatic_jobs_by_itself(
     assert len({j["scheduled_at"] for j in jobs}) == 2
     assert endpoint.hits == 2
 
+    scheduler_metrics = shared_stack.metrics("scheduling-worker")
+    assert 'chronoverse_dispatch_lag_seconds_count{trigger="AUTOMATIC"}' in scheduler_metrics
+    executor_metrics = shared_stack.metrics("execution-worker")
+    assert "chronoverse_job_queue_to_start_seconds_count" in executor_metrics
+    assert 'chronoverse_job_duration_seconds_count{kind="HEARTBEAT"}' in executor_metrics
+    assert ('chronoverse_job_outcomes_total{failure_kind="",kind="HEARTBEAT",status="COMPLETED"}'
+            in executor_metrics)
+
 
 def test_consecutive_failures_terminate_the_workflow(
     shared_stack: Stack, user: ApiUser, endpoint: Endpoint
