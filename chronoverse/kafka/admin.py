@@ -58,6 +58,8 @@ def ensure_topics(
         try:
             future.result(timeout=timeout_s)
             created.append(topic)
+        except TimeoutError as exc:
+            raise KafkaError(f"creating topic {topic!r} timed out") from exc
         except confluent_kafka.KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if (
@@ -78,5 +80,5 @@ def delete_topics(
     for topic, future in futures.items():
         try:
             future.result(timeout=timeout_s)
-        except confluent_kafka.KafkaException as exc:
+        except (confluent_kafka.KafkaException, TimeoutError) as exc:
             raise KafkaError(f"cannot delete topic {topic!r}: {exc}") from exc

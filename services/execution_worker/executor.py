@@ -20,8 +20,15 @@ from uuid import UUID
 import httpx
 import psycopg
 from prometheus_client import Counter, Histogram
+from psycopg_pool import PoolClosed
 from pydantic import ValidationError
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from chronoverse import lifecycle
 from chronoverse.domain import JobStatus, WorkflowKind
@@ -109,7 +116,9 @@ class LeaseBook:
 
 
 _db_retry = retry(
-    retry=retry_if_exception_type(psycopg.OperationalError),
+    # PoolClosed is an OperationalError too, but retrying it cannot help: the worker is stopping.
+    retry=retry_if_exception_type(psycopg.OperationalError)
+    & retry_if_not_exception_type(PoolClosed),
     wait=wait_exponential(multiplier=0.2, max=5),
     stop=stop_after_delay(60),
     reraise=True,
@@ -161,15 +170,16 @@ class Executor:
                 "attempt": claim.attempt,
             },
         )
+        # The lease is renewed until the outcome is written, not just until the job ends.
         self.leases.add(claim.job_id, claim.lease_token)
         try:
             result = self._run(claim)
+            outcome = decide_outcome(
+                result, attempt=claim.attempt, policy=self._policy, now=self._clock()
+            )
+            self.record(claim.job_id, claim.lease_token, claim.kind, outcome)
         finally:
             self.leases.remove(claim.job_id)
-        outcome = decide_outcome(
-            result, attempt=claim.attempt, policy=self._policy, now=self._clock()
-        )
-        self.record(claim.job_id, claim.lease_token, claim.kind, outcome)
 
     @_db_retry
     def _claim(self, job_id: UUID) -> Claim | None:
@@ -206,6 +216,31 @@ class Executor:
             )
             return RunResult.system_failure(f"worker error: {exc}")
 
+    def hand_back_all(self) -> int:
+        """Return the jobs still running to PENDING (a stopping worker); the attempt is not counted.
+
+        Their threads may still finish, but their writes then find the job no longer RUNNING
+        under their token and change nothing.
+        """
+        held = self.leases.snapshot()
+        with self._pool.connection() as conn:
+            for job_id, token in held.items():
+                conn.execute(
+                    QUERIES.hand_back_job,
+                    {
+                        "job_id": job_id,
+                        "token": token,
+                        "error": "handed back: its worker stopped before the job finished",
+                    },
+                )
+        for job_id in held:
+            logger.warning(
+                "handed back unfinished job %s",
+                job_id,
+                extra={"action": "job_handed_back", "job_id": str(job_id)},
+            )
+        return len(held)
+
     @_db_retry
     def record(self, job_id: UUID, token: int, kind: WorkflowKind, outcome: Outcome) -> bool:
         """Write the outcome if the lease is still ours; False when it was lost."""
@@ -217,6 +252,7 @@ class Executor:
     ) -> bool:
         """Write an outcome in the caller's transaction, guarded by the lease token."""
         params = {"job_id": job_id, "token": token}
+        conn.execute(QUERIES.lock_workflow_of_job, {"job_id": job_id})
         if outcome.status is JobStatus.COMPLETED:
             row = conn.execute(
                 QUERIES.complete_job, {**params, "exit_code": outcome.exit_code}
@@ -304,14 +340,28 @@ class LeaseKeeper:
         self._clock = clock
 
     def run(self, stop: threading.Event) -> None:
-        interval = self._lease_s / 3
+        """Renew and recover on separate threads: slow recovery must never delay renewal."""
+        recovery = threading.Thread(
+            target=self._every,
+            args=(stop, self._lease_s / 2, self.recover_expired),
+            name="lease-recovery",
+            daemon=True,
+        )
+        recovery.start()
+        self._every(stop, self._lease_s / 3, self.renew)
+        recovery.join(timeout=5)
+
+    def _every(self, stop: threading.Event, interval: float, step: Callable[[], object]) -> None:
         while not stop.wait(interval):
             try:
-                self.renew()
-                self.recover_expired()
-            except psycopg.Error as exc:
+                step()
+            except Exception as exc:
+                # Keep going: a missed renewal is retried a third of a lease later.
                 logger.warning(
-                    "lease upkeep failed: %s", exc, extra={"action": "lease_upkeep_failed"}
+                    "lease upkeep failed: %s",
+                    exc,
+                    exc_info=exc,
+                    extra={"action": "lease_upkeep_failed"},
                 )
 
     def renew(self) -> None:
@@ -336,10 +386,15 @@ class LeaseKeeper:
             )
 
     def recover_expired(self, limit: int = 100) -> int:
-        """Treat jobs with lapsed leases as SYSTEM failures ("worker lost"): retry or fail them."""
+        """Treat jobs with lapsed leases as SYSTEM failures ("worker lost"): retry or fail them.
+
+        Each job gets its own transaction; the write is conditional on the token that lapsed, so
+        when two workers recover the same job, one of them changes nothing.
+        """
         with self._pool.connection() as conn:
-            rows = conn.execute(QUERIES.claim_expired_leases, {"limit": limit}).fetchall()
-            for row in rows:
+            rows = conn.execute(QUERIES.expired_leases, {"limit": limit}).fetchall()
+        for row in rows:
+            with self._pool.connection() as conn:
                 outcome = decide_outcome(
                     RunResult.system_failure(WORKER_LOST),
                     attempt=row["attempt"],

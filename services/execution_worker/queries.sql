@@ -7,8 +7,8 @@ SET status = 'RUNNING',
     attempt = j.attempt + 1,
     lease_owner = %(owner)s,
     lease_token = j.lease_token + 1,
-    lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-    started_at = now()
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_s)s),
+    started_at = clock_timestamp()
 FROM workflows AS w
 WHERE j.id = %(job_id)s
   AND j.status IN ('PENDING', 'QUEUED')
@@ -19,7 +19,7 @@ RETURNING j.id, j.workflow_id, j.trigger, j.attempt, j.lease_token, j.queued_at,
           w.kind, w.payload
 
 -- name: renew_leases
-UPDATE jobs AS j SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+UPDATE jobs AS j SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_s)s)
 FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS t(id, token)
 WHERE j.id = t.id AND j.lease_token = t.token AND j.status = 'RUNNING'
 RETURNING j.id
@@ -39,11 +39,40 @@ WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
 RETURNING workflow_id, started_at, finished_at
 
 -- name: retry_job
-UPDATE jobs
-SET status = 'PENDING', run_after = %(retry_at)s, error = %(error)s, lease_owner = NULL,
+-- Back to PENDING for another attempt, unless the workflow was terminated meanwhile: then the job
+-- is cancelled like the workflow's other pending work.
+UPDATE jobs AS j
+SET status = CASE WHEN w.terminated_at IS NULL THEN 'PENDING' ELSE 'CANCELED' END,
+    finished_at = CASE WHEN w.terminated_at IS NULL THEN NULL ELSE now() END,
+    run_after = %(retry_at)s,
+    error = CASE WHEN w.terminated_at IS NULL THEN %(error)s ELSE w.terminated_reason END,
+    lease_owner = NULL,
     lease_expires_at = NULL
-WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
-RETURNING workflow_id, started_at, now() AS finished_at
+FROM workflows AS w
+WHERE j.id = %(job_id)s AND j.lease_token = %(token)s AND j.status = 'RUNNING'
+  AND w.id = j.workflow_id
+RETURNING j.workflow_id, j.started_at, now() AS finished_at
+
+-- name: hand_back_job
+-- A stopping worker returns a job it could not finish; the attempt does not count.
+UPDATE jobs AS j
+SET status = CASE WHEN w.terminated_at IS NULL THEN 'PENDING' ELSE 'CANCELED' END,
+    finished_at = CASE WHEN w.terminated_at IS NULL THEN NULL ELSE now() END,
+    attempt = j.attempt - 1,
+    run_after = now(),
+    error = %(error)s,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+FROM workflows AS w
+WHERE j.id = %(job_id)s AND j.lease_token = %(token)s AND j.status = 'RUNNING'
+  AND w.id = j.workflow_id
+
+-- name: lock_workflow_of_job
+-- Recording takes the workflow's lock before the job's, in the same order as deleting a workflow
+-- (which locks the workflow, then its jobs by cascade), so the two cannot deadlock.
+SELECT w.id FROM workflows AS w JOIN jobs AS j ON j.workflow_id = w.id
+WHERE j.id = %(job_id)s
+FOR UPDATE OF w
 
 -- name: reset_failures
 UPDATE workflows SET consecutive_job_failures_count = 0
@@ -55,10 +84,9 @@ SET consecutive_job_failures_count = consecutive_job_failures_count + 1, updated
 WHERE id = %(workflow_id)s AND terminated_at IS NULL
 RETURNING consecutive_job_failures_count, max_consecutive_job_failures_allowed
 
--- name: claim_expired_leases
+-- name: expired_leases
 SELECT j.id, j.workflow_id, j.attempt, j.lease_token, j.lease_owner, w.kind
 FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
-WHERE j.status = 'RUNNING' AND j.lease_expires_at < now()
+WHERE j.status = 'RUNNING' AND j.lease_expires_at < clock_timestamp()
 ORDER BY j.lease_expires_at
 LIMIT %(limit)s
-FOR UPDATE OF j SKIP LOCKED

@@ -47,3 +47,9 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, H
         2.0, ge=0, description="Backoff before the second attempt; doubles each attempt."
     )
     retry_max_delay_s: float = Field(60.0, ge=0, description="Longest backoff between attempts.")
+    shutdown_grace_s: float = Field(
+        25.0,
+        ge=0,
+        description="After SIGTERM, how long running jobs get to finish; the ones still running "
+        "are then handed back to PENDING for another worker (the attempt is not counted).",
+    )

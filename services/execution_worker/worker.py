@@ -65,6 +65,7 @@ class ExecutionWorker:
                 max_batch_size=1,
                 concurrency=s.concurrency,
                 max_in_flight=s.concurrency * 2,
+                shutdown_timeout_s=s.shutdown_grace_s,
             ),
             decode=decode_job_message,
             handle=executor.handle,
@@ -72,7 +73,10 @@ class ExecutionWorker:
         try:
             loop.run(stop)
         finally:
-            # Leases keep being renewed until the loop has drained its in-flight jobs.
+            # Leases were renewed while the loop drained its in-flight jobs; whatever is still
+            # running after the grace period goes back to PENDING for another worker, at once
+            # rather than after its lease lapses.
+            executor.hand_back_all()
             keeper_stop.set()
             keeper_thread.join(timeout=5)
             http.close()

@@ -65,3 +65,15 @@ UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)s::bigint[])
 
 -- name: listen
 LISTEN chronoverse_scheduler
+
+-- name: prune_outbox
+DELETE FROM outbox WHERE id IN (
+    SELECT id FROM outbox
+    WHERE published_at < now() - make_interval(secs => %(keep_s)s)
+    LIMIT 10000
+)
+
+-- name: prune_idempotency_keys
+DELETE FROM idempotency_keys WHERE (user_id, key) IN (
+    SELECT user_id, key FROM idempotency_keys WHERE expires_at <= now() LIMIT 10000
+)

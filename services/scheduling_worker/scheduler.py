@@ -74,6 +74,7 @@ class Scheduler:
         busy |= self.relay_outbox() >= self._settings.outbox_batch_size
         if time.monotonic() - self._last_sweep >= self._settings.sweep_interval_s:
             self.requeue_stale()
+            self.prune()
             self._last_sweep = time.monotonic()
         return busy
 
@@ -178,6 +179,12 @@ class Scheduler:
             extra={"action": "jobs_republished", "count": len(rows)},
         )
         return len(rows)
+
+    def prune(self) -> None:
+        """Delete published outbox events past retention and expired idempotency keys."""
+        with self._pool.connection() as conn:
+            conn.execute(QUERIES.prune_outbox, {"keep_s": self._settings.outbox_retention_s})
+            conn.execute(QUERIES.prune_idempotency_keys)
 
     def relay_outbox(self) -> int:
         """Send committed outbox events to Kafka in order, then mark them published."""

@@ -33,10 +33,13 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings):
         "batch counts as not delivered (it is sent again on the next pass).",
     )
     requeue_after_s: float = Field(
-        60.0,
+        120.0,
         gt=0,
         description="A QUEUED job no worker claimed this long after it was published is "
         "published again (its message may have been lost with a broker's data).",
+    )
+    outbox_retention_s: float = Field(
+        86400.0, gt=0, description="Published outbox events are deleted after this long."
     )
     sweep_interval_s: float = Field(
         5.0, gt=0, description="How often to look for QUEUED jobs to publish again."

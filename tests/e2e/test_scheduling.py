@@ -119,8 +119,10 @@ def test_an_interval_heartbeat_gets_automatic_jobs_by_itself(
     executor_metrics = shared_stack.metrics("execution-worker")
     assert "chronoverse_job_queue_to_start_seconds_count" in executor_metrics
     assert 'chronoverse_job_duration_seconds_count{kind="HEARTBEAT"}' in executor_metrics
-    assert ('chronoverse_job_outcomes_total{failure_kind="",kind="HEARTBEAT",status="COMPLETED"}'
-            in executor_metrics)
+    assert (
+        'chronoverse_job_outcomes_total{failure_kind="",kind="HEARTBEAT",status="COMPLETED"}'
+        in executor_metrics
+    )
 
 
 def test_consecutive_failures_terminate_the_workflow(

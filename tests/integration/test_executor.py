@@ -240,3 +240,36 @@ def test_leases_are_renewed(conn: Any, pool: Pool, executor: Executor) -> None:
         "SELECT lease_expires_at - now() AS left FROM jobs WHERE id = %s", (message.job_id,)
     ).fetchone()["left"]
     assert expires.total_seconds() > 500
+
+
+def test_a_retry_of_a_terminated_workflow_s_job_is_cancelled(conn: Any, executor: Executor) -> None:
+    workflow_id = make_workflow(conn, make_user(conn))
+    message = queue_job(conn, workflow_id)
+    claim = executor._claim(message.job_id)
+    assert claim is not None
+    conn.execute(
+        "UPDATE workflows SET terminated_at = now(), terminated_reason = 'by test' WHERE id = %s",
+        (workflow_id,),
+    )
+    retry = decide_outcome(
+        RunResult.system_failure("flaky"), attempt=1, policy=POLICY, now=datetime.now(UTC)
+    )
+    assert executor.record(message.job_id, claim.lease_token, claim.kind, retry)
+    cancelled = job(conn, message.job_id)
+    assert (cancelled["status"], cancelled["error"]) == ("CANCELED", "by test")
+
+
+def test_a_stopping_worker_hands_its_jobs_back(conn: Any, executor: Executor) -> None:
+    workflow_id = make_workflow(conn, make_user(conn))
+    message = queue_job(conn, workflow_id)
+    claim = executor._claim(message.job_id)
+    assert claim is not None
+    executor.leases.add(claim.job_id, claim.lease_token)
+    assert executor.hand_back_all() == 1
+    handed = job(conn, message.job_id)
+    assert (handed["status"], handed["attempt"], handed["lease_owner"]) == ("PENDING", 0, None)
+    assert "handed back" in handed["error"]
+    # The interrupted run finishing late changes nothing.
+    late = decide_outcome(RunResult.success(), attempt=1, policy=POLICY, now=datetime.now(UTC))
+    assert executor.record(message.job_id, claim.lease_token, claim.kind, late) is False
+    assert job(conn, message.job_id)["status"] == "PENDING"

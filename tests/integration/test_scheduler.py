@@ -259,3 +259,27 @@ def test_the_outbox_is_relayed_in_order_once(
         == 0
     )
     assert read_topic(settings, Topic.WORKFLOWS, 3) == [b'{"n":0}', b'{"n":1}', b'{"n":2}']
+
+
+def test_old_outbox_events_and_expired_keys_are_pruned(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    user_id = make_user(conn)
+    conn.execute(
+        "INSERT INTO outbox (topic, key, payload, published_at) VALUES "
+        "('workflows', 'old', '{}', now() - interval '2 days'), "
+        "('workflows', 'recent', '{}', now()), ('workflows', 'unsent', '{}', NULL)"
+    )
+    conn.execute(
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, "
+        "response_body, expires_at) VALUES "
+        "(%s, 'gone', '\\x00', 201, '{}', now() - interval '1 s'), "
+        "(%s, 'kept', '\\x00', 201, '{}', now() + interval '1 hour')",
+        (user_id, user_id),
+    )
+    Scheduler(settings, pool, producer).prune()
+    assert [r["key"] for r in conn.execute("SELECT key FROM outbox ORDER BY id")] == [
+        "recent",
+        "unsent",
+    ]
+    assert [r["key"] for r in conn.execute("SELECT key FROM idempotency_keys")] == ["kept"]
