@@ -77,13 +77,18 @@ class KafkaSettings(BaseSettings):
     kafka_topic_prefix: str = Field(
         "",
         pattern=r"^[A-Za-z0-9._-]*$",
-        description="Prefix of every topic name (e.g. `staging.` gives `staging.jobs`), so "
-        "several installations or test runs can share a broker.",
+        description="Prefix of every topic and consumer group name (e.g. `staging.` gives "
+        "`staging.jobs`), so several installations or test runs can share a broker.",
     )
 
     def topic(self, topic: Topic) -> str:
         """The broker-side name of one of Chronoverse's topics."""
         return f"{self.kafka_topic_prefix}{topic.value}"
+
+    def group(self, name: str) -> str:
+        """The broker-side name of a consumer group: installations sharing a broker must not
+        share groups, or one's rebalances would stall the other's consumers."""
+        return f"{self.kafka_topic_prefix}{name}"
 
     def all_topics(self) -> list[str]:
         return [self.topic(t) for t in Topic]

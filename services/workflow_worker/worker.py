@@ -33,7 +33,7 @@ class WorkflowWorker:
         loop: ConsumerLoop[WorkflowEvent] = ConsumerLoop(
             self._settings,
             ConsumerOptions(
-                group_id=CONSUMER_GROUP,
+                group_id=self._settings.group(CONSUMER_GROUP),
                 topics=(self._settings.topic(Topic.WORKFLOWS),),
                 client_id="chronoverse-workflow-worker",
                 max_batch_size=100,

@@ -103,6 +103,8 @@ def stack_env(environ: Mapping[str, str], database_url: str, tmp_path: Path) -> 
         "CHRONOVERSE_RUN_DIR": str(tmp_path / "run"),
         "CHRONOVERSE_UP_PORT_OFFSET": str(OFFSET),
         "CHRONOVERSE_DATABASE_URL": database_url,
+        # Topics and consumer groups of its own: a developer's `make up` may share the broker.
+        "CHRONOVERSE_KAFKA_TOPIC_PREFIX": f"up{os.getpid()}.",
     }
 
 
