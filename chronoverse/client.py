@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 from chronoverse.errors import ChronoverseError
 
@@ -50,14 +53,17 @@ class Client:
                 0, "unreachable", f"cannot reach {self._http.base_url}: {exc}", []
             ) from exc
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                raise ApiError(
-                    response.status_code, error["code"], error["message"], error.get("details", [])
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ApiError(response.status_code, "http_error", response.text[:200], []) from exc
+            self._raise(response)
         return response.json() if response.content else None
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            error = response.json()["error"]
+            code, message, details = error["code"], error["message"], error.get("details", [])
+        except (ValueError, KeyError, TypeError):
+            code, message, details = "http_error", response.text[:200], []
+        raise ApiError(response.status_code, code, message, details)
 
     # --- auth -------------------------------------------------------------------------------------
 
@@ -108,3 +114,40 @@ class Client:
 
     def get_job(self, workflow_id: str, job_id: str) -> Any:
         return self.request("GET", f"/workflows/{workflow_id}/jobs/{job_id}")
+
+    # --- logs -------------------------------------------------------------------------------------
+
+    def log_page(self, job_id: str, *, cursor: str | None = None, limit: int = 1000) -> Any:
+        return self.request(
+            "GET",
+            f"/jobs/{job_id}/logs",
+            params={"limit": limit, **({"cursor": cursor} if cursor else {})},
+        )
+
+    def follow_logs(self, job_id: str, *, after: int = -1) -> Iterator[dict[str, Any]]:
+        """Log lines as they come (SSE), then ``{"end": last_seq}``; resumes after a dropped
+        connection from the last seq received."""
+        last = after
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last >= 0 else {}
+            try:
+                with connect_sse(
+                    self._http,
+                    "GET",
+                    f"/jobs/{job_id}/logs/stream",
+                    headers=headers,
+                    timeout=httpx.Timeout(30, read=None),
+                ) as source:
+                    if source.response.status_code >= 400:
+                        source.response.read()
+                        self._raise(source.response)
+                    for event in source.iter_sse():
+                        if event.event == "log":
+                            line = json.loads(event.data)
+                            last = int(line["seq"])
+                            yield line
+                        elif event.event == "end":
+                            yield {"end": json.loads(event.data)["last_seq"]}
+                            return
+            except httpx.TransportError:
+                continue  # reconnect and resume after the last line received

@@ -93,3 +93,20 @@ def worker_command(
     )
     command = click.command(name=f"chronoverse-{name}", help=help_text)(main)
     return click.version_option(__version__)(command)
+
+
+def every(
+    stop: threading.Event, interval_s: float, step: Callable[[], object], *, name: str
+) -> None:
+    """Run ``step`` every ``interval_s`` until ``stop``; a failing step is logged, not fatal."""
+    while not stop.wait(interval_s):
+        try:
+            step()
+        except Exception as exc:
+            logger.warning(
+                "%s failed: %s",
+                name,
+                exc,
+                exc_info=exc,
+                extra={"action": "periodic_step_failed", "step": name},
+            )

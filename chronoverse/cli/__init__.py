@@ -12,6 +12,7 @@ from chronoverse import __version__
 from chronoverse.cli.admin import migrate_command, topics, users
 from chronoverse.cli.config import ClientConfig, default_config_path
 from chronoverse.cli.jobs import jobs, trigger
+from chronoverse.cli.logs import logs
 from chronoverse.cli.output import ApiErrorExit
 from chronoverse.cli.workflows import workflows
 from chronoverse.client import ApiError
@@ -102,6 +103,7 @@ def logout(config: ClientConfig) -> None:
 cli.add_command(workflows)
 cli.add_command(trigger)
 cli.add_command(jobs)
+cli.add_command(logs)
 cli.add_command(migrate_command)
 cli.add_command(topics)
 cli.add_command(users)

@@ -5,8 +5,9 @@ succeed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,52 @@ class Producer:
                 self._producer.poll(0.05)
 
     def close(self, timeout_s: float = 10.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            logger.warning(
+                "producer closed with %d undelivered messages",
+                remaining,
+                extra={"action": "producer_close_undelivered"},
+            )
+
+
+class StreamingProducer:
+    """One producer shared by many threads that send without waiting; a thread serves reports.
+
+    Each ``send`` takes its own delivery callback, called from the background thread. Used for
+    log lines, where every job streams batches while it runs and waits only at its end.
+    """
+
+    def __init__(
+        self, settings: KafkaSettings, *, client_id: str, delivery_timeout_s: float = 30.0
+    ) -> None:
+        config = producer_config(settings, client_id=client_id)
+        config["message.timeout.ms"] = int(delivery_timeout_s * 1000)
+        self._producer = confluent_kafka.Producer(config, logger=logging.getLogger("kafka"))
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="producer-reports", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
+
+    def send(
+        self, topic: str, key: str, value: bytes, on_delivery: Callable[[str | None], None]
+    ) -> None:
+        def report(error: Any, message: confluent_kafka.Message) -> None:
+            on_delivery(str(error) if error is not None else None)
+
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, on_delivery=report)
+                return
+            except BufferError:
+                time.sleep(0.01)  # the local queue is full; the report thread drains it
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._closed.set()
+        self._thread.join()
         remaining = self._producer.flush(timeout_s)
         if remaining:
             logger.warning(

@@ -53,6 +53,11 @@ class JobServiceStub:
                 request_serializer=chronoverse_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=chronoverse_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.StreamLogs = channel.unary_stream(
+                '/chronoverse.v1.JobService/StreamLogs',
+                request_serializer=chronoverse_dot_v1_dot_jobs__pb2.StreamLogsRequest.SerializeToString,
+                response_deserializer=chronoverse_dot_v1_dot_jobs__pb2.LogEvent.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -79,6 +84,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamLogs(self, request, context):
+        """A job's log lines: those stored after `after_seq`, then live ones as they are printed, with
+        no gap and no duplicate; the stream ends with an `end` event once the job is over.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +109,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJob,
                     request_deserializer=chronoverse_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
                     response_serializer=chronoverse_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'StreamLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamLogs,
+                    request_deserializer=chronoverse_dot_v1_dot_jobs__pb2.StreamLogsRequest.FromString,
+                    response_serializer=chronoverse_dot_v1_dot_jobs__pb2.LogEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +200,33 @@ class JobService:
             '/chronoverse.v1.JobService/GetJob',
             chronoverse_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
             chronoverse_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/chronoverse.v1.JobService/StreamLogs',
+            chronoverse_dot_v1_dot_jobs__pb2.StreamLogsRequest.SerializeToString,
+            chronoverse_dot_v1_dot_jobs__pb2.LogEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from chronoverse.jobs import JobMessage
 from chronoverse.kafka.consumer import Record
 from chronoverse.payloads import HeartbeatPayload
 from chronoverse.postgres import Pool
+from chronoverse.runtime import every
 from chronoverse.scheduling import (
     Outcome,
     RetryPolicy,
@@ -44,6 +45,7 @@ from chronoverse.scheduling import (
     termination_reason,
 )
 from chronoverse.sql import Queries
+from services.execution_worker.containers import ContainerRunner
 from services.execution_worker.heartbeat import run_heartbeat
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class Claim:
     payload: dict[str, Any]
     attempt: int
     lease_token: int
+    generation: int
 
 
 class LeaseBook:
@@ -129,6 +132,7 @@ class Executor:
     def __init__(
         self,
         *,
+        containers: ContainerRunner | None = None,
         pool: Pool,
         worker_id: str,
         lease_s: float,
@@ -142,6 +146,7 @@ class Executor:
         self._policy = policy
         self._http = http
         self._clock = clock
+        self._containers = containers
         self.leases = LeaseBook()
 
     def handle(self, batch: Sequence[Record[JobMessage]]) -> None:
@@ -199,13 +204,23 @@ class Executor:
             payload=row["payload"],
             attempt=row["attempt"],
             lease_token=row["lease_token"],
+            generation=row["generation"],
         )
 
     def _run(self, claim: Claim) -> RunResult:
         try:
             if claim.kind is WorkflowKind.HEARTBEAT:
                 return run_heartbeat(HeartbeatPayload.model_validate(claim.payload), self._http)
-            return RunResult.system_failure("this execution worker does not run CONTAINER jobs yet")
+            if self._containers is None:
+                return RunResult.system_failure("this worker has no container runtime")
+            return self._containers.run(
+                job_id=claim.job_id,
+                workflow_id=claim.workflow_id,
+                generation=claim.generation,
+                payload=claim.payload,
+                lease_token=claim.lease_token,
+                record_container=lambda cid: self._set_container(claim, cid),
+            )
         except ValidationError as exc:
             return RunResult.user_failure(f"stored payload is invalid: {exc}")
         except Exception as exc:
@@ -215,6 +230,25 @@ class Executor:
                 extra={"action": "job_runner_error", "job_id": str(claim.job_id)},
             )
             return RunResult.system_failure(f"worker error: {exc}")
+
+    @_db_retry
+    def _set_container(self, claim: Claim, container_id: str) -> bool:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                QUERIES.set_container,
+                {"job_id": claim.job_id, "token": claim.lease_token, "container_id": container_id},
+            ).fetchone()
+        return row is not None
+
+    @_db_retry
+    def owned(self, leases: list[tuple[UUID, int]]) -> set[UUID]:
+        """Which of these (job, token) pairs a live lease owns (for the container reaper)."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                QUERIES.owned_leases,
+                {"ids": [j for j, _ in leases], "tokens": [t for _, t in leases]},
+            ).fetchall()
+        return {row["id"] for row in rows}
 
     def hand_back_all(self) -> int:
         """Return the jobs still running to PENDING (a stopping worker); the attempt is not counted.
@@ -252,8 +286,20 @@ class Executor:
     ) -> bool:
         """Write an outcome in the caller's transaction, guarded by the lease token."""
         params = {"job_id": job_id, "token": token}
-        conn.execute(QUERIES.lock_workflow_of_job, {"job_id": job_id})
-        if outcome.status is JobStatus.COMPLETED:
+        workflow = conn.execute(QUERIES.lock_workflow_of_job, {"job_id": job_id}).fetchone()
+        if (
+            workflow is not None
+            and workflow["terminated_at"] is not None
+            and outcome.status is not JobStatus.COMPLETED
+        ):
+            row = conn.execute(
+                QUERIES.cancel_job,
+                {**params, "exit_code": outcome.exit_code, "error": workflow["terminated_reason"]},
+            ).fetchone()
+            outcome = replace(
+                outcome, status=JobStatus.CANCELED, failure_kind=None, counts_as_failure=False
+            )
+        elif outcome.status is JobStatus.COMPLETED:
             row = conn.execute(
                 QUERIES.complete_job, {**params, "exit_code": outcome.exit_code}
             ).fetchone()
@@ -342,27 +388,15 @@ class LeaseKeeper:
     def run(self, stop: threading.Event) -> None:
         """Renew and recover on separate threads: slow recovery must never delay renewal."""
         recovery = threading.Thread(
-            target=self._every,
+            target=every,
             args=(stop, self._lease_s / 2, self.recover_expired),
+            kwargs={"name": "lease recovery"},
             name="lease-recovery",
             daemon=True,
         )
         recovery.start()
-        self._every(stop, self._lease_s / 3, self.renew)
+        every(stop, self._lease_s / 3, self.renew, name="lease renewal")
         recovery.join(timeout=5)
-
-    def _every(self, stop: threading.Event, interval: float, step: Callable[[], object]) -> None:
-        while not stop.wait(interval):
-            try:
-                step()
-            except Exception as exc:
-                # Keep going: a missed renewal is retried a third of a lease later.
-                logger.warning(
-                    "lease upkeep failed: %s",
-                    exc,
-                    exc_info=exc,
-                    extra={"action": "lease_upkeep_failed"},
-                )
 
     def renew(self) -> None:
         held = self._executor.leases.snapshot()

@@ -16,7 +16,7 @@ WHERE j.id = %(job_id)s
   AND w.id = j.workflow_id
   AND w.terminated_at IS NULL
 RETURNING j.id, j.workflow_id, j.trigger, j.attempt, j.lease_token, j.queued_at, j.started_at,
-          w.kind, w.payload
+          w.kind, w.payload, w.generation
 
 -- name: renew_leases
 UPDATE jobs AS j SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_s)s)
@@ -70,7 +70,8 @@ WHERE j.id = %(job_id)s AND j.lease_token = %(token)s AND j.status = 'RUNNING'
 -- name: lock_workflow_of_job
 -- Recording takes the workflow's lock before the job's, in the same order as deleting a workflow
 -- (which locks the workflow, then its jobs by cascade), so the two cannot deadlock.
-SELECT w.id FROM workflows AS w JOIN jobs AS j ON j.workflow_id = w.id
+SELECT w.id, w.terminated_at, w.terminated_reason
+FROM workflows AS w JOIN jobs AS j ON j.workflow_id = w.id
 WHERE j.id = %(job_id)s
 FOR UPDATE OF w
 
@@ -90,3 +91,23 @@ FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
 WHERE j.status = 'RUNNING' AND j.lease_expires_at < clock_timestamp()
 ORDER BY j.lease_expires_at
 LIMIT %(limit)s
+
+-- name: cancel_job
+-- The workflow was terminated while the job ran (its container was stopped): not a failure.
+UPDATE jobs
+SET status = 'CANCELED', finished_at = now(), exit_code = %(exit_code)s, error = %(error)s,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
+RETURNING workflow_id, started_at, finished_at
+
+-- name: set_container
+UPDATE jobs SET container_id = %(container_id)s
+WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
+RETURNING id
+
+-- name: owned_leases
+-- Of these (job, lease token) pairs, the ones a live lease still owns.
+SELECT j.id FROM jobs AS j
+JOIN unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS t(id, token)
+  ON j.id = t.id AND j.lease_token = t.token
+WHERE j.status = 'RUNNING' AND j.lease_expires_at > clock_timestamp()

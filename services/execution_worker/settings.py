@@ -47,6 +47,20 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, H
         2.0, ge=0, description="Backoff before the second attempt; doubles each attempt."
     )
     retry_max_delay_s: float = Field(60.0, ge=0, description="Longest backoff between attempts.")
+    stop_grace_s: int = Field(
+        10,
+        ge=0,
+        description="A timed-out container gets SIGTERM, then SIGKILL this many seconds later.",
+    )
+    max_log_chars_per_job: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Characters of output kept per job; the rest is "
+        "dropped and a final line says how much.",
+    )
+    reaper_interval_s: float = Field(
+        30.0, gt=0, description="How often labelled containers without a live lease are removed."
+    )
     shutdown_grace_s: float = Field(
         25.0,
         ge=0,

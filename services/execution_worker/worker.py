@@ -1,4 +1,4 @@
-"""The execution-worker process: the `jobs` consumer, the executor and the lease keeper."""
+"""The execution-worker process: the `jobs` consumer, the executor, leases and the reaper."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import threading
 
 import httpx
 
+from chronoverse import containers, redis_store
 from chronoverse.checks import docker_check, kafka_check, postgres_check, redis_check
 from chronoverse.domain import Topic
 from chronoverse.health import Check
 from chronoverse.jobs import JobMessage, decode_job_message
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
+from chronoverse.kafka.producer import StreamingProducer
 from chronoverse.postgres import create_pool
+from chronoverse.runtime import every
 from chronoverse.scheduling import RetryPolicy
+from services.execution_worker.containers import ContainerRunner, Reaper
 from services.execution_worker.executor import Executor, LeaseKeeper
+from services.execution_worker.logship import LogShipper
 from services.execution_worker.settings import Settings
 
 CONSUMER_GROUP = "chronoverse-execution-worker"
@@ -39,23 +44,52 @@ class ExecutionWorker:
             base_delay_s=s.retry_base_delay_s,
             max_delay_s=s.retry_max_delay_s,
         )
-        # One connection per concurrent job, plus the lease keeper's.
+        # One connection per concurrent job, plus the lease keeper's and the reaper's.
         pool = create_pool(
-            s.model_copy(update={"database_pool_max_size": s.concurrency + 2}),
+            s.model_copy(update={"database_pool_max_size": s.concurrency + 3}),
             name="execution-worker",
         )
         http = httpx.Client(
             follow_redirects=False, limits=httpx.Limits(max_connections=s.concurrency * 2)
         )
+        docker_client = containers.connect(s, timeout_s=60)
+        redis_client = redis_store.connect(s)
+        logs_topic = s.topic(Topic.JOB_LOGS)
+        log_producer = StreamingProducer(s, client_id=f"execution-{s.worker_id}-logs")
+        runner = ContainerRunner(
+            docker_client=docker_client,
+            redis_client=redis_client,
+            shippers=lambda job_id: LogShipper(log_producer, logs_topic, job_id),
+            stop_grace_s=s.stop_grace_s,
+            max_log_chars=s.max_log_chars_per_job,
+        )
         executor = Executor(
-            pool=pool, worker_id=s.worker_id, lease_s=s.lease_s, policy=policy, http=http
+            containers=runner,
+            pool=pool,
+            worker_id=s.worker_id,
+            lease_s=s.lease_s,
+            policy=policy,
+            http=http,
+        )
+        reaper = Reaper(
+            docker_client, owned=executor.owned, mine=lambda: set(executor.leases.snapshot())
         )
         keeper = LeaseKeeper(executor, pool=pool, lease_s=s.lease_s, policy=policy)
-        keeper_stop = threading.Event()
-        keeper_thread = threading.Thread(
-            target=keeper.run, args=(keeper_stop,), name="lease-keeper", daemon=True
-        )
-        keeper_thread.start()
+        background_stop = threading.Event()
+        background = [
+            threading.Thread(
+                target=keeper.run, args=(background_stop,), name="lease-keeper", daemon=True
+            ),
+            threading.Thread(
+                target=every,
+                args=(background_stop, s.reaper_interval_s, reaper.reap),
+                kwargs={"name": "container reaper"},
+                name="reaper",
+                daemon=True,
+            ),
+        ]
+        for thread in background:
+            thread.start()
         loop: ConsumerLoop[JobMessage] = ConsumerLoop(
             s,
             ConsumerOptions(
@@ -75,9 +109,13 @@ class ExecutionWorker:
         finally:
             # Leases were renewed while the loop drained its in-flight jobs; whatever is still
             # running after the grace period goes back to PENDING for another worker, at once
-            # rather than after its lease lapses.
+            # rather than after its lease lapses (the reaper then removes its container).
             executor.hand_back_all()
-            keeper_stop.set()
-            keeper_thread.join(timeout=5)
+            background_stop.set()
+            for thread in background:
+                thread.join(timeout=5)
+            log_producer.close()
             http.close()
+            docker_client.close()
+            redis_client.close()
             pool.close()

@@ -13,3 +13,7 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, HealthSettings):
     health_port: int = Field(
         9104, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics."
     )
+    log_batch_messages: int = Field(
+        500, ge=1, description="`job_logs` messages written to Postgres in one transaction."
+    )
+    log_concurrency: int = Field(2, ge=1, description="Batches written at once.")

@@ -1,19 +1,23 @@
-"""The log-processor's main loop."""
+"""The log-processor process: the `job_logs` consumer and the processor."""
 
 from __future__ import annotations
 
-import logging
 import threading
 
+from chronoverse import redis_store
 from chronoverse.checks import kafka_check, postgres_check, redis_check
 from chronoverse.domain import Topic
 from chronoverse.health import Check
+from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
+from chronoverse.logs import LogMessage, decode_log_message
+from chronoverse.postgres import create_pool
+from services.log_processor.processor import LogProcessor
 from services.log_processor.settings import Settings
 
-logger = logging.getLogger(__name__)
+CONSUMER_GROUP = "chronoverse-log-processor"
 
 
-class LogProcessor:
+class LogProcessorWorker:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
@@ -22,6 +26,24 @@ class LogProcessor:
         return [postgres_check(s), kafka_check(s, (s.topic(Topic.JOB_LOGS),)), redis_check(s)]
 
     def run(self, stop: threading.Event) -> None:
-        # Skeleton: the loop arrives with the scheduling and container issues. Until then the
-        # process starts, reports readiness of its dependencies and stops cleanly on SIGTERM.
-        stop.wait()
+        s = self._settings
+        pool = create_pool(s, name="log-processor")
+        redis_client = redis_store.connect(s)
+        loop: ConsumerLoop[LogMessage] = ConsumerLoop(
+            s,
+            ConsumerOptions(
+                group_id=s.group(CONSUMER_GROUP),
+                topics=(s.topic(Topic.JOB_LOGS),),
+                client_id="chronoverse-log-processor",
+                max_batch_size=s.log_batch_messages,
+                concurrency=s.log_concurrency,
+                max_in_flight=s.log_batch_messages * s.log_concurrency * 2,
+            ),
+            decode=decode_log_message,
+            handle=LogProcessor(pool, redis_client).handle,
+        )
+        try:
+            loop.run(stop)
+        finally:
+            pool.close()
+            redis_client.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from chronoverse import redis_store
 from chronoverse.postgres import Pool, create_pool
 from services.server.auth import Accounts
 from services.server.settings import Settings
@@ -20,12 +21,15 @@ class ServerContext:
         # Opened by open(): building the app (e.g. to render OpenAPI) needs no database.
         self.pool: Pool = create_pool(settings, name="server", open=False)
         self.accounts = Accounts(self.pool, token_ttl=timedelta(days=settings.token_ttl_days))
+        # Live log followers subscribe through it; connections are made on first use.
+        self.redis = redis_store.connect(settings)
 
     def open(self) -> None:
         self.pool.open(wait=False)
 
     def close(self) -> None:
         self.pool.close()
+        self.redis.close()
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from concurrent import futures
 from datetime import datetime
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from chronoverse.errors import (
     InvalidFieldsError,
     NotFoundError,
 )
+from chronoverse.logs import LogLine
 from chronoverse.v1 import (
     auth_pb2,
     auth_pb2_grpc,
@@ -41,6 +42,7 @@ from chronoverse.v1 import (
 from services.server import idempotency, jobs, workflows
 from services.server.auth import Principal
 from services.server.context import ServerContext
+from services.server.logs import FollowEvent, LogEnd, LogFollower
 from services.server.schemas import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -410,6 +412,46 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 conn, who.user_id, _uuid(request.workflow_id, "workflow_id"), _uuid(request.id)
             )
         return _job_message(JobOut.of(job).model_dump(mode="json"))
+
+    def StreamLogs(
+        self, request: jobs_pb2.StreamLogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[jobs_pb2.LogEvent]:
+        follower = self._log_follower(request, context)
+        try:
+            for event in follower:
+                if not context.is_active():
+                    return
+                if isinstance(event, LogLine):
+                    yield jobs_pb2.LogEvent(
+                        line=jobs_pb2.LogLine(
+                            seq=event.seq,
+                            stream=event.stream.value,
+                            ts=_timestamp(event.ts),
+                            line=event.line,
+                        )
+                    )
+                elif isinstance(event, LogEnd):
+                    yield jobs_pb2.LogEvent(end=jobs_pb2.LogEnd(last_seq=event.last_seq))
+                    return
+        finally:
+            follower.close()
+
+    @handles_errors
+    def _log_follower(
+        self, request: jobs_pb2.StreamLogsRequest, context: grpc.ServicerContext
+    ) -> Generator[FollowEvent, None, None]:
+        who = self._context.accounts.authenticate(_metadata(context, "authorization"))
+        after = request.after_seq if request.HasField("after_seq") else -1
+        if after < -1:
+            raise InvalidFieldsError([FieldError("after_seq", "must be -1 or more")])
+        with self._context.transaction() as conn:
+            job = jobs.get(
+                conn,
+                who.user_id,
+                _uuid(request.workflow_id, "workflow_id"),
+                _uuid(request.job_id, "job_id"),
+            )
+        return LogFollower(self._context.pool, self._context.redis, job.id, after=after).__iter__()
 
 
 class ServerInfoService(server_pb2_grpc.ServerInfoServiceServicer):

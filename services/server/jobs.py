@@ -85,6 +85,13 @@ def get(conn: Conn, user_id: UUID, workflow_id: UUID, job_id: UUID) -> Job:
     return Job.from_row(row)
 
 
+def get_by_id(conn: Conn, user_id: UUID, job_id: UUID) -> Job:
+    row = conn.execute(QUERIES.get_job_by_id, {"job_id": job_id, "user_id": user_id}).fetchone()
+    if row is None:
+        raise NotFoundError("job", str(job_id))
+    return Job.from_row(row)
+
+
 def list_page(conn: Conn, user_id: UUID, workflow_id: UUID, query: JobFilter) -> JobPage:
     workflows.get(conn, user_id, workflow_id)  # 404 for a missing or foreign workflow
     after = decode_cursor(query.cursor) if query.cursor else None

@@ -101,3 +101,20 @@ WHERE workflow_id = %(workflow_id)s
   AND (%(trigger)s::text IS NULL OR trigger = %(trigger)s::text)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
+
+-- name: get_job_by_id
+SELECT * FROM jobs WHERE id = %(job_id)s AND user_id = %(user_id)s
+
+-- name: log_page
+SELECT seq, stream, ts, line FROM job_logs
+WHERE job_id = %(job_id)s
+  AND seq > %(after)s
+  AND (%(stream)s::text IS NULL OR stream = %(stream)s::text)
+ORDER BY seq
+LIMIT %(limit)s
+
+-- name: log_state
+SELECT j.status, j.attempt, j.finished_at, j.logs_last_seq, j.logs_closed_at, w.kind,
+       now() - j.finished_at AS finished_for
+FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
+WHERE j.id = %(job_id)s

@@ -24,6 +24,7 @@ from chronoverse.domain import (
     FailureKind,
     JobStatus,
     JobTrigger,
+    LogStream,
     Workflow,
     WorkflowKind,
 )
@@ -191,6 +192,20 @@ class JobPageOut(BaseModel):
     jobs: list[JobOut]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class LogLineOut(BaseModel):
+    seq: int = Field(description="Unique across both streams of the job, in output order.")
+    stream: LogStream
+    ts: datetime
+    line: str
+
+
+class LogPageOut(BaseModel):
+    logs: list[LogLineOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null when no more lines are stored yet."
     )
 
 

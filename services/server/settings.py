@@ -24,6 +24,9 @@ class Settings(PostgresSettings, RedisSettings):
     token_ttl_days: int = Field(
         30, ge=1, description="Lifetime of a bearer token issued by login or `users create`."
     )
+    sse_keepalive_s: float = Field(
+        15.0, gt=0, description="Seconds between keep-alive comments on an idle log stream."
+    )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="Seconds in-flight requests get to finish after SIGTERM."
     )

@@ -1,7 +1,9 @@
 """Build events from the `workflows` topic.
 
-A HEARTBEAT needs nothing built: its event takes the build straight to COMPLETED, through the same
-path CONTAINER builds take (image checks and cached definitions come with the container issue).
+A CONTAINER build goes QUEUED → STARTED → COMPLETED or FAILED for the event's generation: the
+image is made present per the pull policy and resolved to its ID, and the container definition is
+cached in Redis. A HEARTBEAT needs nothing built: its event takes the build straight to COMPLETED
+through the same path. Terminate and delete events stop the workflow's running containers.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+import docker
+import redis
+from docker.errors import NotFound
 from prometheus_client import Counter
 
 from chronoverse import lifecycle
-from chronoverse.domain import WorkflowKind
+from chronoverse.definitions import LABEL_WORKFLOW, cache_key, define
+from chronoverse.domain import BuildStatus, WorkflowKind
 from chronoverse.errors import MalformedMessageError
 from chronoverse.kafka.consumer import Record
 from chronoverse.messages import decode_object
+from chronoverse.payloads import ContainerPayload
 from chronoverse.postgres import Pool
 from chronoverse.sql import Queries
+from services.workflow_worker.images import Images, ImageUnavailableError
 
 logger = logging.getLogger(__name__)
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
@@ -56,35 +64,105 @@ def decode_workflow_event(key: bytes | None, value: bytes | None) -> WorkflowEve
 
 
 class Builder:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        images: Images,
+        docker_client: docker.DockerClient,
+        redis_client: redis.Redis,
+        *,
+        stop_grace_s: int = 10,
+    ) -> None:
         self._pool = pool
+        self._images = images
+        self._docker = docker_client
+        self._redis = redis_client
+        self._stop_grace_s = stop_grace_s
 
     def handle(self, batch: Sequence[Record[WorkflowEvent]]) -> None:
         for record in batch:
             self.apply(record.value)
 
     def apply(self, event: WorkflowEvent) -> None:
-        if event.type not in BUILD_EVENTS:
-            return
-        if event.kind is not WorkflowKind.HEARTBEAT:
-            logger.debug(
-                "CONTAINER builds are not handled yet (workflow %s)",
-                event.workflow_id,
-                extra={"action": "build_skipped", "workflow_id": str(event.workflow_id)},
-            )
+        if event.type in BUILD_EVENTS:
+            self._build(event)
+        elif event.kind is WorkflowKind.CONTAINER:
+            self._stop_containers(event.workflow_id)
+
+    def _build(self, event: WorkflowEvent) -> None:
+        if event.kind is WorkflowKind.HEARTBEAT:
+            self._finish(event, BuildStatus.COMPLETED, None)
             return
         with self._pool.connection() as conn:
             row = conn.execute(
-                QUERIES.complete_build,
+                QUERIES.start_build,
                 {"workflow_id": event.workflow_id, "generation": event.generation},
             ).fetchone()
-            if row is not None:
-                lifecycle.wake_scheduler(conn)
-        if row is not None:
-            BUILDS.labels(event.kind.value, "COMPLETED").inc()
-            logger.info(
-                "workflow %s generation %d built",
+        if row is None:
+            logger.debug(
+                "stale build event for %s generation %d",
                 event.workflow_id,
                 event.generation,
-                extra={"action": "build_completed", "workflow_id": str(event.workflow_id)},
+                extra={"action": "build_stale"},
+            )
+            return
+        payload = ContainerPayload.model_validate(row["payload"])
+        try:
+            image_id = self._images.ensure(payload.image, payload.pull_policy)
+        except ImageUnavailableError as exc:
+            self._finish(event, BuildStatus.FAILED, exc.message)
+            return
+        definition = define(event.workflow_id, event.generation, payload, image_id)
+        self._redis.set(cache_key(event.workflow_id, event.generation), definition.to_json())
+        self._finish(event, BuildStatus.COMPLETED, None)
+
+    def _finish(self, event: WorkflowEvent, status: BuildStatus, error: str | None) -> None:
+        query = (
+            QUERIES.complete_build if event.kind is WorkflowKind.HEARTBEAT else QUERIES.finish_build
+        )
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                query,
+                {
+                    "workflow_id": event.workflow_id,
+                    "generation": event.generation,
+                    "status": status.value,
+                    "error": error,
+                },
+            ).fetchone()
+            if row is not None and status is BuildStatus.COMPLETED:
+                lifecycle.wake_scheduler(conn)
+        if row is None:
+            return
+        BUILDS.labels(event.kind.value, status.value).inc()
+        log = logger.info if status is BuildStatus.COMPLETED else logger.warning
+        log(
+            "workflow %s generation %d build %s%s",
+            event.workflow_id,
+            event.generation,
+            status.value,
+            f": {error}" if error else "",
+            extra={
+                "action": "build_finished",
+                "workflow_id": str(event.workflow_id),
+                "status": status.value,
+            },
+        )
+
+    def _stop_containers(self, workflow_id: UUID) -> None:
+        """Stop (SIGTERM, then SIGKILL after the grace period) and remove its running containers."""
+        running = self._docker.containers.list(
+            all=True, filters={"label": f"{LABEL_WORKFLOW}={workflow_id}"}
+        )
+        for container in running:
+            try:
+                container.stop(timeout=self._stop_grace_s)
+                container.remove(force=True)
+            except NotFound:
+                continue  # its job finished and removed it meanwhile
+            logger.info(
+                "stopped container %s of terminated workflow %s",
+                container.short_id,
+                workflow_id,
+                extra={"action": "container_stopped", "workflow_id": str(workflow_id)},
             )

@@ -3,9 +3,25 @@
 -- name: complete_build
 -- Only the current generation of a live workflow moves; an older event changes nothing.
 UPDATE workflows
-SET build_status = 'COMPLETED', build_error = NULL, updated_at = now()
+SET build_status = %(status)s, build_error = %(error)s, updated_at = now()
 WHERE id = %(workflow_id)s
   AND generation = %(generation)s
   AND build_status IN ('QUEUED', 'STARTED')
+  AND terminated_at IS NULL
+RETURNING id
+
+-- name: start_build
+UPDATE workflows SET build_status = 'STARTED', updated_at = now()
+WHERE id = %(workflow_id)s
+  AND generation = %(generation)s
+  AND build_status IN ('QUEUED', 'STARTED')
+  AND terminated_at IS NULL
+RETURNING payload
+
+-- name: finish_build
+UPDATE workflows SET build_status = %(status)s, build_error = %(error)s, updated_at = now()
+WHERE id = %(workflow_id)s
+  AND generation = %(generation)s
+  AND build_status = 'STARTED'
   AND terminated_at IS NULL
 RETURNING id

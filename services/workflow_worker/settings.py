@@ -19,3 +19,18 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, H
     health_port: int = Field(
         9102, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics."
     )
+    pull_lock_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="TTL of the Redis lock one worker holds while it pulls an image "
+        "(renewed every third of it); other workers wait for the pull.",
+    )
+    pull_wait_s: float = Field(
+        600.0, gt=0, description="Longest wait for another worker's pull of the same image."
+    )
+    stop_grace_s: int = Field(
+        10,
+        ge=0,
+        description="When a workflow is terminated: seconds between SIGTERM and "
+        "SIGKILL for its running containers.",
+    )

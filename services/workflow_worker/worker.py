@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 
+from chronoverse import containers, redis_store
 from chronoverse.checks import docker_check, kafka_check, postgres_check, redis_check
 from chronoverse.domain import Topic
 from chronoverse.health import Check
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
 from chronoverse.postgres import create_pool
 from services.workflow_worker.builds import Builder, WorkflowEvent, decode_workflow_event
+from services.workflow_worker.images import Images
 from services.workflow_worker.settings import Settings
 
 CONSUMER_GROUP = "chronoverse-workflow-worker"
@@ -29,7 +31,14 @@ class WorkflowWorker:
         ]
 
     def run(self, stop: threading.Event) -> None:
-        pool = create_pool(self._settings, name="workflow-worker")
+        s = self._settings
+        pool = create_pool(s, name="workflow-worker")
+        docker_client = containers.connect(s, timeout_s=600)  # pulls can be slow
+        redis_client = redis_store.connect(s)
+        images = Images(
+            docker_client, redis_client, lock_ttl_s=s.pull_lock_ttl_s, wait_s=s.pull_wait_s
+        )
+        builder = Builder(pool, images, docker_client, redis_client, stop_grace_s=s.stop_grace_s)
         loop: ConsumerLoop[WorkflowEvent] = ConsumerLoop(
             self._settings,
             ConsumerOptions(
@@ -40,9 +49,11 @@ class WorkflowWorker:
                 concurrency=4,
             ),
             decode=decode_workflow_event,
-            handle=Builder(pool).handle,
+            handle=builder.handle,
         )
         try:
             loop.run(stop)
         finally:
             pool.close()
+            docker_client.close()
+            redis_client.close()

@@ -1,0 +1,147 @@
+"""Job log lines: splitting a container's output into lines, and the `job_logs` messages.
+
+Pure: no I/O. A :class:`LineSplitter` takes raw output chunks of both streams as they arrive and
+returns complete lines, each with a ``seq`` unique across both streams. A line longer than
+``max_chars`` is cut into several lines; nothing after it is dropped.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from chronoverse.domain import LogStream
+from chronoverse.errors import MalformedMessageError
+from chronoverse.messages import decode_object, encode
+
+LOG_MESSAGE_VERSION = 1
+MAX_LINE_CHARS = 16 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogLine:
+    seq: int
+    stream: LogStream
+    ts: datetime
+    line: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "stream": self.stream.value,
+            "ts": self.ts.isoformat(),
+            "line": self.line,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LogLine:
+        return cls(
+            seq=int(data["seq"]),
+            stream=LogStream(data["stream"]),
+            ts=datetime.fromisoformat(data["ts"]),
+            line=str(data["line"]),
+        )
+
+
+class LineSplitter:
+    """Turns output chunks into numbered lines; keeps each stream's unfinished line apart."""
+
+    def __init__(self, *, max_chars: int = MAX_LINE_CHARS, first_seq: int = 0) -> None:
+        self._max = max_chars
+        self._next_seq = first_seq
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in LogStream}
+        self._partial: dict[LogStream, str] = dict.fromkeys(LogStream, "")
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last line returned (-1 before any)."""
+        return self._next_seq - 1
+
+    def feed(self, stream: LogStream, chunk: bytes, ts: datetime) -> list[LogLine]:
+        text = self._partial[stream] + self._decoders[stream].decode(chunk)
+        *complete, rest = text.split("\n")
+        lines = [piece for line in complete for piece in self._cut(line)]
+        # An unfinished line that is already too long is emitted in full-size pieces now.
+        while len(rest) > self._max:
+            lines.append(rest[: self._max])
+            rest = rest[self._max :]
+        self._partial[stream] = rest
+        return [self._number(stream, line, ts) for line in lines]
+
+    def flush(self, ts: datetime) -> list[LogLine]:
+        """The unfinished last lines of both streams (output that did not end with a newline)."""
+        out: list[LogLine] = []
+        for stream in LogStream:
+            rest = self._partial[stream] + self._decoders[stream].decode(b"", final=True)
+            self._partial[stream] = ""
+            out += [self._number(stream, piece, ts) for piece in self._cut(rest) if rest]
+        return out
+
+    def _cut(self, line: str) -> list[str]:
+        if len(line) <= self._max:
+            return [line]
+        return [line[i : i + self._max] for i in range(0, len(line), self._max)]
+
+    def _number(self, stream: LogStream, line: str, ts: datetime) -> LogLine:
+        seq = self._next_seq
+        self._next_seq += 1
+        # Postgres text cannot hold NUL; it becomes U+FFFD like any undecodable byte.
+        text = line.removesuffix("\r").replace("\x00", "\ufffd")
+        return LogLine(seq=seq, stream=stream, ts=ts, line=text)
+
+
+# --- the `job_logs` topic -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinesMessage:
+    job_id: UUID
+    lines: tuple[LogLine, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndMessage:
+    """The last record of a job's logs: every line up to ``last_seq`` was sent (-1: none)."""
+
+    job_id: UUID
+    last_seq: int
+
+
+LogMessage = LinesMessage | EndMessage
+
+
+def encode_lines(job_id: UUID, lines: list[LogLine]) -> bytes:
+    return encode(
+        {
+            "v": LOG_MESSAGE_VERSION,
+            "type": "log.lines",
+            "job_id": str(job_id),
+            "lines": [line.to_json() for line in lines],
+        }
+    )
+
+
+def encode_end(job_id: UUID, last_seq: int) -> bytes:
+    return encode(
+        {"v": LOG_MESSAGE_VERSION, "type": "log.end", "job_id": str(job_id), "last_seq": last_seq}
+    )
+
+
+def decode_log_message(key: bytes | None, value: bytes | None) -> LogMessage:
+    data = decode_object(key, value)
+    if data.get("v") != LOG_MESSAGE_VERSION:
+        raise MalformedMessageError(f"unsupported log message version {data.get('v')!r}")
+    try:
+        job_id = UUID(str(data["job_id"]))
+        if data.get("type") == "log.lines":
+            return LinesMessage(
+                job_id=job_id, lines=tuple(LogLine.from_json(x) for x in data["lines"])
+            )
+        if data.get("type") == "log.end":
+            return EndMessage(job_id=job_id, last_seq=int(data["last_seq"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise MalformedMessageError(f"bad log message: {exc}") from exc
+    raise MalformedMessageError(f"unknown log message type {data.get('type')!r}")

@@ -1,0 +1,310 @@
+"""CONTAINER workflows end to end: builds, runs, logs through Kafka and Postgres, SSE."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import docker
+import psycopg
+import pytest
+import redis
+from httpx_sse import connect_sse
+
+from chronoverse.kafka.admin import ensure_topics
+from chronoverse.settings import KafkaSettings
+from tests.conftest import wait_until
+from tests.e2e.stack import ApiUser, Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+BUSYBOX = "local/busybox:latest"
+PYTHON = "local/python:3.11"
+FINAL = {"COMPLETED", "FAILED", "CANCELED"}
+
+
+@pytest.fixture(scope="module")
+def stack(
+    environ: Mapping[str, str],
+    empty_database_factory: Callable[..., str],
+    migrated_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    stack = Stack(
+        environ,
+        empty_database_factory(template=migrated_template),
+        tmp_path_factory.mktemp("containers"),
+        CHRONOVERSE_LEASE_S="4",
+        CHRONOVERSE_STOP_GRACE_S="1",
+        CHRONOVERSE_REAPER_INTERVAL_S="1",
+        CHRONOVERSE_RETRY_BASE_DELAY_S="0.5",
+        CHRONOVERSE_SSE_KEEPALIVE_S="1",
+    )
+    settings = KafkaSettings.from_environ(stack.env)
+    ensure_topics(settings, settings.all_topics())
+    try:
+        for name in (
+            "server",
+            "scheduling-worker",
+            "workflow-worker",
+            "execution-worker",
+            "log-processor",
+        ):
+            stack.start(name, name)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture
+def user(stack: Stack) -> Iterator[ApiUser]:
+    user = ApiUser(stack.api)
+    yield user
+    user.close()
+
+
+def container(
+    user: ApiUser, script: str, *, image: str = BUSYBOX, **payload: Any
+) -> dict[str, Any]:
+    command = ["sh", "-c", script] if image == BUSYBOX else ["python3", "-c", script]
+    return user.create(
+        name="box",
+        kind="CONTAINER",
+        interval=10080,
+        payload={"image": image, "command": command, **payload},
+        **payload.pop("_workflow", {}),
+    )
+
+
+def first_job(user: ApiUser, workflow: dict[str, Any], timeout_s: float = 90) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        jobs = user.jobs(workflow["id"])
+        return jobs[-1] if jobs and jobs[-1]["status"] in FINAL else None
+
+    return dict(wait_until(done, timeout_s=timeout_s, message="the job to finish"))
+
+
+def stored_lines(stack: Stack, job_id: str) -> list[tuple[int, str, str]]:
+    with psycopg.connect(stack.env["CHRONOVERSE_DATABASE_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT seq, stream, line FROM job_logs WHERE job_id = %s ORDER BY seq", (job_id,)
+        ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def read_sse(
+    user: ApiUser,
+    workflow_id: str,
+    job_id: str,
+    *,
+    last_event_id: str | None = None,
+    stop_after: int | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Events until `end` (or stop_after lines): the log lines, and whether the stream ended."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    lines: list[dict[str, Any]] = []
+    url = f"/workflows/{workflow_id}/jobs/{job_id}/logs/stream"
+    with connect_sse(user.http, "GET", url, headers=headers, timeout=60) as source:
+        for event in source.iter_sse():
+            if event.event == "end":
+                return lines, True
+            if event.event == "log":
+                data = json.loads(event.data)
+                assert event.id == str(data["seq"])
+                lines.append(data)
+                if stop_after is not None and len(lines) >= stop_after:
+                    return lines, False
+    return lines, False
+
+
+LOOP = "for i in $(seq 1 200); do echo out $i; echo err $i >&2; done"
+
+
+def test_output_arrives_exactly_once_and_in_order(stack: Stack, user: ApiUser) -> None:
+    workflow = container(user, LOOP)
+    job = first_job(user, workflow)
+    assert (job["status"], job["exit_code"]) == ("COMPLETED", 0), stack.logs()
+    lines = stored_lines(stack, job["id"])
+    assert [seq for seq, _, _ in lines] == list(range(400))
+    assert [line for _, stream, line in lines if stream == "stdout"] == [
+        f"out {i}" for i in range(1, 201)
+    ]
+    assert [line for _, stream, line in lines if stream == "stderr"] == [
+        f"err {i}" for i in range(1, 201)
+    ]
+
+    events, ended = read_sse(user, workflow["id"], job["id"])
+    assert ended
+    assert [e["seq"] for e in events] == list(range(400))
+    assert [(e["stream"], e["line"]) for e in events] == [(s, line) for _, s, line in lines]
+
+    page = user.http.get(
+        f"/workflows/{workflow['id']}/jobs/{job['id']}/logs",
+        params={"limit": 150, "stream": "stderr"},
+    ).json()
+    assert [x["line"] for x in page["logs"]] == [f"err {i}" for i in range(1, 151)]
+    assert page["next_cursor"] is not None
+
+
+def test_a_client_resumes_with_last_event_id_without_gap_or_duplicate(
+    stack: Stack, user: ApiUser
+) -> None:
+    workflow = container(user, LOOP)
+    job = first_job(user, workflow)
+    first, ended = read_sse(user, workflow["id"], job["id"], stop_after=150)
+    assert not ended
+    rest, ended = read_sse(user, workflow["id"], job["id"], last_event_id=str(first[-1]["seq"]))
+    assert ended
+    assert [e["seq"] for e in first + rest] == list(range(400))
+
+
+def test_a_line_reaches_a_live_viewer_within_a_second(stack: Stack, user: ApiUser) -> None:
+    script = (
+        "import time\nprint('ready', flush=True)\ntime.sleep(3)\n"
+        "print(time.time(), flush=True)\ntime.sleep(4)\nprint('done', flush=True)"
+    )
+    workflow = container(user, script, image=PYTHON)
+    wait_until(
+        lambda: user.jobs(workflow["id"]) and user.jobs(workflow["id"])[0]["status"] == "RUNNING",
+        timeout_s=60,
+        message="the container to run",
+    )
+    job_id = user.jobs(workflow["id"])[0]["id"]
+    received: list[tuple[float, str]] = []
+    url = f"/workflows/{workflow['id']}/jobs/{job_id}/logs/stream"
+    with connect_sse(user.http, "GET", url, timeout=60) as source:
+        for event in source.iter_sse():
+            if event.event == "end":
+                break
+            if event.event == "log":
+                received.append((time.time(), json.loads(event.data)["line"]))
+    assert [line for _, line in received] == ["ready", received[1][1], "done"]
+    arrived_at, printed = received[1]
+    assert arrived_at - float(printed) < 1.0, f"took {arrived_at - float(printed):.3f}s"
+    assert received[2][0] - arrived_at > 3  # it came while the container still ran
+
+
+def test_a_non_zero_exit_fails_and_two_terminate(stack: Stack, user: ApiUser) -> None:
+    workflow = user.create(
+        name="exit3",
+        kind="CONTAINER",
+        interval=10080,
+        max_consecutive_job_failures_allowed=2,
+        payload={"image": BUSYBOX, "command": ["sh", "-c", "echo bye; exit 3"]},
+    )
+    job = first_job(user, workflow)
+    assert (job["status"], job["exit_code"], job["failure_kind"]) == ("FAILED", 3, "USER")
+    assert job["error"] == "exited with code 3"
+    assert user.trigger(workflow["id"]).status_code == 201
+    wait_until(
+        lambda: user.workflow(workflow["id"])["terminated_at"],
+        timeout_s=60,
+        message="termination after two failures",
+    )
+    assert [j["status"] for j in user.jobs(workflow["id"])] == ["FAILED", "FAILED"]
+
+
+def test_a_timed_out_job_fails_and_its_container_is_gone(stack: Stack, user: ApiUser) -> None:
+    workflow = container(user, "echo start; sleep 60", timeout_seconds=1)
+    job = first_job(user, workflow)
+    assert (job["status"], job["failure_kind"], job["error"]) == (
+        "FAILED",
+        "USER",
+        "timed out after 1s",
+    )
+    client = docker.from_env()
+    try:
+        left = client.containers.list(
+            all=True, filters={"label": f"chronoverse.job_id={job['id']}"}
+        )
+    finally:
+        client.close()
+    assert left == []
+    assert [line for _, _, line in stored_lines(stack, job["id"])] == ["start"]
+
+
+def test_a_missing_image_fails_the_build_and_runs_nothing(stack: Stack, user: ApiUser) -> None:
+    workflow = user.create(
+        name="ghost",
+        kind="CONTAINER",
+        interval=1,
+        payload={"image": "bars/x:1", "command": ["true"]},
+    )
+    state = wait_until(
+        lambda: (w := user.workflow(workflow["id"]))["build_status"] == "FAILED" and w,
+        timeout_s=60,
+        message="the build to fail",
+    )
+    assert state["build_error"].startswith("image bars/x:1 not found locally and pull failed:")
+    time.sleep(1.5)
+    assert user.jobs(workflow["id"]) == []
+    refused = user.trigger(workflow["id"])
+    assert refused.status_code == 409 and "FAILED" in refused.json()["error"]["message"]
+
+
+def test_big_output_arrives_complete(stack: Stack, user: ApiUser) -> None:
+    one_mb = container(user, "import sys\nsys.stdout.write('x' * 1_000_000 + '\\n')", image=PYTHON)
+    many = container(
+        user,
+        "import sys\nsys.stdout.writelines(f'line {i}\\n' for i in range(200_000))",
+        image=PYTHON,
+    )
+    job = first_job(user, one_mb)
+    assert job["status"] == "COMPLETED"
+    pieces = stored_lines(stack, job["id"])
+    assert len(pieces) == 62 and "".join(line for _, _, line in pieces) == "x" * 1_000_000
+    job = first_job(user, many, timeout_s=180)
+    assert job["status"] == "COMPLETED"
+
+    def all_stored() -> bool:
+        with psycopg.connect(stack.env["CHRONOVERSE_DATABASE_URL"]) as conn:
+            row = conn.execute(
+                "SELECT count(*), max(seq), min(line) FROM job_logs WHERE job_id = %s", (job["id"],)
+            ).fetchone()
+        return bool(row and row[0] == 200_000 and row[1] == 199_999)
+
+    wait_until(all_stored, timeout_s=120, interval_s=0.5, message="200,000 stored lines")
+
+
+def test_a_lost_definition_cache_is_rebuilt(stack: Stack, user: ApiUser) -> None:
+    workflow = container(user, "echo cached")
+    assert first_job(user, workflow)["status"] == "COMPLETED"
+    client = redis.Redis.from_url(stack.env["CHRONOVERSE_REDIS_URL"])
+    client.flushall()
+    client.close()
+    assert user.trigger(workflow["id"]).status_code == 201
+    wait_until(
+        lambda: [j["status"] for j in user.jobs(workflow["id"])] == ["COMPLETED", "COMPLETED"],
+        timeout_s=60,
+        message="the job after FLUSHALL",
+    )
+
+
+def test_a_killed_worker_leaves_no_container_and_one_outcome(stack: Stack, user: ApiUser) -> None:
+    workflow = container(user, "echo started; sleep 6; echo finished")
+    wait_until(
+        lambda: user.jobs(workflow["id"]) and user.jobs(workflow["id"])[0]["status"] == "RUNNING",
+        timeout_s=60,
+        message="the container to run",
+    )
+    job_id = user.jobs(workflow["id"])[0]["id"]
+    stack.kill("execution-worker")
+    stack.start("execution-worker-2", "execution-worker")
+    job = first_job(user, workflow, timeout_s=120)
+    assert (job["status"], job["attempt"]) == ("COMPLETED", 2)
+    client = docker.from_env()
+    try:
+        wait_until(
+            lambda: (
+                not client.containers.list(
+                    all=True, filters={"label": f"chronoverse.job_id={job_id}"}
+                )
+            ),
+            timeout_s=30,
+            message="no labelled container left",
+        )
+    finally:
+        client.close()
+    assert len(user.jobs(workflow["id"])) == 1
