@@ -87,7 +87,17 @@ def first_job(user: ApiUser, workflow: dict[str, Any], timeout_s: float = 90) ->
 
 
 def stored_lines(stack: Stack, job_id: str) -> list[tuple[int, str, str]]:
+    """The job's stored lines, once the log processor has recorded their end."""
     with psycopg.connect(stack.env["CHRONOVERSE_DATABASE_URL"]) as conn:
+
+        def closed() -> bool:
+            row = conn.execute(
+                "SELECT logs_closed_at FROM jobs WHERE id = %s", (job_id,)
+            ).fetchone()
+            conn.commit()
+            return bool(row and row[0])
+
+        wait_until(closed, timeout_s=60, message="the log end marker to be stored")
         rows = conn.execute(
             "SELECT seq, stream, line FROM job_logs WHERE job_id = %s ORDER BY seq", (job_id,)
         ).fetchall()
