@@ -17,6 +17,9 @@ from chronoverse.payloads import ContainerPayload
 LABEL_JOB = "chronoverse.job_id"
 LABEL_WORKFLOW = "chronoverse.workflow_id"
 LABEL_LEASE = "chronoverse.lease_token"
+# Which installation started the container: its reaper never touches another's containers when
+# several installations (or test runs) share a Docker engine.
+LABEL_INSTALLATION = "chronoverse.installation"
 DEFINITION_VERSION = 1
 
 
@@ -71,5 +74,12 @@ def define(
     )
 
 
-def labels(job_id: UUID | str, workflow_id: UUID | str, lease_token: int) -> dict[str, str]:
-    return {LABEL_JOB: str(job_id), LABEL_WORKFLOW: str(workflow_id), LABEL_LEASE: str(lease_token)}
+def labels(
+    job_id: UUID | str, workflow_id: UUID | str, lease_token: int, installation: str
+) -> dict[str, str]:
+    return {
+        LABEL_JOB: str(job_id),
+        LABEL_WORKFLOW: str(workflow_id),
+        LABEL_LEASE: str(lease_token),
+        LABEL_INSTALLATION: installation,
+    }

@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from chronoverse.definitions import (
+    LABEL_INSTALLATION,
     LABEL_JOB,
     LABEL_LEASE,
     ContainerDefinition,
@@ -62,12 +63,14 @@ class ContainerRunner:
         shippers: ShipperFactory,
         stop_grace_s: int,
         max_log_chars: int,
+        installation: str,
     ) -> None:
         self._docker = docker_client
         self._redis = redis_client
         self._shippers = shippers
         self._stop_grace_s = stop_grace_s
         self._max_log_chars = max_log_chars
+        self._installation = installation
 
     def run(
         self,
@@ -123,7 +126,7 @@ class ContainerRunner:
                 command=definition.command or None,
                 environment=definition.env,
                 working_dir=definition.working_dir,
-                labels=labels(job_id, workflow_id, lease_token),
+                labels=labels(job_id, workflow_id, lease_token, self._installation),
                 mem_limit=f"{definition.memory_mb}m",
                 nano_cpus=definition.nano_cpus,
                 pids_limit=definition.pids_limit,
@@ -254,14 +257,18 @@ class Reaper:
         docker_client: docker.DockerClient,
         owned: Callable[[list[tuple[UUID, int]]], set[UUID]],
         mine: Callable[[], set[UUID]],
+        *,
+        installation: str,
     ) -> None:
         self._docker = docker_client
         self._owned = owned
         self._mine = mine
+        self._installation = installation
 
     def reap(self) -> int:
         found: list[tuple[Any, UUID, int]] = []
-        for container in self._docker.containers.list(all=True, filters={"label": LABEL_JOB}):
+        label = f"{LABEL_INSTALLATION}={self._installation}"
+        for container in self._docker.containers.list(all=True, filters={"label": label}):
             try:
                 found.append(
                     (

@@ -58,6 +58,12 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, H
         description="Characters of output kept per job; the rest is "
         "dropped and a final line says how much.",
     )
+    installation: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Name of this installation, put on every job container: the reaper only "
+        "removes containers of its own installation when several share a Docker engine.",
+    )
     reaper_interval_s: float = Field(
         30.0, gt=0, description="How often labelled containers without a live lease are removed."
     )

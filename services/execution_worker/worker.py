@@ -62,6 +62,7 @@ class ExecutionWorker:
             shippers=lambda job_id: LogShipper(log_producer, logs_topic, job_id),
             stop_grace_s=s.stop_grace_s,
             max_log_chars=s.max_log_chars_per_job,
+            installation=s.installation,
         )
         executor = Executor(
             containers=runner,
@@ -72,7 +73,10 @@ class ExecutionWorker:
             http=http,
         )
         reaper = Reaper(
-            docker_client, owned=executor.owned, mine=lambda: set(executor.leases.snapshot())
+            docker_client,
+            owned=executor.owned,
+            mine=lambda: set(executor.leases.snapshot()),
+            installation=s.installation,
         )
         keeper = LeaseKeeper(executor, pool=pool, lease_s=s.lease_s, policy=policy)
         background_stop = threading.Event()

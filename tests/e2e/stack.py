@@ -46,6 +46,7 @@ class Stack:
             "CHRONOVERSE_KAFKA_TOPIC_PREFIX": f"e2e{uuid.uuid4().hex[:8]}.",
             "CHRONOVERSE_LOG_FORMAT": "json",
             "CHRONOVERSE_LOG_LEVEL": "DEBUG",
+            "CHRONOVERSE_INSTALLATION": f"e2e-{uuid.uuid4().hex[:8]}",
             **overrides,
         }
         self.log_dir = log_dir

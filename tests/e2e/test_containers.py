@@ -318,3 +318,27 @@ def test_a_killed_worker_leaves_no_container_and_one_outcome(stack: Stack, user:
     finally:
         client.close()
     assert len(user.jobs(workflow["id"])) == 1
+
+
+def test_terminating_stops_the_running_container_and_cancels_the_job(
+    stack: Stack, user: ApiUser
+) -> None:
+    workflow = container(user, "echo up; sleep 60")
+    wait_until(
+        lambda: user.jobs(workflow["id"]) and user.jobs(workflow["id"])[0]["status"] == "RUNNING",
+        timeout_s=60,
+        message="the container to run",
+    )
+    job_id = user.jobs(workflow["id"])[0]["id"]
+    assert user.http.post(f"/workflows/{workflow['id']}/terminate").status_code == 200
+    job = first_job(user, workflow, timeout_s=60)
+    assert (job["status"], job["error"]) == ("CANCELED", "terminated by the user")
+    client = docker.from_env()
+    try:
+        assert (
+            client.containers.list(all=True, filters={"label": f"chronoverse.job_id={job_id}"})
+            == []
+        )
+    finally:
+        client.close()
+    assert user.workflow(workflow["id"])["consecutive_job_failures_count"] == 0

@@ -1,0 +1,196 @@
+"""CONTAINER builds against real Postgres, Redis and Docker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import psycopg
+import pytest
+import redis
+from psycopg.rows import dict_row
+
+from chronoverse.definitions import (
+    LABEL_INSTALLATION,
+    LABEL_JOB,
+    LABEL_LEASE,
+    ContainerDefinition,
+    cache_key,
+)
+from chronoverse.domain import WorkflowKind
+from chronoverse.postgres import Pool, create_pool
+from chronoverse.settings import PostgresSettings
+from services.execution_worker.containers import Reaper
+from services.workflow_worker.builds import Builder, WorkflowEvent
+from services.workflow_worker.images import Images
+from tests.factories import make_user, make_workflow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pool(database_url: str) -> Iterator[Pool]:
+    pool = create_pool(PostgresSettings(database_url=database_url), name="test-builds")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def builder(pool: Pool, docker_client: docker.DockerClient, redis_client: redis.Redis) -> Builder:
+    return Builder(pool, Images(docker_client, redis_client), docker_client, redis_client)
+
+
+def container_workflow(conn: Any, image: str, **payload: Any) -> uuid.UUID:
+    return make_workflow(
+        conn,
+        make_user(conn),
+        kind="CONTAINER",
+        build_status="QUEUED",
+        payload={"image": image, "command": ["echo", "hi"], **payload},
+    )
+
+
+def event(
+    workflow_id: uuid.UUID, generation: int = 1, kind: str = "workflow.created"
+) -> WorkflowEvent:
+    return WorkflowEvent(
+        type=kind, workflow_id=workflow_id, kind=WorkflowKind.CONTAINER, generation=generation
+    )
+
+
+def build_state(conn: Any, workflow_id: uuid.UUID) -> tuple[str, str | None]:
+    row = conn.execute(
+        "SELECT build_status, build_error FROM workflows WHERE id = %s", (workflow_id,)
+    ).fetchone()
+    return row["build_status"], row["build_error"]
+
+
+def test_a_local_image_builds_and_its_definition_is_cached(
+    conn: Any, builder: Builder, redis_client: redis.Redis, docker_client: docker.DockerClient
+) -> None:
+    workflow_id = container_workflow(conn, "local/busybox:latest", env={"A": "1"})
+    builder.apply(event(workflow_id))
+    assert build_state(conn, workflow_id) == ("COMPLETED", None)
+    definition = ContainerDefinition.from_json(redis_client.get(cache_key(workflow_id, 1)))  # type: ignore[arg-type]
+    assert definition.image_id == docker_client.images.get("local/busybox:latest").id
+    assert (definition.entrypoint, definition.env, definition.network) == (
+        ["echo", "hi"],
+        {"A": "1"},
+        "none",
+    )
+
+
+@pytest.mark.parametrize(
+    ("image", "policy", "message"),
+    [
+        ("bars/x:1", "if-not-present", "image bars/x:1 not found locally and pull failed: "),
+        ("bars/x:1", "never", "image bars/x:1 not found locally and pull_policy is never"),
+        (
+            "local/busybox:latest",
+            "always",
+            "image local/busybox:latest not found and pull failed: ",
+        ),
+    ],
+)
+def test_an_image_that_cannot_be_had_fails_the_build_naming_it(
+    conn: Any, builder: Builder, image: str, policy: str, message: str
+) -> None:
+    workflow_id = container_workflow(conn, image, pull_policy=policy)
+    builder.apply(event(workflow_id))
+    status, error = build_state(conn, workflow_id)
+    assert status == "FAILED"
+    assert error is not None and error.startswith(message)
+
+
+def test_an_event_of_an_older_generation_changes_nothing(conn: Any, builder: Builder) -> None:
+    workflow_id = container_workflow(conn, "bars/x:1")
+    conn.execute("UPDATE workflows SET generation = 2 WHERE id = %s", (workflow_id,))
+    builder.apply(event(workflow_id, generation=1))
+    assert build_state(conn, workflow_id) == ("QUEUED", None)
+
+
+class SlowRegistry:
+    """A stand-in for the images API whose pull takes a while and counts overlapping pulls."""
+
+    def __init__(self) -> None:
+        self.present = False
+        self.pulls = 0
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def get(self, image: str) -> Any:
+        if not self.present:
+            raise docker.errors.ImageNotFound("absent")
+        return type("Image", (), {"id": "sha256:" + "0" * 64})()
+
+    def pull(self, image: str) -> None:
+        with self._lock:
+            self.pulls += 1
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        time.sleep(0.5)
+        self.present = True
+        with self._lock:
+            self.active -= 1
+
+
+def test_replicas_pull_an_image_once_under_the_redis_lock(redis_client: redis.Redis) -> None:
+    registry = SlowRegistry()
+    fake_docker = type("Docker", (), {"images": registry})()
+    image = f"team/app-{uuid.uuid4().hex[:6]}:1"
+    results: list[str] = []
+
+    def build() -> None:
+        results.append(
+            Images(fake_docker, redis_client, lock_ttl_s=1).ensure(image, "if-not-present")
+        )  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert registry.pulls == 1 and registry.max_active == 1
+    assert len(results) == 4 and len(set(results)) == 1
+
+
+def test_the_reaper_removes_containers_no_lease_owns(docker_client: docker.DockerClient) -> None:
+    owned_job, orphan_job = uuid.uuid4(), uuid.uuid4()
+    installation = f"test-{uuid.uuid4().hex[:8]}"
+    made = [
+        docker_client.containers.create(
+            "local/busybox:latest",
+            ["sleep", "60"],
+            labels={LABEL_JOB: str(job), LABEL_LEASE: "1", LABEL_INSTALLATION: installation},
+        )
+        for job in (owned_job, orphan_job)
+    ]
+    try:
+        reaper = Reaper(
+            docker_client, owned=lambda leases: {owned_job}, mine=set, installation=installation
+        )
+        assert reaper.reap() == 1
+        left = {
+            c.labels[LABEL_JOB]
+            for c in docker_client.containers.list(
+                all=True, filters={"label": f"{LABEL_INSTALLATION}={installation}"}
+            )
+        }
+        assert left == {str(owned_job)}
+    finally:
+        for container in made:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
