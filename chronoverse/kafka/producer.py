@@ -38,6 +38,14 @@ class Producer:
         self._fatal = False
         self._producer = self._create()
 
+    def reset(self) -> None:
+        """Start a new librdkafka instance: fresh metadata and producer id (after an outage).
+
+        Whatever the old instance still holds is abandoned; callers send it again from Postgres.
+        """
+        self._producer = self._create()
+        self._fatal = False
+
     def _create(self) -> confluent_kafka.Producer:
         return confluent_kafka.Producer(self._config, logger=logging.getLogger("kafka"))
 
@@ -57,10 +65,7 @@ class Producer:
     ) -> None:
         """Send every message and wait until the broker acknowledged each; raise on any failure."""
         if self._fatal:
-            # The old instance is unusable; what it still holds was reported as failed, and the
-            # callers publish those rows again from Postgres.
-            self._producer = self._create()
-            self._fatal = False
+            self.reset()  # the old instance is unusable
         failures: list[PublishError] = []
         pending = 0
 

@@ -232,7 +232,11 @@ class Scheduler:
             except (psycopg.Error, ChronoverseError) as exc:
                 PASS_ERRORS.inc()
                 if isinstance(exc, PublishError):
+                    # After a broker lost its data, topics may come back with another partition
+                    # count (or not at all): recreate what is missing, and drop the producer's
+                    # stale metadata and queue.
                     self._recreate_topics()
+                    self._producer.reset()
                 logger.warning(
                     "scheduling pass failed, retrying in %.1fs: %s",
                     backoff,

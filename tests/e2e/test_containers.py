@@ -330,6 +330,23 @@ def test_terminating_stops_the_running_container_and_cancels_the_job(
         message="the container to run",
     )
     job_id = user.jobs(workflow["id"])[0]["id"]
+    client = docker.from_env()
+    try:
+        # RUNNING comes with the claim; the container a moment later.
+        [running] = wait_until(
+            lambda: client.containers.list(filters={"label": f"chronoverse.job_id={job_id}"}),
+            timeout_s=30,
+            message="the job's container",
+        )
+        host = running.attrs["HostConfig"]
+        assert host["Privileged"] is False
+        assert "no-new-privileges" in host["SecurityOpt"]
+        assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (256 * 2**20, 10**9, 256)
+        assert host["NetworkMode"] == "none"
+        assert running.labels["chronoverse.workflow_id"] == workflow["id"]
+        assert running.labels["chronoverse.lease_token"] == "1"
+    finally:
+        client.close()
     assert user.http.post(f"/workflows/{workflow['id']}/terminate").status_code == 200
     job = first_job(user, workflow, timeout_s=60)
     assert (job["status"], job["error"]) == ("CANCELED", "terminated by the user")

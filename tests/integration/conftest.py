@@ -48,6 +48,7 @@ def server(
             "CHRONOVERSE_GRPC_HOST": "127.0.0.1",
             "CHRONOVERSE_GRPC_PORT": str(free_port()),
             "CHRONOVERSE_MAX_REQUEST_BYTES": "65536",
+            "CHRONOVERSE_SSE_KEEPALIVE_S": "0.5",
         }
     )
     context = ServerContext(settings)

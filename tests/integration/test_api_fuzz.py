@@ -22,7 +22,13 @@ from services.server.context import ServerContext
 from services.server.settings import Settings
 from tests.integration.conftest import RunningServer, new_user
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # schemathesis leaves the client socket of a streamed (SSE) response to the garbage collector;
+    # that is the test client's resource, not the server's.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
 
 EXAMPLES = int(os.environ.get("CHRONOVERSE_FUZZ_EXAMPLES", "25"))
 # The document is generated from the code, so it needs no running server to load.

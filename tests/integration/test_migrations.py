@@ -62,6 +62,8 @@ EXPECTED_COLUMNS = {
         "run_after",
         "published_at",
         "publish_count",
+        "logs_last_seq",
+        "logs_closed_at",
     },
     "skipped_runs": {
         "id",
