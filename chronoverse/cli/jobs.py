@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from chronoverse.cli.config import ClientConfig
-from chronoverse.cli.output import print_json, print_record, print_table
+from chronoverse.cli.output import collect_pages, print_json, print_record, print_table
 
 JOB_COLUMNS = ("ID", "STATUS", "TRIGGER", "SCHEDULED", "STARTED", "ATTEMPT", "ERROR")
 STATUSES = ["PENDING", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"]
@@ -59,20 +57,19 @@ def list_(
     fetch_all: bool,
     as_json: bool,
 ) -> None:
-    found: list[dict[str, Any]] = []
     with config.client() as client:
-        while True:
-            page = client.list_jobs(
+        found, cursor = collect_pages(
+            lambda after: client.list_jobs(
                 workflow_id,
                 status=status.upper() if status else None,
                 trigger=trigger_.upper() if trigger_ else None,
                 limit=limit,
-                cursor=cursor,
-            )
-            found.extend(page["jobs"])
-            cursor = page["next_cursor"]
-            if not fetch_all or cursor is None:
-                break
+                cursor=after,
+            ),
+            "jobs",
+            cursor,
+            fetch_all,
+        )
     if as_json:
         print_json({"jobs": found, "next_cursor": cursor})
         return

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
 from chronoverse.client import ApiError
+
+
+def collect_pages(
+    fetch: Callable[[str | None], Any], key: str, cursor: str | None, fetch_all: bool
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page from ``cursor``, or every page with ``fetch_all``; and the cursor left over."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = fetch(cursor)
+        found.extend(page[key])
+        cursor = page["next_cursor"]
+        if not fetch_all or cursor is None:
+            return found, cursor
 
 
 def print_json(value: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from chronoverse.cli.config import ClientConfig
-from chronoverse.cli.output import print_json, print_record, print_table
+from chronoverse.cli.output import collect_pages, print_json, print_record, print_table
 
 LIST_COLUMNS = ("ID", "NAME", "KIND", "EVERY", "BUILD", "STATE", "FAILURES", "CREATED")
 
@@ -151,21 +151,20 @@ def list_(
     fetch_all: bool,
     as_json: bool,
 ) -> None:
-    found: list[dict[str, Any]] = []
     with _config(ctx).client() as client:
-        while True:
-            page = client.list_workflows(
+        found, cursor = collect_pages(
+            lambda after: client.list_workflows(
                 kind=kind.upper() if kind else None,
                 build_status=build_status.upper() if build_status else None,
                 terminated=None if terminated is None else str(terminated).lower(),
                 name=name,
                 limit=limit,
-                cursor=cursor,
-            )
-            found.extend(page["workflows"])
-            cursor = page["next_cursor"]
-            if not fetch_all or cursor is None:
-                break
+                cursor=after,
+            ),
+            "workflows",
+            cursor,
+            fetch_all,
+        )
     if as_json:
         print_json({"workflows": found, "next_cursor": cursor})
         return
