@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import docker
 import redis
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, ImageNotFound
 from redis.exceptions import LockError
 
 from chronoverse.errors import ChronoverseError
@@ -112,6 +112,3 @@ class Images:
                     extra={"action": "pull_lock_lost"},
                 )
 
-
-def is_docker_down(exc: BaseException) -> bool:
-    return isinstance(exc, DockerException) and not isinstance(exc, APIError)
