@@ -111,4 +111,3 @@ class Images:
                     image,
                     extra={"action": "pull_lock_lost"},
                 )
-
