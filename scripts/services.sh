@@ -154,6 +154,10 @@ ensure_docker() {
     log "docker: ready"
 }
 
+ensure_compose() {  # only to validate compose.yaml here: base images cannot be pulled
+    have docker-compose || apt_install docker-compose
+}
+
 ensure_images() {
     if ! docker image inspect local/busybox:latest >/dev/null 2>&1; then
         apt_install busybox-static
@@ -205,6 +209,7 @@ ensure_redis
 ensure_kafka
 ensure_docker
 ensure_images
+ensure_compose
 write_env
 
 if [ -x "$VENV/bin/chronoverse" ]; then
