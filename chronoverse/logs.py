@@ -124,6 +124,29 @@ def encode_lines(job_id: UUID, lines: list[LogLine]) -> bytes:
     )
 
 
+# librdkafka refuses messages over `message.max.bytes` (default 1,000,000) and so does a Kafka
+# broker over its `message.max.bytes` (default 1 MiB); this leaves room for the record overhead.
+MAX_LOG_MESSAGE_BYTES = 900_000
+
+
+def encode_lines_bounded(
+    job_id: UUID, lines: list[LogLine], max_bytes: int = MAX_LOG_MESSAGE_BYTES
+) -> list[bytes]:
+    """``encode_lines``, split into several messages where one would exceed ``max_bytes``.
+
+    A batch's size in characters does not bound its encoded size: JSON escapes a control
+    character as six bytes and a character outside the BMP as twelve. One line (at most
+    16 KiB characters) always fits.
+    """
+    value = encode_lines(job_id, lines)
+    if len(value) <= max_bytes or len(lines) == 1:
+        return [value]
+    middle = len(lines) // 2
+    return encode_lines_bounded(job_id, lines[:middle], max_bytes) + encode_lines_bounded(
+        job_id, lines[middle:], max_bytes
+    )
+
+
 def encode_end(job_id: UUID, last_seq: int) -> bytes:
     return encode(
         {"v": LOG_MESSAGE_VERSION, "type": "log.end", "job_id": str(job_id), "last_seq": last_seq}

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from chronoverse import __version__
-from chronoverse.cli.admin import migrate_command, topics, users
+from chronoverse.cli.admin import healthcheck_command, migrate_command, topics, users
 from chronoverse.cli.config import ClientConfig, default_config_path
 from chronoverse.cli.jobs import jobs, trigger
 from chronoverse.cli.logs import logs
@@ -107,6 +107,7 @@ cli.add_command(logs)
 cli.add_command(migrate_command)
 cli.add_command(topics)
 cli.add_command(users)
+cli.add_command(healthcheck_command)
 
 
 def main() -> None:

@@ -1,8 +1,11 @@
-"""Administrative commands that talk to Postgres and Kafka directly: migrate, topics, users."""
+"""Administrative commands that talk to Postgres and Kafka directly (migrate, topics, users),
+and the container healthcheck probe."""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 
 import click
 
@@ -99,3 +102,39 @@ def users_create(email: str, password: str) -> None:
         context.close()
     click.echo(f"created user {user.email} ({user.id})")
     click.echo(f"token (shown once, expires {issued.expires_at:%Y-%m-%d}): {issued.token}")
+
+
+@click.command(
+    "healthcheck",
+    help="Exit 0 when a service's readiness endpoint answers 200, else print why and exit 1. "
+    "For container healthchecks: `chronoverse healthcheck --port 9103`.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    required=True,
+    help="Health port: the server's HTTP port (8080) or a worker's CHRONOVERSE_HEALTH_PORT "
+    "(9101 scheduling, 9102 workflow, 9103 execution, 9104 log processor).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Host to probe.")
+@click.option("--path", default="/readyz", show_default=True, help="Endpoint to probe.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
+def healthcheck_command(port: int, host: str, path: str, timeout: float) -> None:
+    url = f"http://{host}:{port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise click.ClickException(f"{url}: {reason}") from exc
+    if status != 200:
+        raise click.ClickException(f"{url} answered {status}: {body.decode(errors='replace')}")
+    click.echo(f"{url}: {status}")

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from chronoverse.errors import PublishError
 from chronoverse.kafka.producer import StreamingProducer
-from chronoverse.logs import LogLine, encode_end, encode_lines
+from chronoverse.logs import LogLine, encode_end, encode_lines_bounded
 
 
 class LogShipper:
@@ -49,7 +49,7 @@ class LogShipper:
             self._buffer.extend(lines)
             self._buffered_chars += sum(len(line.line) for line in lines)
             full = len(self._buffer) >= self._max_lines or self._buffered_chars >= self._max_chars
-            batch = self._take() if full else None
+            batch = self._take() if full else []
         self._send(batch)
 
     def close(self, last_seq: int, *, timeout_s: float = 30.0) -> None:
@@ -59,8 +59,7 @@ class LogShipper:
         with self._lock:
             batch = self._take()
             self._in_flight += 1  # the end marker
-        self._send(batch)
-        self._send(encode_end(self._job_id, last_seq))
+        self._send([*batch, encode_end(self._job_id, last_seq)])
         with self._lock:
             if not self._lock.wait_for(lambda: self._in_flight == 0, timeout=timeout_s):
                 raise PublishError(
@@ -75,20 +74,20 @@ class LogShipper:
                 batch = self._take()
             self._send(batch)
 
-    def _take(self) -> bytes | None:
+    def _take(self) -> list[bytes]:
         """Encode and empty the buffer, counting it in flight (called with the lock held)."""
         if not self._buffer:
-            return None
-        value = encode_lines(self._job_id, self._buffer)
+            return []
+        values = encode_lines_bounded(self._job_id, self._buffer)
         self._buffer = []
         self._buffered_chars = 0
-        self._in_flight += 1
-        return value
+        self._in_flight += len(values)
+        return values
 
-    def _send(self, value: bytes | None) -> None:
+    def _send(self, values: list[bytes]) -> None:
         # Never called with the lock held: a full local queue blocks here until the report
         # thread, which needs the lock in _delivered, drains it.
-        if value is not None:
+        for value in values:
             self._producer.send(self._topic, self._key, value, self._delivered)
 
     def _delivered(self, error: str | None) -> None:

@@ -68,7 +68,7 @@ class Stack:
         }
         log = open(self.log_dir / f"{name}.log", "ab")
         process = subprocess.Popen(
-            [str(BIN / f"chronoverse-{service}")],
+            self.command(name, service, full_env),
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -84,6 +84,10 @@ class Stack:
                 raise RuntimeError(f"{name} not ready after 60s; see {self.log_dir}")
             time.sleep(0.1)
         return process
+
+    def command(self, name: str, service: str, env: Mapping[str, str]) -> list[str]:
+        """The argv that runs ``service``; subclasses run it elsewhere (in a container)."""
+        return [str(BIN / f"chronoverse-{service}")]
 
     def kill(self, name: str) -> None:
         """SIGKILL: no cleanup, no commit, no leaving the consumer group."""

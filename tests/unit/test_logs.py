@@ -7,12 +7,14 @@ from chronoverse.definitions import ContainerDefinition, cache_key, define
 from chronoverse.domain import LogStream
 from chronoverse.errors import MalformedMessageError
 from chronoverse.logs import (
+    MAX_LOG_MESSAGE_BYTES,
     EndMessage,
     LinesMessage,
     LineSplitter,
     decode_log_message,
     encode_end,
     encode_lines,
+    encode_lines_bounded,
 )
 from chronoverse.payloads import ContainerPayload
 from services.server.logs import is_over
@@ -110,3 +112,26 @@ def test_a_follower_ends_only_when_the_job_is_over_and_every_line_was_sent() -> 
     assert is_over(state(logs_closed_at=None, finished_for=timedelta(minutes=2)), -1)
     assert is_over(state(logs_closed_at=None, kind="HEARTBEAT"), -1)
     assert is_over(state(logs_closed_at=None, status="CANCELED", attempt=0), -1)
+
+
+def test_bounded_encoding_keeps_every_message_under_the_producer_limit() -> None:
+    # 6 bytes per control character once JSON-escaped, 12 per astral character: by characters
+    # this batch is small, encoded as one message it would be far over the limit.
+    job_id = uuid4()
+    splitter = LineSplitter(max_chars=16 * 1024)
+    text = ("\x01" * 8000 + "\U0001f600" * 8000 + "\n") * 40
+    lines = splitter.feed(LogStream.STDOUT, text.encode(), datetime.now(UTC))
+    assert len(encode_lines(job_id, lines)) > 4 * MAX_LOG_MESSAGE_BYTES
+
+    values = encode_lines_bounded(job_id, lines)
+
+    assert len(values) > 1
+    assert all(len(value) <= MAX_LOG_MESSAGE_BYTES for value in values)
+    decoded = [decode_log_message(None, value) for value in values]
+    assert [line for message in decoded for line in message.lines] == lines  # type: ignore[union-attr]
+
+
+def test_bounded_encoding_sends_a_small_batch_as_one_message() -> None:
+    job_id = uuid4()
+    lines = LineSplitter().feed(LogStream.STDERR, b"a\nb\n", datetime.now(UTC))
+    assert encode_lines_bounded(job_id, lines) == [encode_lines(job_id, lines)]
