@@ -35,14 +35,14 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG CHRONOVERSE_UID=10001
 RUN groupadd --system --gid "${CHRONOVERSE_UID}" chronoverse \
     && useradd --system --uid "${CHRONOVERSE_UID}" --gid chronoverse \
-        --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin chronoverse
+        --create-home --home-dir /home/chronoverse --shell /usr/sbin/nologin chronoverse
 COPY --from=build /opt/chronoverse /opt/chronoverse
 ENV PATH=/opt/chronoverse/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CHRONOVERSE_LOG_FORMAT=json
-WORKDIR /tmp
 USER chronoverse
+WORKDIR /home/chronoverse
 # 8080 HTTP API, 50051 gRPC; workers serve /healthz, /readyz and /metrics on 9101-9104.
 EXPOSE 8080 50051 9101 9102 9103 9104
 CMD ["chronoverse", "--help"]

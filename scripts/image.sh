@@ -59,4 +59,4 @@ if ! present "$UV_IMAGE"; then
 fi
 
 log "building $TAG"
-docker build --network host -t "$TAG" "$ROOT"
+docker build --force-rm --network host -t "$TAG" "$ROOT"

@@ -8,6 +8,7 @@ machine's Postgres, Redis and broker at the addresses in .run/env.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import wait_until
-from tests.e2e.stack import ApiUser, Stack
+from tests.e2e.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -150,27 +151,42 @@ def test_the_compose_healthcheck_passes_in_each_service(stack: ImageStack) -> No
         assert result.returncode == 0, (service, result.stdout, result.stderr)
 
 
-def test_a_container_job_runs_and_its_logs_are_stored(stack: ImageStack) -> None:
-    user = ApiUser(stack.api)
-    try:
-        workflow = user.create(
-            name="from-the-image",
-            kind="CONTAINER",
-            interval=10080,
-            payload={"image": "local/busybox:latest", "command": ["echo", "hello from compose"]},
-        )
+def test_the_readme_walkthrough_runs_in_the_server_container(stack: ImageStack) -> None:
+    # README "Deploy with Docker Compose": a user from `users create`, then the CLI with its
+    # token, all through `docker compose exec server ...` (here: docker exec).
+    server = ["--server", stack.api]
+    created = stack.exec(
+        "server", "chronoverse", "users", "create", "--email", "ada@example.com",
+        "--password", "correct horse",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.rsplit(": ", 1)[1].strip()
 
-        def finished() -> dict[str, Any] | None:
-            jobs = user.jobs(workflow["id"])
-            return jobs[-1] if jobs and jobs[-1]["status"] in {"COMPLETED", "FAILED"} else None
+    def cli(*argv: str) -> Any:
+        done = subprocess.run(
+            ["docker", "exec", "-e", f"CHRONOVERSE_TOKEN={token}", stack.names["server"],
+             "chronoverse", *server, *argv],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, (argv, done.stdout, done.stderr)
+        return json.loads(done.stdout) if "--json" in argv else done.stdout
 
-        job = wait_until(finished, timeout_s=120, message="the job to finish")
-        assert (job["status"], job["exit_code"]) == ("COMPLETED", 0), stack.logs()
+    payload = {"image": "local/busybox:latest", "command": ["echo", "hello from compose"]}
+    workflow = cli(
+        "workflows", "create", "--name", "hello", "--kind", "CONTAINER", "--interval", "60",
+        "--payload", json.dumps(payload), "--json",
+    )  # fmt: skip
+    wait_until(
+        lambda: cli("workflows", "get", workflow["id"], "--json")["build_status"] == "COMPLETED",
+        timeout_s=60,
+        message="the build",
+    )
+    job = cli("trigger", workflow["id"], "--json")
 
-        def stored() -> list[str]:
-            page = user.http.get(f"/jobs/{job['id']}/logs").json()
-            return [line["line"] for line in page["logs"]]
+    def finished() -> dict[str, Any] | None:
+        found = cli("jobs", "get", workflow["id"], job["id"], "--json")
+        return found if found["status"] in {"COMPLETED", "FAILED"} else None
 
-        assert wait_until(stored, timeout_s=60, message="the log line") == ["hello from compose"]
-    finally:
-        user.close()
+    done = wait_until(finished, timeout_s=120, message="the job to finish")
+    assert (done["status"], done["exit_code"]) == ("COMPLETED", 0), stack.logs()
+    assert cli("logs", job["id"], "--follow").splitlines() == ["hello from compose"]
