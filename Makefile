@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 export CHRONOVERSE_RUN_DIR ?= $(CURDIR)/.run
 
-.PHONY: help install services services-down up down test test-unit lint format protos docs clean
+.PHONY: help install services services-down up down test test-unit lint format protos image docs clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ format: install  ## Apply ruff's formatting and fixes.
 
 protos: install  ## Regenerate chronoverse/v1 from proto/.
 	$(VENV)/bin/python scripts/gen_protos.py
+
+image: services  ## Build the Docker image chronoverse:dev (stand-ins for base images that cannot be pulled).
+	scripts/image.sh chronoverse:dev
 
 docs: install  ## Regenerate docs/configuration.md and docs/openapi.json from the code.
 	$(VENV)/bin/python scripts/gen_docs.py
