@@ -6,6 +6,7 @@ the built image in test_image.py; here the file is validated and checked against
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 
 from chronoverse.cli.admin import AdminSettings
 from services.execution_worker.settings import Settings as ExecutionSettings
@@ -140,3 +142,13 @@ def test_secrets_come_from_the_environment() -> None:
     for name in SETTINGS:
         url = services[name]["environment"]["CHRONOVERSE_DATABASE_URL"]
         assert url == "postgresql://chronoverse:s3cr3t@postgres:5432/chronoverse", name
+
+
+def test_env_example_documents_exactly_the_variables_compose_reads() -> None:
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "compose.yaml").read_text()))
+    example = dotenv_values(ROOT / ".env.example")
+    assert set(example) == used
+    # and the example itself is a valid configuration
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", **{k: v or "" for k, v in example.items()}}
+    services = yaml.safe_load(_compose_config(env=env))["services"]
+    assert services["execution-worker"]["environment"]["CHRONOVERSE_CONCURRENCY"] == "8"
