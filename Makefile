@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 export CHRONOVERSE_RUN_DIR ?= $(CURDIR)/.run
 
-.PHONY: help install services services-down up down test test-unit lint format protos image docs clean
+.PHONY: help install services services-down up down test test-unit bench lint format protos image docs clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test: services  ## Start the infrastructure, then run every test tier.
 
 test-unit: install  ## Unit tests only (no infrastructure).
 	$(VENV)/bin/pytest tests/unit
+
+bench: services  ## Benchmarks (not part of `make test`): a table, and JSON in bench/results/. BENCH_ARGS="--help" for options.
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 lint: install  ## ruff, and mypy strict on the source.
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ returns complete lines, each with a ``seq`` unique across both streams. A line l
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,43 @@ class LogLine:
             ts=datetime.fromisoformat(data["ts"]),
             line=str(data["line"]),
         )
+
+
+_STREAMS = {stream.value: stream for stream in LogStream}
+
+
+def lines_to_json(lines: Iterable[LogLine]) -> list[dict[str, Any]]:
+    """Each line's :meth:`LogLine.to_json`. Lines read from one chunk of output share their
+    timestamp, so each distinct timestamp is formatted once (formatting was most of the cost of
+    encoding a chatty container's output)."""
+    stamps: dict[datetime, str] = {}
+    out: list[dict[str, Any]] = []
+    for line in lines:
+        stamp = stamps.get(line.ts)
+        if stamp is None:
+            stamp = stamps[line.ts] = line.ts.isoformat()
+        out.append({"seq": line.seq, "stream": line.stream.value, "ts": stamp, "line": line.line})
+    return out
+
+
+def lines_from_json(raw: Iterable[dict[str, Any]]) -> tuple[LogLine, ...]:
+    """:meth:`LogLine.from_json` of each item, parsing each distinct timestamp once."""
+    stamps: dict[str, datetime] = {}
+    out: list[LogLine] = []
+    for data in raw:
+        text = data["ts"]
+        ts = stamps.get(text)
+        if ts is None:
+            ts = stamps[text] = datetime.fromisoformat(text)
+        out.append(
+            LogLine(
+                seq=int(data["seq"]),
+                stream=_STREAMS[data["stream"]],
+                ts=ts,
+                line=str(data["line"]),
+            )
+        )
+    return tuple(out)
 
 
 class LineSplitter:
@@ -119,7 +157,7 @@ def encode_lines(job_id: UUID, lines: list[LogLine]) -> bytes:
             "v": LOG_MESSAGE_VERSION,
             "type": "log.lines",
             "job_id": str(job_id),
-            "lines": [line.to_json() for line in lines],
+            "lines": lines_to_json(lines),
         }
     )
 
@@ -160,9 +198,7 @@ def decode_log_message(key: bytes | None, value: bytes | None) -> LogMessage:
     try:
         job_id = UUID(str(data["job_id"]))
         if data.get("type") == "log.lines":
-            return LinesMessage(
-                job_id=job_id, lines=tuple(LogLine.from_json(x) for x in data["lines"])
-            )
+            return LinesMessage(job_id=job_id, lines=lines_from_json(data["lines"]))
         if data.get("type") == "log.end":
             return EndMessage(job_id=job_id, last_seq=int(data["last_seq"]))
     except (KeyError, ValueError, TypeError) as exc:

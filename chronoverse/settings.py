@@ -68,6 +68,15 @@ class KafkaSettings(BaseSettings):
         description="Consumer group session timeout. Small values make rebalances after a "
         "crash fast; `make services` writes 6000 for dev and test.",
     )
+    kafka_fetch_wait_max_ms: int = Field(
+        500,
+        ge=1,
+        le=60000,
+        description="Longest time a consumer's fetch may wait at the broker for new messages "
+        "(librdkafka `fetch.wait.max.ms`). Apache Kafka answers as soon as a message arrives; a "
+        "broker that holds the fetch for the whole wait (tansu, used in dev) adds up to this "
+        "much latency to every message, so set it low there (the bench uses 20).",
+    )
     kafka_topic_partitions: int = Field(
         6, ge=1, description="Partitions for topics that `chronoverse topics create` makes."
     )

@@ -26,6 +26,7 @@ def consumer_config(settings: KafkaSettings, *, client_id: str, group_id: str) -
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.kafka_session_timeout_ms,
         "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 4),
+        "fetch.wait.max.ms": settings.kafka_fetch_wait_max_ms,
         "allow.auto.create.topics": False,
         # Notice re-created topics (after a broker lost its data) within seconds, not minutes.
         "topic.metadata.refresh.interval.ms": 5000,

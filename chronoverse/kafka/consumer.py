@@ -7,9 +7,13 @@ Guarantees, in order of importance:
   handlers must be idempotent (conditional updates in Postgres make them so).
 * **Malformed messages are skipped.** A message the decoder rejects is logged with its coordinates
   and committed past; it never blocks its partition or crash-loops the worker.
-* **Back-pressure.** When ``max_in_flight`` messages are being handled, the assigned partitions are
-  paused; they resume once half the work has drained. The loop keeps polling meanwhile, so group
-  membership and rebalance callbacks stay alive.
+* **Back-pressure.** When ``max_in_flight`` messages are being handled, the loop takes no more. If
+  none finishes within ``pause_after_s``, the assigned partitions are paused; they resume once half
+  the work has drained. The loop keeps polling meanwhile, so group membership and rebalance
+  callbacks stay alive. (Pausing at once would be costly with fast handlers: librdkafka drops a
+  paused partition's prefetched messages and fetches a resumed one only at its broker thread's
+  next wake-up, up to ``fetch.wait.max.ms`` later, which capped such a loop at about
+  ``max_in_flight`` messages per half second.)
 * **Rebalances.** On revoke, the loop waits (bounded) for the revoked partitions' work, commits what
   finished and forgets the rest: the new owner gets it again. A lost assignment commits nothing.
 * **Clean shutdown.** On stop, the loop stops fetching, waits for in-flight work, commits and leaves
@@ -85,6 +89,7 @@ class ConsumerOptions:
     concurrency: int = 1
     max_in_flight: int = 256
     poll_timeout_s: float = 0.1
+    pause_after_s: float = 0.5
     revoke_timeout_s: float = 10.0
     shutdown_timeout_s: float = 30.0
 
@@ -150,20 +155,46 @@ class ConsumerLoop(Generic[T]):
             "consumer started",
             extra={"action": "consumer_start", "group": opts.group_id, "topics": opts.topics},
         )
+        full_since: float | None = None
         try:
             while not stop.is_set() and self._failure is None:
                 self._reap(block_s=0.0)
                 self._commit(asynchronous=True)
+                if self._tracker.in_flight() < opts.max_in_flight or self._paused:
+                    full_since = None
+                else:
+                    # Full: wait for a handler to finish; pause only if none does for a while.
+                    full_since = full_since if full_since is not None else time.monotonic()
+                    if time.monotonic() - full_since < opts.pause_after_s:
+                        self._reap(block_s=opts.poll_timeout_s)
+                        continue
                 self._apply_backpressure()
                 capacity = opts.max_in_flight - self._tracker.in_flight()
-                messages = consumer.consume(
-                    num_messages=max(1, min(capacity, 1000)), timeout=opts.poll_timeout_s
-                )
+                messages = self._fetch(consumer, max(1, min(capacity, 1000)))
                 self._dispatch(executor, messages)
         finally:
             self._shutdown(executor)
         if self._failure is not None:
             raise self._failure
+
+    def _fetch(
+        self, consumer: confluent_kafka.Consumer, limit: int
+    ) -> list[confluent_kafka.Message]:
+        """Up to ``limit`` messages: what is ready now, or else the first to arrive within the poll
+        timeout together with whatever came with it.
+
+        ``consume(n, timeout)`` alone would hold a lone message until ``n`` arrived or the timeout
+        passed, adding up to ``poll_timeout_s`` of latency to every message on a quiet topic.
+        """
+        messages = consumer.consume(num_messages=limit, timeout=0)
+        if messages:
+            return messages
+        first = consumer.poll(timeout=self._options.poll_timeout_s)
+        if first is None:
+            return []
+        if limit == 1:
+            return [first]
+        return [first, *consumer.consume(num_messages=limit - 1, timeout=0)]
 
     # --- dispatch -----------------------------------------------------------------------------
 

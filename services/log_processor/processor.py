@@ -18,7 +18,7 @@ import redis
 from prometheus_client import Counter
 
 from chronoverse.kafka.consumer import Record
-from chronoverse.logs import EndMessage, LinesMessage, LogLine, LogMessage
+from chronoverse.logs import EndMessage, LinesMessage, LogLine, LogMessage, lines_to_json
 from chronoverse.postgres import Pool
 from chronoverse.sql import Queries
 
@@ -79,7 +79,7 @@ class LogProcessor:
             for job_id, job_lines in lines.items():
                 pipe.publish(
                     channel(job_id),
-                    json.dumps({"type": "lines", "lines": [line.to_json() for line in job_lines]}),
+                    json.dumps({"type": "lines", "lines": lines_to_json(job_lines)}),
                 )
             for job_id, last_seq in ends.items():
                 pipe.publish(channel(job_id), json.dumps({"type": "end", "last_seq": last_seq}))

@@ -4,13 +4,18 @@
 ``chronoverse logs --follow``. It subscribes to Redis `job_logs:<job_id>` first, then reads
 Postgres after the client's last seq, then takes live lines, keeping only the next seq in order;
 any gap (a line published before we subscribed, a lost Redis message) is read from Postgres,
-where the log processor commits every line before publishing it. So there is no gap and no
+where the log processor commits every line before publishing it. Postgres itself may have a gap
+for a moment: the log processor writes batches concurrently, so a later batch of a job (even its
+end marker) can commit before an earlier one. Reading Postgres therefore also stops at a gap and
+waits for it to fill; only a gap that lasts ``GAP_WAIT`` is skipped. So there is no gap and no
 duplicate. It ends once the job is over and its last line was sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +35,9 @@ QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 PAGE = 1000
 # A finished job whose end marker never arrived (its worker died while shipping) ends anyway.
 MISSING_END_AFTER = timedelta(seconds=60)
+# A hole in a job's stored lines is normally a batch still being written; one that outlives this
+# is skipped rather than stalling the reader for ever.
+GAP_WAIT_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,33 +103,56 @@ class LogFollower:
         self._job_id = job_id
         self._last = after
         self._wait_s = wait_s
+        self._gap_since: float | None = None
 
     def __iter__(self) -> Generator[FollowEvent, None, None]:
+        with contextlib.closing(self.batches()) as batches:
+            for batch in batches:
+                yield from batch
+
+    def batches(self) -> Generator[list[FollowEvent], None, None]:
+        """The same events, as they become available together: a page read from Postgres, the
+        lines of one live message. A reader on another thread (the SSE route) then pays one
+        hand-over per batch rather than per line."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         pubsub.subscribe(f"job_logs:{self._job_id}")  # before reading Postgres: nothing slips by
         try:
             while True:
                 yield from self._from_database()
                 if self._over():
-                    yield LogEnd(last_seq=self._last)
+                    yield [LogEnd(last_seq=self._last)]
                     return
                 message = pubsub.get_message(timeout=self._wait_s)
                 if message is None:
-                    yield Idle()
+                    yield [Idle()]
                     continue
-                yield from self._from_live(message)
+                live: list[FollowEvent] = list(self._from_live(message))
+                if live:
+                    yield live
         finally:
             pubsub.close()
 
-    def _from_database(self) -> Iterator[LogLine]:
+    def _from_database(self) -> Iterator[list[FollowEvent]]:
         while True:
             with self._pool.connection() as conn:
                 lines = page(conn, self._job_id, after=self._last, limit=PAGE)
+            taken: list[FollowEvent] = []
             for line in lines:
-                self._last = line.seq
-                yield line
-            if len(lines) < PAGE:
+                if line.seq != self._last + 1 and not self._gap_outlived():
+                    break  # wait for the missing lines: live, or on the next read
+                self._advance(line)
+                taken.append(line)
+            if taken:
+                yield taken
+            if len(taken) < PAGE:
                 return
+
+    def _gap_outlived(self) -> bool:
+        """Whether the gap after the last line sent has lasted long enough to be skipped."""
+        now = time.monotonic()
+        if self._gap_since is None:
+            self._gap_since = now
+        return now - self._gap_since >= GAP_WAIT_S
 
     def _from_live(self, message: dict[str, Any]) -> Iterator[LogLine]:
         data = json.loads(message["data"])
@@ -133,8 +164,12 @@ class LogFollower:
                 continue  # already sent
             if line.seq != self._last + 1:
                 return  # a gap: the next read from Postgres fills it, in order
-            self._last = line.seq
+            self._advance(line)
             yield line
+
+    def _advance(self, line: LogLine) -> None:
+        self._last = line.seq
+        self._gap_since = None
 
     def _over(self) -> bool:
         with self._pool.connection() as conn:

@@ -132,6 +132,38 @@ def test_sse_goes_live_then_ends(
     assert events == [("log", str(s)) for s in range(6)] + [("end", "5")]
 
 
+def test_sse_waits_for_an_earlier_batch_committed_after_a_later_one(
+    http: httpx.Client, user: dict[str, str], db: Any, server: RunningServer
+) -> None:
+    # The log processor writes batches concurrently: lines 5..9 and the end marker can commit
+    # before lines 3..4. The stream must wait for them rather than skip them.
+    _, job_id = job_with_lines(http, user, db, 3, finished=False)
+    add_lines(db, job_id, range(5, 10))
+    db.execute(
+        "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), logs_last_seq = 9, "
+        "logs_closed_at = now() WHERE id = %s",
+        (job_id,),
+    )
+    publisher = redis.Redis.from_url(server.settings.redis_url)
+
+    def late_batch() -> None:
+        time.sleep(0.5)
+        add_lines(db, job_id, range(3, 5))
+        lines = [
+            {"seq": s, "stream": "stdout", "ts": datetime.now(UTC).isoformat(), "line": f"line {s}"}
+            for s in range(3, 5)
+        ]
+        publisher.publish(f"job_logs:{job_id}", json.dumps({"type": "lines", "lines": lines}))
+
+    thread = threading.Thread(target=late_batch)
+    thread.start()
+    with connect_sse(http, "GET", f"/jobs/{job_id}/logs/stream", headers=user) as source:
+        events = [(e.event, e.id) for e in source.iter_sse() if e.event in {"log", "end"}]
+    thread.join()
+    publisher.close()
+    assert events == [("log", str(s)) for s in range(10)] + [("end", "9")]
+
+
 def test_a_bad_last_event_id_is_422(http: httpx.Client, user: dict[str, str], db: Any) -> None:
     _, job_id = job_with_lines(http, user, db, 1)
     response = http.get(f"/jobs/{job_id}/logs/stream", headers={**user, "Last-Event-ID": "x"})

@@ -82,20 +82,22 @@ def _stream(
         if last_event_id
         else (after if after is not None else -1)
     )
-    follower = logs.LogFollower(context.pool, context.redis, job.id, after=start).__iter__()
+    # Batches: one hand-over to the event loop per page or live message, not per line.
+    follower = logs.LogFollower(context.pool, context.redis, job.id, after=start).batches()
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         try:
-            async for event in iterate_in_threadpool(follower):
-                if isinstance(event, LogLine):
-                    yield ServerSentEvent(
-                        data=json.dumps(event.to_json()), event="log", id=str(event.seq)
-                    )
-                elif isinstance(event, logs.LogEnd):
-                    yield ServerSentEvent(
-                        data=json.dumps({"last_seq": event.last_seq}), event="end"
-                    )
-                    return
+            async for batch in iterate_in_threadpool(follower):
+                for event in batch:
+                    if isinstance(event, LogLine):
+                        yield ServerSentEvent(
+                            data=json.dumps(event.to_json()), event="log", id=str(event.seq)
+                        )
+                    elif isinstance(event, logs.LogEnd):
+                        yield ServerSentEvent(
+                            data=json.dumps({"last_seq": event.last_seq}), event="end"
+                        )
+                        return
         finally:
             await run_in_threadpool(follower.close)  # unsubscribes from Redis
 

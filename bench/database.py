@@ -1,0 +1,48 @@
+"""The bench's direct access to Postgres: seeding rows and reading end states."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from chronoverse.sql import Queries
+
+QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def connect(database_url: str) -> Conn:
+    """An autocommit connection with dict rows: each statement is its own transaction."""
+    return psycopg.connect(database_url, autocommit=True, row_factory=dict_row)
+
+
+def create_user(conn: Conn) -> uuid.UUID:
+    row = conn.execute(
+        QUERIES.create_user, {"email": f"bench-{uuid.uuid4().hex[:10]}@example.com"}
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row["id"]))
+
+
+def seed_due_heartbeats(conn: Conn, user_id: uuid.UUID, count: int) -> None:
+    """Insert ``count`` due liveness workflows and wake the scheduler, in one transaction."""
+    with conn.transaction():
+        conn.execute(QUERIES.insert_due_heartbeats, {"user_id": user_id, "count": count})
+        conn.execute(QUERIES.notify_scheduler)
+
+
+def flag(conn: Conn, query: str) -> bool:
+    row = conn.execute(query).fetchone()
+    return bool(row and row["done"])
+
+
+def job_counts(conn: Conn) -> dict[str, int]:
+    return {row["status"]: int(row["n"]) for row in conn.execute(QUERIES.job_counts)}
+
+
+def published_count(conn: Conn) -> int:
+    return sum(int(row["published"]) for row in conn.execute(QUERIES.job_counts))
