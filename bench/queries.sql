@@ -50,7 +50,7 @@ FROM jobs
 WHERE status = 'COMPLETED'
 
 -- name: job_states
-SELECT id, status, error FROM jobs WHERE id = ANY(%(ids)s::uuid[])
+SELECT id, status, error FROM jobs WHERE id = ANY(%(ids)b::uuid[])
 
 -- name: first_job
 SELECT id FROM jobs WHERE workflow_id = %(workflow_id)s ORDER BY created_at LIMIT 1

@@ -18,6 +18,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 logger = logging.getLogger(__name__)
+# How long one readiness probe may wait for its dependency.
+PROBE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)

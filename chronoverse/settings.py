@@ -75,7 +75,8 @@ class KafkaSettings(BaseSettings):
         description="Longest time a consumer's fetch may wait at the broker for new messages "
         "(librdkafka `fetch.wait.max.ms`). Apache Kafka answers as soon as a message arrives; a "
         "broker that holds the fetch for the whole wait (tansu, used in dev) adds up to this "
-        "much latency to every message, so set it low there (the bench uses 20).",
+        "much latency to every message, so set it low there; `make services` writes 20 for dev "
+        "and test.",
     )
     kafka_topic_partitions: int = Field(
         6, ge=1, description="Partitions for topics that `chronoverse topics create` makes."

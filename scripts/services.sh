@@ -200,6 +200,8 @@ CHRONOVERSE_REDIS_URL='$REDIS_URL'
 CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS='$KAFKA_BOOTSTRAP'
 # Fast consumer-group rebalances for dev and test (production default: 10000).
 CHRONOVERSE_KAFKA_SESSION_TIMEOUT_MS=6000
+# tansu holds every fetch for its whole wait, even when messages arrive: keep the wait short.
+CHRONOVERSE_KAFKA_FETCH_WAIT_MAX_MS=20
 ENV
     mv "$tmp" "$RUN_DIR/env"
 }

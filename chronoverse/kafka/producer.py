@@ -132,6 +132,9 @@ class StreamingProducer:
     ) -> None:
         config = producer_config(settings, client_id=client_id)
         config["message.timeout.ms"] = int(delivery_timeout_s * 1000)
+        # Senders batch their own messages (a log shipper sends a batch of lines at a time) and
+        # then wait for the last one: lingering here would only add to every job's end.
+        config["linger.ms"] = 0
         self._producer = confluent_kafka.Producer(config, logger=logging.getLogger("kafka"))
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="producer-reports", daemon=True)

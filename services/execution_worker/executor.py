@@ -303,8 +303,6 @@ class Executor:
             row = conn.execute(
                 QUERIES.complete_job, {**params, "exit_code": outcome.exit_code}
             ).fetchone()
-            if row is not None:
-                conn.execute(QUERIES.reset_failures, {"workflow_id": row["workflow_id"]})
         elif outcome.status is JobStatus.PENDING:
             row = conn.execute(
                 QUERIES.retry_job, {**params, "retry_at": outcome.retry_at, "error": outcome.error}

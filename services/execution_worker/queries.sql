@@ -20,16 +20,25 @@ RETURNING j.id, j.workflow_id, j.trigger, j.attempt, j.lease_token, j.queued_at,
 
 -- name: renew_leases
 UPDATE jobs AS j SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_s)s)
-FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS t(id, token)
+FROM unnest(%(ids)b::uuid[], %(tokens)b::bigint[]) AS t(id, token)
 WHERE j.id = t.id AND j.lease_token = t.token AND j.status = 'RUNNING'
 RETURNING j.id
 
 -- name: complete_job
-UPDATE jobs
-SET status = 'COMPLETED', finished_at = now(), exit_code = %(exit_code)s, error = NULL,
-    failure_kind = NULL, lease_owner = NULL, lease_expires_at = NULL
-WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
-RETURNING workflow_id, started_at, finished_at
+-- A success also resets the workflow's count of consecutive failures, in the same statement (one
+-- round trip less per job); the caller already holds the workflow's lock.
+WITH done AS (
+    UPDATE jobs
+    SET status = 'COMPLETED', finished_at = now(), exit_code = %(exit_code)s, error = NULL,
+        failure_kind = NULL, lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
+    RETURNING workflow_id, started_at, finished_at
+), reset AS (
+    UPDATE workflows AS w SET consecutive_job_failures_count = 0
+    FROM done
+    WHERE w.id = done.workflow_id AND w.consecutive_job_failures_count <> 0
+)
+SELECT workflow_id, started_at, finished_at FROM done
 
 -- name: fail_job
 UPDATE jobs
@@ -75,10 +84,6 @@ FROM workflows AS w JOIN jobs AS j ON j.workflow_id = w.id
 WHERE j.id = %(job_id)s
 FOR UPDATE OF w
 
--- name: reset_failures
-UPDATE workflows SET consecutive_job_failures_count = 0
-WHERE id = %(workflow_id)s AND consecutive_job_failures_count <> 0
-
 -- name: count_failure
 UPDATE workflows
 SET consecutive_job_failures_count = consecutive_job_failures_count + 1, updated_at = now()
@@ -108,6 +113,6 @@ RETURNING id
 -- name: owned_leases
 -- Of these (job, lease token) pairs, the ones a live lease still owns.
 SELECT j.id FROM jobs AS j
-JOIN unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS t(id, token)
+JOIN unnest(%(ids)b::uuid[], %(tokens)b::bigint[]) AS t(id, token)
   ON j.id = t.id AND j.lease_token = t.token
 WHERE j.status = 'RUNNING' AND j.lease_expires_at > clock_timestamp()

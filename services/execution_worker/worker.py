@@ -7,7 +7,7 @@ import threading
 import httpx
 
 from chronoverse import containers, redis_store
-from chronoverse.checks import docker_check, kafka_check, postgres_check, redis_check
+from chronoverse.checks import kafka_check, postgres_check, redis_check
 from chronoverse.domain import Topic
 from chronoverse.health import Check
 from chronoverse.jobs import JobMessage, decode_job_message
@@ -34,7 +34,7 @@ class ExecutionWorker:
             postgres_check(s),
             kafka_check(s, (s.topic(Topic.JOBS), s.topic(Topic.JOB_LOGS))),
             redis_check(s),
-            docker_check(s),
+            containers.docker_check(s),
         ]
 
     def run(self, stop: threading.Event) -> None:

@@ -16,19 +16,19 @@ FOR UPDATE OF w SKIP LOCKED
 -- name: insert_automatic_jobs
 INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status)
 SELECT t.workflow_id, t.user_id, 'AUTOMATIC', t.scheduled_at, 'PENDING'
-FROM unnest(%(workflow_ids)s::uuid[], %(user_ids)s::uuid[], %(slots)s::timestamptz[])
+FROM unnest(%(workflow_ids)b::uuid[], %(user_ids)b::uuid[], %(slots)b::timestamptz[])
     AS t(workflow_id, user_id, scheduled_at)
 ON CONFLICT (workflow_id, scheduled_at) WHERE trigger = 'AUTOMATIC' DO NOTHING
 
 -- name: advance_workflows
 UPDATE workflows AS w SET next_run_at = t.next_run_at
-FROM unnest(%(ids)s::uuid[], %(next_run_ats)s::timestamptz[]) AS t(id, next_run_at)
+FROM unnest(%(ids)b::uuid[], %(next_run_ats)b::timestamptz[]) AS t(id, next_run_at)
 WHERE w.id = t.id
 
 -- name: insert_skips
 INSERT INTO skipped_runs (workflow_id, reason, first_scheduled_at, last_scheduled_at, slots, detail)
-SELECT * FROM unnest(%(workflow_ids)s::uuid[], %(reasons)s::text[], %(firsts)s::timestamptz[],
-                     %(lasts)s::timestamptz[], %(slots)s::integer[], %(details)s::text[])
+SELECT * FROM unnest(%(workflow_ids)b::uuid[], %(reasons)b::text[], %(firsts)b::timestamptz[],
+                     %(lasts)b::timestamptz[], %(slots)b::integer[], %(details)b::text[])
 
 -- name: claim_pending_jobs
 SELECT id, workflow_id, trigger, scheduled_at FROM jobs
@@ -40,7 +40,7 @@ FOR UPDATE SKIP LOCKED
 -- name: mark_queued
 UPDATE jobs
 SET status = 'QUEUED', queued_at = now(), published_at = now(), publish_count = publish_count + 1
-WHERE id = ANY(%(ids)s::uuid[]) AND status = 'PENDING'
+WHERE id = ANY(%(ids)b::uuid[]) AND status = 'PENDING'
 
 -- name: claim_stale_queued_jobs
 SELECT id, workflow_id FROM jobs
@@ -51,7 +51,7 @@ FOR UPDATE SKIP LOCKED
 
 -- name: mark_republished
 UPDATE jobs SET published_at = now(), publish_count = publish_count + 1
-WHERE id = ANY(%(ids)s::uuid[]) AND status = 'QUEUED'
+WHERE id = ANY(%(ids)b::uuid[]) AND status = 'QUEUED'
 
 -- name: claim_outbox
 SELECT id, topic, key, payload FROM outbox
@@ -61,7 +61,7 @@ LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 
 -- name: mark_outbox_published
-UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)s::bigint[])
+UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)b::bigint[])
 
 -- name: listen
 LISTEN chronoverse_scheduler

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from chronoverse import containers, redis_store
-from chronoverse.checks import docker_check, kafka_check, postgres_check, redis_check
+from chronoverse.checks import kafka_check, postgres_check, redis_check
 from chronoverse.domain import Topic
 from chronoverse.health import Check
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
@@ -27,7 +27,7 @@ class WorkflowWorker:
             postgres_check(s),
             kafka_check(s, (s.topic(Topic.WORKFLOWS),)),
             redis_check(s),
-            docker_check(s),
+            containers.docker_check(s),
         ]
 
     def run(self, stop: threading.Event) -> None:

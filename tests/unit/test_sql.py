@@ -10,7 +10,7 @@ from chronoverse.sql import Queries, parse_queries
 ROOT = Path(__file__).resolve().parents[2]
 QUERY_FILES = sorted(p for p in ROOT.glob("**/queries.sql") if ".venv" not in p.parts)
 # psycopg placeholders are not SQL; the parser sees them as positional parameters.
-PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s")
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sb]|%s")
 
 
 def test_parse_splits_named_blocks() -> None:
