@@ -7,9 +7,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (the default clock of every loop)."""
+    return datetime.now(UTC)
 
 
 class WorkflowKind(enum.StrEnum):

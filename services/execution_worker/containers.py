@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -30,7 +29,7 @@ from chronoverse.definitions import (
     define,
     labels,
 )
-from chronoverse.domain import LogStream
+from chronoverse.domain import LogStream, utcnow
 from chronoverse.logs import LineSplitter
 from chronoverse.payloads import ContainerPayload
 from chronoverse.scheduling import RunResult
@@ -48,10 +47,6 @@ CONTAINERS_REAPED = Counter(
 
 ShipperFactory = Callable[[UUID], LogShipper]
 RecordContainer = Callable[[str], bool]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class ContainerRunner:

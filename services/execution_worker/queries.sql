@@ -18,6 +18,48 @@ WHERE j.id = %(job_id)s
 RETURNING j.id, j.workflow_id, j.trigger, j.attempt, j.lease_token, j.queued_at, j.started_at,
           w.kind, w.payload, w.generation
 
+-- name: claim_liveness_jobs
+-- The liveness HEARTBEATs among these jobs (no endpoint: nothing to run), claimed together. The
+-- rest are left for claim_job, one at a time, when a slot is free to run them.
+UPDATE jobs AS j
+SET status = 'RUNNING',
+    attempt = j.attempt + 1,
+    lease_owner = %(owner)s,
+    lease_token = j.lease_token + 1,
+    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_s)s),
+    started_at = clock_timestamp()
+FROM workflows AS w
+WHERE j.id = ANY(%(ids)b::uuid[])
+  AND j.status IN ('PENDING', 'QUEUED')
+  AND j.run_after <= now()
+  AND w.id = j.workflow_id
+  AND w.terminated_at IS NULL
+  AND w.kind = 'HEARTBEAT'
+  AND w.payload ->> 'endpoint' IS NULL
+RETURNING j.id, j.workflow_id, j.trigger, j.attempt, j.lease_token, j.queued_at, j.started_at,
+          w.kind, w.payload, w.generation
+
+-- name: lock_workflows
+-- Several jobs' workflows, locked in one order (by id) so that two batches cannot deadlock.
+SELECT id FROM workflows WHERE id = ANY(%(ids)b::uuid[]) ORDER BY id FOR UPDATE
+
+-- name: complete_jobs
+-- complete_job for a batch of (job, lease token) pairs; the caller holds the workflows' locks.
+WITH t AS (
+    SELECT * FROM unnest(%(ids)b::uuid[], %(tokens)b::bigint[]) AS t(id, token)
+), done AS (
+    UPDATE jobs AS j
+    SET status = 'COMPLETED', finished_at = now(), exit_code = NULL, error = NULL,
+        failure_kind = NULL, lease_owner = NULL, lease_expires_at = NULL
+    FROM t
+    WHERE j.id = t.id AND j.lease_token = t.token AND j.status = 'RUNNING'
+    RETURNING j.id, j.workflow_id, j.started_at, j.finished_at
+), reset AS (
+    UPDATE workflows AS w SET consecutive_job_failures_count = 0
+    WHERE w.id IN (SELECT workflow_id FROM done) AND w.consecutive_job_failures_count <> 0
+)
+SELECT id, workflow_id, started_at, finished_at FROM done
+
 -- name: renew_leases
 UPDATE jobs AS j SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_s)s)
 FROM unnest(%(ids)b::uuid[], %(tokens)b::bigint[]) AS t(id, token)

@@ -31,6 +31,14 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, H
         description="This worker's name in job leases (`lease_owner`). Default: hostname-pid.",
     )
     concurrency: int = Field(8, ge=1, le=256, description="Jobs this worker runs at once.")
+    job_batch_size: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="Job messages of one partition handled together. The liveness HEARTBEATs "
+        "among them are claimed in one statement and recorded in one transaction; every other "
+        "job is claimed and run on its own, at most `CHRONOVERSE_CONCURRENCY` at once.",
+    )
     lease_s: float = Field(
         30.0,
         ge=1,

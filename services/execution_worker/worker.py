@@ -17,7 +17,8 @@ from chronoverse.postgres import create_pool
 from chronoverse.runtime import every
 from chronoverse.scheduling import RetryPolicy
 from services.execution_worker.containers import ContainerRunner, Reaper
-from services.execution_worker.executor import Executor, LeaseKeeper
+from services.execution_worker.executor import Executor
+from services.execution_worker.leases import LeaseKeeper
 from services.execution_worker.logship import LogShipper
 from services.execution_worker.settings import Settings
 
@@ -71,6 +72,7 @@ class ExecutionWorker:
             lease_s=s.lease_s,
             policy=policy,
             http=http,
+            concurrency=s.concurrency,
         )
         reaper = Reaper(
             docker_client,
@@ -100,9 +102,10 @@ class ExecutionWorker:
                 group_id=s.group(CONSUMER_GROUP),
                 topics=(s.topic(Topic.JOBS),),
                 client_id=f"execution-{s.worker_id}",
-                max_batch_size=1,
+                max_batch_size=s.job_batch_size,
+                # Handler threads: each waits for its batch's jobs on the executor's job pool.
                 concurrency=s.concurrency,
-                max_in_flight=s.concurrency * 2,
+                max_in_flight=2 * max(s.concurrency, s.job_batch_size),
                 shutdown_timeout_s=s.shutdown_grace_s,
             ),
             decode=decode_job_message,
@@ -118,6 +121,7 @@ class ExecutionWorker:
             background_stop.set()
             for thread in background:
                 thread.join(timeout=5)
+            executor.close()
             log_producer.close()
             http.close()
             docker_client.close()

@@ -13,14 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from prometheus_client import Counter, Histogram
 
-from chronoverse.domain import Topic
+from chronoverse.domain import Topic, utcnow
 from chronoverse.errors import ChronoverseError, PublishError
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.admin import ensure_topics
@@ -49,10 +49,6 @@ DISPATCH_LAG = Histogram(
 PASS_ERRORS = Counter("chronoverse_scheduler_pass_errors", "Scheduling passes that failed.")
 
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Scheduler:

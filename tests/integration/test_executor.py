@@ -13,10 +13,12 @@ import pytest
 from psycopg.rows import dict_row
 
 from chronoverse.jobs import JobMessage
+from chronoverse.kafka.consumer import Record
 from chronoverse.postgres import Pool, create_pool
 from chronoverse.scheduling import RetryPolicy, RunResult, decide_outcome
 from chronoverse.settings import PostgresSettings
-from services.execution_worker.executor import Executor, LeaseKeeper
+from services.execution_worker.executor import Executor
+from services.execution_worker.leases import LeaseKeeper
 from tests.factories import Endpoint, make_user, make_workflow
 
 pytestmark = pytest.mark.integration
@@ -40,7 +42,11 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 @pytest.fixture
 def executor(pool: Pool) -> Iterator[Executor]:
     with httpx.Client() as http:
-        yield Executor(pool=pool, worker_id="test-worker", lease_s=30, policy=POLICY, http=http)
+        executor = Executor(
+            pool=pool, worker_id="test-worker", lease_s=30, policy=POLICY, http=http, concurrency=4
+        )
+        yield executor
+        executor.close()
 
 
 @pytest.fixture
@@ -82,6 +88,85 @@ def test_a_liveness_heartbeat_completes(conn: Any, executor: Executor) -> None:
     assert done["attempt"] == 1 and done["lease_token"] == 1
     assert done["queued_at"] <= done["started_at"] <= done["finished_at"]
     assert done["lease_owner"] is None
+
+
+def records(*messages: JobMessage) -> list[Record[JobMessage]]:
+    return [
+        Record(topic="jobs", partition=0, offset=n, key=None, value=m, timestamp_ms=None)
+        for n, m in enumerate(messages)
+    ]
+
+
+def test_a_batch_runs_liveness_jobs_together_and_the_rest_one_by_one(
+    conn: Any, executor: Executor, endpoint: Endpoint
+) -> None:
+    user_id = make_user(conn)
+    failing = make_workflow(conn, user_id)
+    conn.execute(
+        "UPDATE workflows SET consecutive_job_failures_count = 2 WHERE id = %s", (failing,)
+    )
+    live = [queue_job(conn, failing), queue_job(conn, make_workflow(conn, user_id))]
+    checked = queue_job(conn, make_workflow(conn, user_id, payload={"endpoint": endpoint.url}))
+    done = queue_job(conn, make_workflow(conn, user_id))
+    executor.execute(done)
+    before = job(conn, done.job_id)
+
+    executor.handle(records(*live, checked, done))
+
+    for message in (*live, checked):
+        ran = job(conn, message.job_id)
+        assert (ran["status"], ran["attempt"], ran["lease_owner"]) == ("COMPLETED", 1, None)
+        assert ran["started_at"] <= ran["finished_at"]
+    assert endpoint.hits == 1
+    assert job(conn, done.job_id) == before  # a duplicate changes nothing
+    assert workflow(conn, failing)["consecutive_job_failures_count"] == 0
+    assert executor.leases.snapshot() == {}
+
+
+def test_only_liveness_jobs_are_claimed_together(
+    conn: Any, executor: Executor, endpoint: Endpoint
+) -> None:
+    user_id = make_user(conn)
+    live = queue_job(conn, make_workflow(conn, user_id))
+    checked = queue_job(conn, make_workflow(conn, user_id, payload={"endpoint": endpoint.url}))
+    container = queue_job(
+        conn,
+        make_workflow(conn, user_id, kind="CONTAINER", payload={"image": "local/busybox:latest"}),
+    )
+    terminated = make_workflow(conn, user_id)
+    late = queue_job(conn, terminated)
+    conn.execute(
+        "UPDATE workflows SET terminated_at = now(), terminated_reason = 'by test' WHERE id = %s",
+        (terminated,),
+    )
+
+    claimed = executor.run_liveness([m.job_id for m in (live, checked, container, late)])
+
+    assert claimed == {live.job_id}
+    assert job(conn, live.job_id)["status"] == "COMPLETED"
+    for message in (checked, container, late):
+        assert (job(conn, message.job_id)["status"], job(conn, message.job_id)["attempt"]) == (
+            "QUEUED",
+            0,
+        )
+    assert endpoint.hits == 0
+
+
+def test_a_batch_of_successes_is_fenced_by_each_lease(conn: Any, executor: Executor) -> None:
+    user_id = make_user(conn)
+    kept, lost = (queue_job(conn, make_workflow(conn, user_id)) for _ in range(2))
+    claims = executor.claim_liveness([kept.job_id, lost.job_id])
+    assert {c.job_id for c in claims} == {kept.job_id, lost.job_id}
+    # Another worker recovered one of them meanwhile: its token moved on.
+    conn.execute("UPDATE jobs SET lease_token = lease_token + 1 WHERE id = %s", (lost.job_id,))
+
+    executor.record_completed(claims)
+
+    assert job(conn, kept.job_id)["status"] == "COMPLETED"
+    assert (job(conn, lost.job_id)["status"], job(conn, lost.job_id)["lease_token"]) == (
+        "RUNNING",
+        2,
+    )
 
 
 def test_http_status_is_compared(conn: Any, executor: Executor, endpoint: Endpoint) -> None:
