@@ -11,13 +11,15 @@ from chronoverse.logs import (
     EndMessage,
     LinesMessage,
     LineSplitter,
+    LogLine,
     decode_log_message,
     encode_end,
     encode_lines,
     encode_lines_bounded,
 )
 from chronoverse.payloads import ContainerPayload
-from services.server.logs import is_over
+from services.server.logs import Idle, LogEnd, is_over
+from services.server.routes.logs import encode_events
 
 T = datetime(2026, 11, 22, tzinfo=UTC)
 OUT, ERR = LogStream.STDOUT, LogStream.STDERR
@@ -135,3 +137,17 @@ def test_bounded_encoding_sends_a_small_batch_as_one_message() -> None:
     job_id = uuid4()
     lines = LineSplitter().feed(LogStream.STDERR, b"a\nb\n", datetime.now(UTC))
     assert encode_lines_bounded(job_id, lines) == [encode_lines(job_id, lines)]
+
+
+def test_a_batch_of_follower_events_is_one_sse_chunk() -> None:
+    ts = datetime(2026, 11, 23, tzinfo=UTC)
+    lines = [LogLine(seq=s, stream=LogStream.STDOUT, ts=ts, line=f"l{s}") for s in (4, 5)]
+    chunk, ended = encode_events([*lines, Idle()])
+    frames = chunk.decode().split("\r\n\r\n")
+    assert not ended
+    assert frames[0].splitlines()[:2] == ["id: 4", "event: log"]
+    assert '"line": "l5"' in frames[1] and "id: 5" in frames[1]
+    assert frames[2:] == [""]
+    chunk, ended = encode_events([LogEnd(last_seq=5)])
+    assert ended and b"event: end" in chunk and b'{"last_seq": 5}' in chunk
+    assert encode_events([Idle()]) == (b"", False)

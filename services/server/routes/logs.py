@@ -12,7 +12,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from chronoverse.domain import LogStream
 from chronoverse.errors import FieldError, InvalidFieldsError
 from chronoverse.jobs import Job
-from chronoverse.logs import LogLine
+from chronoverse.logs import LogLine, lines_to_json
 from services.server import jobs, logs
 from services.server.context import ServerContext
 from services.server.http_errors import ERRORS
@@ -85,23 +85,37 @@ def _stream(
     # Batches: one hand-over to the event loop per page or live message, not per line.
     follower = logs.LogFollower(context.pool, context.redis, job.id, after=start).batches()
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
+    async def events() -> AsyncIterator[bytes]:
         try:
             async for batch in iterate_in_threadpool(follower):
-                for event in batch:
-                    if isinstance(event, LogLine):
-                        yield ServerSentEvent(
-                            data=json.dumps(event.to_json()), event="log", id=str(event.seq)
-                        )
-                    elif isinstance(event, logs.LogEnd):
-                        yield ServerSentEvent(
-                            data=json.dumps({"last_seq": event.last_seq}), event="end"
-                        )
-                        return
+                chunk, ended = encode_events(batch)
+                if chunk:
+                    yield chunk
+                if ended:
+                    return
         finally:
             await run_in_threadpool(follower.close)  # unsubscribes from Redis
 
     return EventSourceResponse(events(), ping=context.settings.sse_keepalive_s)
+
+
+def encode_events(batch: list[logs.FollowEvent]) -> tuple[bytes, bool]:
+    """A batch of follower events as SSE bytes, and whether the stream ends with it.
+
+    The events of a batch go out in one write (sse-starlette passes bytes through as they are):
+    one write per line was most of the server's CPU while following a chatty job.
+    """
+    lines = [event for event in batch if isinstance(event, LogLine)]
+    out = [
+        ServerSentEvent(data=json.dumps(data), event="log", id=str(line.seq)).encode()
+        for line, data in zip(lines, lines_to_json(lines), strict=True)
+    ]
+    end = next((event for event in batch if isinstance(event, logs.LogEnd)), None)
+    if end is not None:
+        out.append(
+            ServerSentEvent(data=json.dumps({"last_seq": end.last_seq}), event="end").encode()
+        )
+    return b"".join(out), end is not None
 
 
 Cursor = Annotated[
