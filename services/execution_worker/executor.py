@@ -96,6 +96,19 @@ class Claim:
     lease_token: int
     generation: int
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Claim:
+        """From a row of the claiming UPDATE."""
+        return cls(
+            job_id=row["id"],
+            workflow_id=row["workflow_id"],
+            kind=WorkflowKind(row["kind"]),
+            payload=row["payload"],
+            attempt=row["attempt"],
+            lease_token=row["lease_token"],
+            generation=row["generation"],
+        )
+
 
 _db_retry = retry(
     # PoolClosed is an OperationalError too, but retrying it cannot help: the worker is stopping.
@@ -205,23 +218,32 @@ class Executor:
         finally:
             self.leases.remove(claim.job_id)
 
-    @_db_retry
     def _claim(self, job_id: UUID) -> Claim | None:
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                QUERIES.claim_job,
-                {"job_id": job_id, "owner": self._worker_id, "lease_s": self._lease_s},
-            ).fetchone()
-        return None if row is None else _claimed(row)
+        claims = self._claim_jobs([job_id], liveness_only=False)
+        return claims[0] if claims else None
+
+    def claim_liveness(self, job_ids: list[UUID]) -> list[Claim]:
+        """Claim the liveness HEARTBEATs among these jobs, in one statement."""
+        return self._claim_jobs(job_ids, liveness_only=True)
 
     @_db_retry
-    def claim_liveness(self, job_ids: list[UUID]) -> list[Claim]:
+    def _claim_jobs(self, job_ids: list[UUID], *, liveness_only: bool) -> list[Claim]:
         with self._pool.connection() as conn:
             rows = conn.execute(
-                QUERIES.claim_liveness_jobs,
-                {"ids": job_ids, "owner": self._worker_id, "lease_s": self._lease_s},
+                QUERIES.claim_jobs,
+                {
+                    "ids": job_ids,
+                    "liveness_only": liveness_only,
+                    "owner": self._worker_id,
+                    "lease_s": self._lease_s,
+                },
             ).fetchall()
-        return [_claimed(row) for row in rows]
+        for row in rows:
+            if row["queued_at"] is not None:
+                QUEUE_TO_START.observe(
+                    max(0.0, (row["started_at"] - row["queued_at"]).total_seconds())
+                )
+        return [Claim.from_row(row) for row in rows]
 
     @_db_retry
     def record_completed(self, claims: list[Claim]) -> None:
@@ -416,18 +438,3 @@ class Executor:
                 failures,
                 extra={"action": "workflow_auto_terminated", "workflow_id": str(workflow_id)},
             )
-
-
-def _claimed(row: dict[str, Any]) -> Claim:
-    """A claim from a claiming UPDATE's row (and its queue-to-start time in the metrics)."""
-    if row["queued_at"] is not None:
-        QUEUE_TO_START.observe(max(0.0, (row["started_at"] - row["queued_at"]).total_seconds()))
-    return Claim(
-        job_id=row["id"],
-        workflow_id=row["workflow_id"],
-        kind=WorkflowKind(row["kind"]),
-        payload=row["payload"],
-        attempt=row["attempt"],
-        lease_token=row["lease_token"],
-        generation=row["generation"],
-    )

@@ -1,26 +1,11 @@
 -- Queries of the execution worker. Every write after the claim checks the lease token (fencing):
 -- a worker that lost its lease changes nothing.
 
--- name: claim_job
-UPDATE jobs AS j
-SET status = 'RUNNING',
-    attempt = j.attempt + 1,
-    lease_owner = %(owner)s,
-    lease_token = j.lease_token + 1,
-    lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_s)s),
-    started_at = clock_timestamp()
-FROM workflows AS w
-WHERE j.id = %(job_id)s
-  AND j.status IN ('PENDING', 'QUEUED')
-  AND j.run_after <= now()
-  AND w.id = j.workflow_id
-  AND w.terminated_at IS NULL
-RETURNING j.id, j.workflow_id, j.trigger, j.attempt, j.lease_token, j.queued_at, j.started_at,
-          w.kind, w.payload, w.generation
-
--- name: claim_liveness_jobs
--- The liveness HEARTBEATs among these jobs (no endpoint: nothing to run), claimed together. The
--- rest are left for claim_job, one at a time, when a slot is free to run them.
+-- name: claim_jobs
+-- Takes these jobs from PENDING/QUEUED to RUNNING under a new lease token; a duplicate or stale
+-- message finds nothing. With liveness_only, only the liveness HEARTBEATs among them (no
+-- endpoint: nothing to run), which are claimed together; the rest are left for a claim one at a
+-- time, when a slot is free to run them.
 UPDATE jobs AS j
 SET status = 'RUNNING',
     attempt = j.attempt + 1,
@@ -34,8 +19,7 @@ WHERE j.id = ANY(%(ids)b::uuid[])
   AND j.run_after <= now()
   AND w.id = j.workflow_id
   AND w.terminated_at IS NULL
-  AND w.kind = 'HEARTBEAT'
-  AND w.payload ->> 'endpoint' IS NULL
+  AND (NOT %(liveness_only)s OR (w.kind = 'HEARTBEAT' AND w.payload ->> 'endpoint' IS NULL))
 RETURNING j.id, j.workflow_id, j.trigger, j.attempt, j.lease_token, j.queued_at, j.started_at,
           w.kind, w.payload, w.generation
 
