@@ -45,7 +45,10 @@ class ExecutionWorker:
             base_delay_s=s.retry_base_delay_s,
             max_delay_s=s.retry_max_delay_s,
         )
-        # One connection per concurrent job, plus the lease keeper's and the reaper's.
+        # One connection per concurrent job, plus the lease keeper's and the reaper's. The
+        # consumer's handler threads borrow from the same pool for their batch claims and
+        # records; they hold a connection only for one statement or transaction, so at worst
+        # they wait for one.
         pool = create_pool(
             s.model_copy(update={"database_pool_max_size": s.concurrency + 3}),
             name="execution-worker",
