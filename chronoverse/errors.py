@@ -113,3 +113,19 @@ class AuthenticationError(ChronoverseError):
     def __init__(self, message: str = "a valid bearer token is required") -> None:
         super().__init__(message)
         self.message = message
+
+
+class EgressRefused(ChronoverseError):
+    """The egress policy forbids a HEARTBEAT request to this endpoint; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnresolvableHostError(ChronoverseError):
+    """A host name has no address (DNS failed or answered nothing)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"could not resolve {host}")
+        self.host = host

@@ -15,7 +15,9 @@ Limits (also in docs/api.md):
 from __future__ import annotations
 
 import json
+import posixpath
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -30,6 +32,7 @@ from pydantic import (
 
 from chronoverse.domain import WorkflowKind
 from chronoverse.errors import FieldError, InvalidFieldsError
+from chronoverse.settings import ContainerSettings
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_HEADERS = 50
@@ -43,6 +46,10 @@ MAX_CONTAINER_TIMEOUT_S = 24 * 3600
 DEFAULT_MEMORY_MB = 256
 DEFAULT_CPUS = 1.0
 DEFAULT_PIDS = 256
+MAX_VOLUMES = 64
+VOLUME_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# Mounting over these would break the container or hide the tmpfs the sandbox gives it.
+RESERVED_PATHS = ("/proc", "/sys", "/dev", "/tmp")
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -129,6 +136,31 @@ class ContainerResources(_Payload):
     pids: int = Field(DEFAULT_PIDS, ge=8, le=32768)
 
 
+class VolumeMount(_Payload):
+    """A named volume of the workflow's owner, mounted at ``path``: it outlives the job."""
+
+    name: str = Field(
+        pattern=VOLUME_NAME_PATTERN,
+        description="The volume's name among the owner's volumes (lower case, digits, `_.-`).",
+    )
+    path: str = Field(max_length=1024, description="Absolute path in the container.")
+    read_only: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _mount_path(cls, value: str) -> str:
+        if not value.startswith("/") or "\x00" in value:
+            raise ValueError("must be an absolute path")
+        normal = posixpath.normpath(value)
+        if normal != value.rstrip("/") or "//" in value:
+            raise ValueError(f"must be a normalised path (e.g. {normal!r})")
+        if normal == "/" or any(
+            normal == reserved or normal.startswith(reserved + "/") for reserved in RESERVED_PATHS
+        ):
+            raise ValueError(f"must not be / or under {', '.join(RESERVED_PATHS)}")
+        return normal
+
+
 class ContainerPayload(_Payload):
     """A Docker image to run with its command, args, env, working dir and limits."""
 
@@ -142,8 +174,26 @@ class ContainerPayload(_Payload):
     working_dir: str | None = Field(None, max_length=1024)
     timeout_seconds: int = Field(DEFAULT_CONTAINER_TIMEOUT_S, ge=1, le=MAX_CONTAINER_TIMEOUT_S)
     resources: ContainerResources = Field(default_factory=ContainerResources)
-    network: Literal["none", "bridge", "host"] = "none"
+    network: str | None = Field(
+        None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="A network the operator allows (CHRONOVERSE_CONTAINER_NETWORKS); "
+        "default: the first of them. Never `host`.",
+    )
     pull_policy: Literal["if-not-present", "always", "never"] = "if-not-present"
+    volumes: list[VolumeMount] = Field(default_factory=list, max_length=MAX_VOLUMES)
+
+    @field_validator("volumes")
+    @classmethod
+    def _distinct_volumes(cls, value: list[VolumeMount]) -> list[VolumeMount]:
+        names = [v.name for v in value]
+        paths = [v.path for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError("each volume name may appear once")
+        if len(set(paths)) != len(paths):
+            raise ValueError("each path may be mounted once")
+        return value
 
     @field_validator("image")
     @classmethod
@@ -187,14 +237,79 @@ class ContainerPayload(_Payload):
 
 
 Payload = HeartbeatPayload | ContainerPayload
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerPolicy:
+    """The operator's bounds on what a CONTAINER payload may ask for (ContainerSettings)."""
+
+    networks: tuple[str, ...] = ("none",)
+    max_memory_mb: int = 2048
+    max_cpus: float = 2.0
+    max_pids: int = 1024
+    max_timeout_s: int = 6 * 3600
+    max_volumes: int = 4
+
+    @classmethod
+    def from_settings(cls, settings: ContainerSettings) -> ContainerPolicy:
+        return cls(
+            networks=settings.container_network_list,
+            max_memory_mb=settings.container_max_memory_mb,
+            max_cpus=settings.container_max_cpus,
+            max_pids=settings.container_max_pids,
+            max_timeout_s=settings.container_max_timeout_s,
+            max_volumes=settings.container_max_volumes,
+        )
+
+    @property
+    def default_network(self) -> str:
+        return self.networks[0]
+
+    def network_of(self, payload: ContainerPayload) -> str:
+        return payload.network if payload.network is not None else self.default_network
+
+    def violations(self, payload: ContainerPayload) -> list[FieldError]:
+        """Every field above a ceiling or outside what the operator allows, named."""
+        errors = []
+        network = self.network_of(payload)
+        if network not in self.networks:
+            errors.append(
+                FieldError(
+                    "payload.network",
+                    f"{network!r} is not allowed; allowed: {', '.join(self.networks)}",
+                )
+            )
+        resources = payload.resources
+        for field, value, ceiling in (
+            ("payload.resources.memory_mb", resources.memory_mb, self.max_memory_mb),
+            ("payload.resources.cpus", resources.cpus, self.max_cpus),
+            ("payload.resources.pids", resources.pids, self.max_pids),
+            ("payload.timeout_seconds", payload.timeout_seconds, self.max_timeout_s),
+        ):
+            if value > ceiling:
+                errors.append(FieldError(field, f"is {value:g}, above the ceiling of {ceiling:g}"))
+        if len(payload.volumes) > self.max_volumes:
+            errors.append(
+                FieldError(
+                    "payload.volumes",
+                    f"has {len(payload.volumes)} volumes, above the ceiling of {self.max_volumes}",
+                )
+            )
+        return errors
+
+
+DEFAULT_POLICY = ContainerPolicy()
 _MODELS: dict[WorkflowKind, type[HeartbeatPayload] | type[ContainerPayload]] = {
     WorkflowKind.HEARTBEAT: HeartbeatPayload,
     WorkflowKind.CONTAINER: ContainerPayload,
 }
 
 
-def parse_payload(kind: WorkflowKind, raw: object) -> Payload:
-    """Validate a raw payload for ``kind``; raise InvalidFieldsError naming each bad field."""
+def parse_payload(
+    kind: WorkflowKind, raw: object, policy: ContainerPolicy = DEFAULT_POLICY
+) -> Payload:
+    """Validate a raw payload for ``kind`` within the operator's ``policy``; raise
+    InvalidFieldsError naming each bad field."""
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -227,6 +342,8 @@ def parse_payload(kind: WorkflowKind, raw: object) -> Payload:
         raise InvalidFieldsError(field_errors(exc, prefix="payload")) from exc
     if isinstance(payload, HeartbeatPayload) and (error := payload.missing_endpoint()):
         raise InvalidFieldsError([error])
+    if isinstance(payload, ContainerPayload) and (errors := policy.violations(payload)):
+        raise InvalidFieldsError(errors)
     return payload
 
 

@@ -40,3 +40,41 @@ INSERT INTO outbox (topic, key, payload) VALUES (%(topic)s, %(key)s, %(payload)s
 
 -- name: notify_scheduler
 SELECT pg_notify('chronoverse_scheduler', '')
+
+-- name: workflows_with_unsealed_secrets
+-- Secret values at rest (chronoverse.secret_store): the secret field of each kind is
+-- chronoverse.secrets.SECRET_FIELDS, CONTAINER env and HEARTBEAT headers.
+SELECT id, kind, payload FROM workflows
+WHERE id > %(after)s
+  AND ((kind = 'CONTAINER'
+        AND jsonb_path_exists(payload, '$.env.* ? (!(@ starts with $prefix))', %(vars)s))
+    OR (kind = 'HEARTBEAT'
+        AND jsonb_path_exists(payload, '$.headers.* ? (!(@ starts with $prefix))', %(vars)s)))
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE
+
+-- name: workflows_with_secrets
+SELECT id, kind, payload FROM workflows
+WHERE id > %(after)s
+  AND ((kind = 'CONTAINER' AND jsonb_path_exists(payload, '$.env.*'))
+    OR (kind = 'HEARTBEAT' AND jsonb_path_exists(payload, '$.headers.*')))
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE
+
+-- name: set_workflow_payload
+-- The same definition, other ciphertexts: neither the generation nor updated_at change.
+UPDATE workflows SET payload = %(payload)s WHERE id = %(id)s
+
+-- name: idempotent_responses_with_secrets
+SELECT user_id, key, response_body FROM idempotency_keys
+WHERE (response_body ->> 'kind' = 'CONTAINER'
+       AND jsonb_path_exists(response_body, '$.payload.env.* ? (@ != $mask)', %(vars)s))
+   OR (response_body ->> 'kind' = 'HEARTBEAT'
+       AND jsonb_path_exists(response_body, '$.payload.headers.* ? (@ != $mask)', %(vars)s))
+FOR UPDATE
+
+-- name: set_idempotent_response_body
+UPDATE idempotency_keys SET response_body = %(response_body)s
+WHERE user_id = %(user_id)s AND key = %(key)s

@@ -1,38 +1,51 @@
-"""Running a CONTAINER job: definition, container, live log lines, timeout, exit code, cleanup.
+"""Running a CONTAINER job: definition, sandbox, container, live log lines, timeout, cleanup.
 
-Security defaults for every job container: not privileged, `no-new-privileges`, memory, CPU and
-pids limits from the payload, the payload's network (default `none`). The container always
-carries the labels `chronoverse.job_id`, `chronoverse.workflow_id` and `chronoverse.lease_token`,
-and is always removed; the :class:`Reaper` removes the ones a dead worker left behind.
+Every job container runs in the sandbox the operator set, whatever its payload says (see
+docs/security.md): all capabilities dropped, `no-new-privileges`, a read-only root filesystem
+with a size-limited tmpfs at `/tmp` (and at the working dir), a non-root user, memory, CPU, pids
+and open-file limits, a bounded Docker log driver, and a network the operator allows (never the
+host's). The definition it runs comes from the sealed Redis cache or, failing that, from Postgres,
+and is checked against the policy again on every run. The container always carries the labels
+`chronoverse.job_id`, `chronoverse.workflow_id` and `chronoverse.lease_token`, and is always
+removed; the :class:`Reaper` removes the ones a dead worker left behind.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import tarfile
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
 import docker
 import redis
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig, Mount, Ulimit
 from prometheus_client import Counter
-from pydantic import ValidationError
 
+from chronoverse.definition_cache import DefinitionCache
 from chronoverse.definitions import (
     LABEL_INSTALLATION,
     LABEL_JOB,
     LABEL_LEASE,
+    LABEL_USER,
+    LABEL_VOLUME,
     ContainerDefinition,
-    cache_key,
+    UnverifiedDefinitionError,
+    VolumeSpec,
     define,
     labels,
 )
-from chronoverse.domain import LogStream, utcnow
+from chronoverse.domain import LogStream, WorkflowKind, utcnow
+from chronoverse.errors import InvalidFieldsError
 from chronoverse.logs import LineSplitter
-from chronoverse.payloads import ContainerPayload
+from chronoverse.payloads import ContainerPayload, ContainerPolicy, parse_payload
 from chronoverse.scheduling import RunResult
+from chronoverse.secrets import SecretBox, SecretError, open_payload
 from services.execution_worker.logship import LogShipper
 
 logger = logging.getLogger(__name__)
@@ -47,6 +60,48 @@ CONTAINERS_REAPED = Counter(
 
 ShipperFactory = Callable[[UUID], LogShipper]
 RecordContainer = Callable[[str], bool]
+TouchVolume = Callable[[UUID, str], None]
+# A bounded log driver: we stream the output ourselves, Docker's copy is only a fallback.
+DOCKER_LOG = LogConfig(type=LogConfig.types.JSON, config={"max-size": "1m", "max-file": "1"})
+# Sticky and writable by all, like /tmp: a new volume's root belongs to root, the job does not.
+VOLUME_ROOT_MODE = 0o1777
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sandbox:
+    """What every job container gets, whatever its payload says (ContainerSettings)."""
+
+    user: str | None  # "uid:gid"; None keeps the image's own user
+    tmpfs_mb: int
+    nofile: int
+
+    def host_config(self, definition: ContainerDefinition) -> dict[str, Any]:
+        """The keyword arguments of ``containers.create`` that confine the job."""
+        tmpfs = f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"
+        mounted = {v.target for v in definition.volumes}
+        tmpfs_paths = {"/tmp": tmpfs}
+        if definition.working_dir and definition.working_dir not in mounted:
+            tmpfs_paths[definition.working_dir] = tmpfs
+        memory = f"{definition.memory_mb}m"
+        return {
+            "user": self.user,
+            "privileged": False,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "read_only": True,
+            "tmpfs": tmpfs_paths,
+            "mem_limit": memory,
+            "memswap_limit": memory,  # no swap beyond the memory limit
+            "nano_cpus": definition.nano_cpus,
+            "pids_limit": definition.pids_limit,
+            "ulimits": [Ulimit(name="nofile", soft=self.nofile, hard=self.nofile)],
+            "log_config": DOCKER_LOG,
+            "network_mode": definition.network,
+            "mounts": [
+                Mount(target=v.target, source=v.source, type="volume", read_only=v.read_only)
+                for v in definition.volumes
+            ],
+        }
 
 
 class ContainerRunner:
@@ -54,15 +109,23 @@ class ContainerRunner:
         self,
         *,
         docker_client: docker.DockerClient,
-        redis_client: redis.Redis,
+        definitions: DefinitionCache,
+        secrets: SecretBox,
+        policy: ContainerPolicy,
+        sandbox: Sandbox,
         shippers: ShipperFactory,
+        touch_volume: TouchVolume,
         stop_grace_s: int,
         max_log_chars: int,
         installation: str,
     ) -> None:
         self._docker = docker_client
-        self._redis = redis_client
+        self._definitions = definitions
+        self._secrets = secrets
+        self._policy = policy
+        self._sandbox = sandbox
         self._shippers = shippers
+        self._touch_volume = touch_volume
         self._stop_grace_s = stop_grace_s
         self._max_log_chars = max_log_chars
         self._installation = installation
@@ -72,6 +135,7 @@ class ContainerRunner:
         *,
         job_id: UUID,
         workflow_id: UUID,
+        user_id: UUID,
         generation: int,
         payload: dict[str, Any],
         lease_token: int,
@@ -83,6 +147,7 @@ class ContainerRunner:
             return self._run(
                 job_id,
                 workflow_id,
+                user_id,
                 generation,
                 payload,
                 lease_token,
@@ -99,6 +164,7 @@ class ContainerRunner:
         self,
         job_id: UUID,
         workflow_id: UUID,
+        user_id: UUID,
         generation: int,
         payload: dict[str, Any],
         lease_token: int,
@@ -107,14 +173,21 @@ class ContainerRunner:
         shipper: LogShipper,
     ) -> RunResult:
         try:
-            definition = self._definition(workflow_id, generation, payload)
+            definition = self._definition(workflow_id, user_id, generation, payload)
         except ImageNotFound as exc:
             return RunResult.user_failure(
                 f"image {payload.get('image')} not found locally: {exc.explanation}"
             )
-        except ValidationError as exc:
-            return RunResult.user_failure(f"stored payload is invalid: {exc}")
+        except InvalidFieldsError as exc:
+            return RunResult.user_failure(f"refused by the container policy: {exc}")
+        except SecretError as exc:
+            return RunResult.user_failure(f"cannot read the payload's secrets: {exc}")
+        # Checked on every run: the policy may have tightened since the definition was built.
+        if (refusal := definition.refusal(self._policy)) is not None:
+            return RunResult.user_failure(refusal)
         try:
+            for volume in definition.volumes:
+                self._ensure_volume(volume, definition)
             container = self._docker.containers.create(
                 image=definition.image_id,
                 entrypoint=definition.entrypoint,
@@ -122,13 +195,8 @@ class ContainerRunner:
                 environment=definition.env,
                 working_dir=definition.working_dir,
                 labels=labels(job_id, workflow_id, lease_token, self._installation),
-                mem_limit=f"{definition.memory_mb}m",
-                nano_cpus=definition.nano_cpus,
-                pids_limit=definition.pids_limit,
-                network_mode=definition.network,
-                privileged=False,
-                security_opt=["no-new-privileges"],
                 detach=True,
+                **self._sandbox.host_config(definition),
             )
         except ImageNotFound as exc:
             return RunResult.user_failure(f"image {definition.image} not found: {exc.explanation}")
@@ -213,26 +281,35 @@ class ContainerRunner:
         return RunResult.success(exit_code=0)
 
     def _definition(
-        self, workflow_id: UUID, generation: int, payload: dict[str, Any]
+        self, workflow_id: UUID, user_id: UUID, generation: int, payload: dict[str, Any]
     ) -> ContainerDefinition:
-        """The cached definition; rebuilt from the payload when Redis lost it."""
-        key = cache_key(workflow_id, generation)
+        """The cached definition; rebuilt from the payload in Postgres when Redis lost it or
+        holds one that does not verify."""
         try:
-            cached = self._redis.get(key)
+            cached = self._definitions.get(workflow_id, generation)
             if cached is not None:
-                return ContainerDefinition.from_json(cast(bytes, cached))
-        except (redis.RedisError, ValueError, TypeError) as exc:
+                return cached
+        except UnverifiedDefinitionError:
+            pass  # logged and counted by the cache; Postgres is the source of truth
+        except redis.RedisError as exc:
             logger.warning(
-                "cached definition unusable (%s); rebuilding",
+                "definition cache unavailable (%s); rebuilding",
                 exc,
                 extra={"action": "definition_unusable", "workflow_id": str(workflow_id)},
             )
-        parsed = ContainerPayload.model_validate(payload)
+        parsed = parse_payload(
+            WorkflowKind.CONTAINER,
+            open_payload(self._secrets, WorkflowKind.CONTAINER, payload),
+            self._policy,
+        )
+        assert isinstance(parsed, ContainerPayload)
         image_id = str(self._docker.images.get(parsed.image).id)
-        definition = define(workflow_id, generation, parsed, image_id)
+        definition = define(
+            workflow_id, generation, parsed, image_id, user_id=user_id, policy=self._policy
+        )
         DEFINITIONS_REBUILT.inc()
         try:
-            self._redis.set(key, definition.to_json())
+            self._definitions.put(definition)
         except redis.RedisError:
             pass  # the next job rebuilds it again
         logger.info(
@@ -242,6 +319,47 @@ class ContainerRunner:
             extra={"action": "definition_rebuilt", "workflow_id": str(workflow_id)},
         )
         return definition
+
+    def _ensure_volume(self, volume: VolumeSpec, definition: ContainerDefinition) -> None:
+        """The owner's named volume, created on first use with a root the job may write to."""
+        self._touch_volume(UUID(definition.user_id), volume.name)
+        try:
+            self._docker.volumes.get(volume.source)
+            return
+        except NotFound:
+            pass
+        self._docker.volumes.create(
+            name=volume.source,
+            labels={
+                LABEL_INSTALLATION: self._installation,
+                LABEL_USER: definition.user_id,
+                LABEL_VOLUME: volume.name,
+            },
+        )
+        # A new volume's root is root's and 0755, and the job runs as nobody. Docker can change
+        # it without running anything: a container that is created, never started, mounts the
+        # volume, and the archive API sets the mode of its mount point.
+        helper = self._docker.containers.create(
+            image=definition.image_id,
+            entrypoint=["/nonexistent"],
+            network_mode="none",
+            labels={LABEL_INSTALLATION: self._installation},
+            mounts=[Mount(target="/volume", source=volume.source, type="volume")],
+        )
+        try:
+            helper.put_archive("/", _directory_tar("volume", VOLUME_ROOT_MODE))
+        finally:
+            helper.remove(force=True)
+
+
+def _directory_tar(name: str, mode: int) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        entry = tarfile.TarInfo(name)
+        entry.type = tarfile.DIRTYPE
+        entry.mode = mode
+        tar.addfile(entry)
+    return buffer.getvalue()
 
 
 class Reaper:

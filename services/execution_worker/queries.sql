@@ -142,3 +142,21 @@ SELECT j.id FROM jobs AS j
 JOIN unnest(%(ids)b::uuid[], %(tokens)b::bigint[]) AS t(id, token)
   ON j.id = t.id AND j.lease_token = t.token
 WHERE j.status = 'RUNNING' AND j.lease_expires_at > clock_timestamp()
+
+-- name: touch_volume
+-- A job is about to mount the owner's named volume: it exists from now on (or again).
+INSERT INTO volumes (user_id, name) VALUES (%(user_id)s, %(name)s)
+ON CONFLICT (user_id, name) DO UPDATE SET last_used_at = now()
+
+-- name: known_volumes
+-- Which of these (owner, name) pairs still have a row; the others were deleted by their owner.
+SELECT v.user_id, v.name
+FROM volumes AS v
+JOIN unnest(%(user_ids)s::uuid[], %(names)s::text[]) AS t(user_id, name)
+  ON v.user_id = t.user_id AND v.name = t.name
+
+-- name: record_volume_sizes
+UPDATE volumes AS v SET size_bytes = t.size_bytes, size_measured_at = now()
+FROM unnest(%(user_ids)s::uuid[], %(names)s::text[], %(sizes)s::bigint[])
+    AS t(user_id, name, size_bytes)
+WHERE v.user_id = t.user_id AND v.name = t.name

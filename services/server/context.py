@@ -11,6 +11,7 @@ import psycopg
 
 from chronoverse import redis_store
 from chronoverse.postgres import Pool, create_pool
+from chronoverse.secrets import SecretBox
 from services.server.auth import Accounts
 from services.server.settings import Settings
 
@@ -21,6 +22,8 @@ class ServerContext:
         # Opened by open(): building the app (e.g. to render OpenAPI) needs no database.
         self.pool: Pool = create_pool(settings, name="server", open=False)
         self.accounts = Accounts(self.pool, token_ttl=timedelta(days=settings.token_ttl_days))
+        # Seals the secret values of the payloads the API stores; responses only ever mask them.
+        self.secrets = SecretBox.from_settings(settings)
         # Live log followers subscribe through it; connections are made on first use.
         self.redis = redis_store.connect(settings)
 

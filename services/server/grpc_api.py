@@ -29,6 +29,7 @@ from chronoverse.errors import (
     NotFoundError,
 )
 from chronoverse.logs import LogLine
+from chronoverse.secrets import mask_payload
 from chronoverse.v1 import (
     auth_pb2,
     auth_pb2_grpc,
@@ -129,7 +130,8 @@ def _workflow_message(data: dict[str, Any]) -> workflows_pb2.Workflow:
         user_id=str(out.user_id),
         name=out.name,
         kind=out.kind.value,
-        payload_json=json.dumps(out.payload),
+        # Masked by WorkflowOut.of already; again here for responses saved before masking.
+        payload_json=json.dumps(mask_payload(out.kind, out.payload)),
         interval=out.interval,
         max_consecutive_job_failures_allowed=out.max_consecutive_job_failures_allowed,
         consecutive_job_failures_count=out.consecutive_job_failures_count,
@@ -214,7 +216,7 @@ class WorkflowService(workflows_pb2_grpc.WorkflowServiceServicer):
         body = parse_model(WorkflowCreate, data)
 
         def operation(conn: workflows.Conn) -> tuple[int, Any]:
-            created = workflows.create(conn, who.user_id, body)
+            created = workflows.create(conn, who.user_id, body, secrets=self._context.secrets)
             return 201, WorkflowOut.of(created).model_dump(mode="json")
 
         with self._context.transaction() as conn:
@@ -293,7 +295,9 @@ class WorkflowService(workflows_pb2_grpc.WorkflowServiceServicer):
             data["payload"] = _payload(request.payload_json)
         body = parse_model(WorkflowUpdate, data)
         with self._context.transaction() as conn:
-            updated = workflows.update(conn, who.user_id, _uuid(request.id), body)
+            updated = workflows.update(
+                conn, who.user_id, _uuid(request.id), body, secrets=self._context.secrets
+            )
         return _workflow_message(WorkflowOut.of(updated).model_dump(mode="json"))
 
     @handles_errors

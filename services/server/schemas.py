@@ -31,6 +31,7 @@ from chronoverse.domain import (
 from chronoverse.errors import InvalidFieldsError
 from chronoverse.jobs import Job
 from chronoverse.payloads import field_errors
+from chronoverse.secrets import mask_payload
 
 MAX_INTERVAL_MINUTES = 10080
 MAX_FAILURES_LIMIT = 100
@@ -114,7 +115,11 @@ class WorkflowOut(BaseModel):
     user_id: UUID
     name: str
     kind: WorkflowKind
-    payload: dict[str, Any]
+    payload: dict[str, Any] = Field(
+        description="The stored payload with every default. Secret values (CONTAINER `env`, "
+        "HEARTBEAT `headers`) are write-only and shown as `***`; send `***` back in an update "
+        "to keep a value."
+    )
     interval: int
     max_consecutive_job_failures_allowed: int
     consecutive_job_failures_count: int
@@ -133,7 +138,8 @@ class WorkflowOut(BaseModel):
             user_id=workflow.user_id,
             name=workflow.name,
             kind=workflow.kind,
-            payload=workflow.payload,
+            # Secret values are write-only: every response (and saved response) masks them.
+            payload=mask_payload(workflow.kind, workflow.payload),
             interval=workflow.interval_minutes,
             max_consecutive_job_failures_allowed=workflow.max_consecutive_job_failures_allowed,
             consecutive_job_failures_count=workflow.consecutive_job_failures_count,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from chronoverse.settings import PostgresSettings, RedisSettings
+from chronoverse.settings import PostgresSettings, RedisSettings, SecretSettings
 
 
-class Settings(PostgresSettings, RedisSettings):
+class Settings(PostgresSettings, RedisSettings, SecretSettings):
     """Everything the server reads from the environment."""
 
     http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")

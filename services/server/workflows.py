@@ -19,6 +19,7 @@ from chronoverse import lifecycle
 from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
 from chronoverse.payloads import ContainerPayload, parse_payload
+from chronoverse.secrets import SecretBox, open_payload, seal_payload
 from chronoverse.sql import Queries
 from services.server.pagination import decode_cursor, encode_cursor
 from services.server.schemas import DEFAULT_PAGE_SIZE, WorkflowCreate, WorkflowUpdate
@@ -55,9 +56,12 @@ class UpdatePlan:
     build_status: BuildStatus
 
 
-def create(conn: Conn, user_id: UUID, request: WorkflowCreate) -> Workflow:
+def create(
+    conn: Conn, user_id: UUID, request: WorkflowCreate, *, secrets: SecretBox
+) -> Workflow:
     kind = WorkflowKind(request.kind)
     payload = parse_payload(kind, request.payload).to_json()
+    payload = seal_payload(secrets, kind, payload, None)
     row = conn.execute(
         QUERIES.insert_workflow,
         {
@@ -106,12 +110,19 @@ def list_page(conn: Conn, user_id: UUID, query: ListFilter) -> Page:
     )
 
 
-def update(conn: Conn, user_id: UUID, workflow_id: UUID, request: WorkflowUpdate) -> Workflow:
+def update(
+    conn: Conn,
+    user_id: UUID,
+    workflow_id: UUID,
+    request: WorkflowUpdate,
+    *,
+    secrets: SecretBox,
+) -> Workflow:
     row = conn.execute(QUERIES.lock_workflow, {"id": workflow_id, "user_id": user_id}).fetchone()
     if row is None:
         raise NotFoundError("workflow", str(workflow_id))
     current = Workflow.from_row(row)
-    plan = plan_update(current, request)
+    plan = plan_update(current, request, secrets=secrets)
     updated = conn.execute(
         QUERIES.update_workflow,
         {
@@ -150,8 +161,13 @@ def delete(conn: Conn, user_id: UUID, workflow_id: UUID) -> None:
 # --- pure decisions -----------------------------------------------------------------------------
 
 
-def plan_update(current: Workflow, request: WorkflowUpdate) -> UpdatePlan:
-    """What an update writes. A changed CONTAINER payload means a rebuild of a new generation."""
+def plan_update(current: Workflow, request: WorkflowUpdate, *, secrets: SecretBox) -> UpdatePlan:
+    """What an update writes. A changed CONTAINER payload means a rebuild of a new generation.
+
+    Secret values are compared in plain: sealing the same value twice gives other ciphertexts,
+    and a value sent back as the mask keeps the stored one. An unchanged payload keeps its
+    stored ciphertexts and its generation.
+    """
     if current.is_terminated:
         raise ConflictError(
             "workflow_terminated",
@@ -173,8 +189,11 @@ def plan_update(current: Workflow, request: WorkflowUpdate) -> UpdatePlan:
     build_status = current.build_status
     if request.payload is not None:
         parsed = parse_payload(current.kind, request.payload)
-        payload = parsed.to_json()
-        if payload != current.payload:
+        requested = seal_payload(secrets, current.kind, parsed.to_json(), current.payload)
+        if open_payload(secrets, current.kind, requested) != open_payload(
+            secrets, current.kind, current.payload
+        ):
+            payload = requested
             generation += 1
             if isinstance(parsed, ContainerPayload):
                 build_status = BuildStatus.QUEUED

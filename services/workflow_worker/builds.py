@@ -15,18 +15,19 @@ from pathlib import Path
 from uuid import UUID
 
 import docker
-import redis
 from docker.errors import NotFound
 from prometheus_client import Counter
 
 from chronoverse import lifecycle
-from chronoverse.definitions import LABEL_WORKFLOW, cache_key, define
+from chronoverse.definition_cache import DefinitionCache
+from chronoverse.definitions import LABEL_WORKFLOW, define
 from chronoverse.domain import BuildStatus, WorkflowKind
-from chronoverse.errors import MalformedMessageError
+from chronoverse.errors import InvalidFieldsError, MalformedMessageError
 from chronoverse.kafka.consumer import Record
 from chronoverse.messages import decode_object
-from chronoverse.payloads import ContainerPayload
+from chronoverse.payloads import ContainerPayload, ContainerPolicy, parse_payload
 from chronoverse.postgres import Pool
+from chronoverse.secrets import SecretBox, SecretError, open_payload
 from chronoverse.sql import Queries
 from services.workflow_worker.images import Images, ImageUnavailableError
 
@@ -69,14 +70,18 @@ class Builder:
         pool: Pool,
         images: Images,
         docker_client: docker.DockerClient,
-        redis_client: redis.Redis,
+        definitions: DefinitionCache,
         *,
+        secrets: SecretBox,
+        policy: ContainerPolicy,
         stop_grace_s: int = 10,
     ) -> None:
         self._pool = pool
         self._images = images
         self._docker = docker_client
-        self._redis = redis_client
+        self._definitions = definitions
+        self._secrets = secrets
+        self._policy = policy
         self._stop_grace_s = stop_grace_s
 
     def handle(self, batch: Sequence[Record[WorkflowEvent]]) -> None:
@@ -88,6 +93,8 @@ class Builder:
             self._build(event)
         elif event.kind is WorkflowKind.CONTAINER:
             self._stop_containers(event.workflow_id)
+            # Terminated is final and deleted is gone: no job will read its definitions again.
+            self._definitions.forget(event.workflow_id)
 
     def _build(self, event: WorkflowEvent) -> None:
         if event.kind is WorkflowKind.HEARTBEAT:
@@ -106,14 +113,35 @@ class Builder:
                 extra={"action": "build_stale"},
             )
             return
-        payload = ContainerPayload.model_validate(row["payload"])
+        try:
+            payload = parse_payload(
+                WorkflowKind.CONTAINER,
+                open_payload(self._secrets, WorkflowKind.CONTAINER, row["payload"]),
+                self._policy,
+            )
+        except InvalidFieldsError as exc:
+            # Stored before the operator's policy changed (or before a validation existed).
+            self._finish(event, BuildStatus.FAILED, f"the payload is not allowed: {exc}")
+            return
+        except SecretError as exc:
+            self._finish(event, BuildStatus.FAILED, f"cannot read the payload's secrets: {exc}")
+            return
+        assert isinstance(payload, ContainerPayload)
         try:
             image_id = self._images.ensure(payload.image, payload.pull_policy)
         except ImageUnavailableError as exc:
             self._finish(event, BuildStatus.FAILED, exc.message)
             return
-        definition = define(event.workflow_id, event.generation, payload, image_id)
-        self._redis.set(cache_key(event.workflow_id, event.generation), definition.to_json())
+        definition = define(
+            event.workflow_id,
+            event.generation,
+            payload,
+            image_id,
+            user_id=row["user_id"],
+            policy=self._policy,
+        )
+        self._definitions.put(definition)
+        self._definitions.forget(event.workflow_id, below_generation=event.generation)
         self._finish(event, BuildStatus.COMPLETED, None)
 
     def _finish(self, event: WorkflowEvent, status: BuildStatus, error: str | None) -> None:

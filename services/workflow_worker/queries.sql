@@ -16,7 +16,7 @@ WHERE id = %(workflow_id)s
   AND generation = %(generation)s
   AND build_status IN ('QUEUED', 'STARTED')
   AND terminated_at IS NULL
-RETURNING payload
+RETURNING payload, user_id
 
 -- name: finish_build
 UPDATE workflows SET build_status = %(status)s, build_error = %(error)s, updated_at = now()

@@ -5,15 +5,25 @@ from __future__ import annotations
 from pydantic import Field
 
 from chronoverse.settings import (
+    ContainerSettings,
     DockerSettings,
     HealthSettings,
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
+    SecretSettings,
 )
 
 
-class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, HealthSettings):
+class Settings(
+    PostgresSettings,
+    KafkaSettings,
+    RedisSettings,
+    DockerSettings,
+    HealthSettings,
+    SecretSettings,
+    ContainerSettings,
+):
     """Everything the workflow-worker reads from the environment."""
 
     health_port: int = Field(

@@ -6,10 +6,13 @@ import threading
 
 from chronoverse import containers, redis_store
 from chronoverse.checks import kafka_check, postgres_check, redis_check
+from chronoverse.definition_cache import DefinitionCache
 from chronoverse.domain import Topic
 from chronoverse.health import Check
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
+from chronoverse.payloads import ContainerPolicy
 from chronoverse.postgres import create_pool
+from chronoverse.secrets import SecretBox
 from services.workflow_worker.builds import Builder, WorkflowEvent, decode_workflow_event
 from services.workflow_worker.images import Images
 from services.workflow_worker.settings import Settings
@@ -38,7 +41,16 @@ class WorkflowWorker:
         images = Images(
             docker_client, redis_client, lock_ttl_s=s.pull_lock_ttl_s, wait_s=s.pull_wait_s
         )
-        builder = Builder(pool, images, docker_client, redis_client, stop_grace_s=s.stop_grace_s)
+        secrets = SecretBox.from_settings(s)
+        builder = Builder(
+            pool,
+            images,
+            docker_client,
+            DefinitionCache(redis_client, secrets, ttl_s=s.definition_cache_ttl_s),
+            secrets=secrets,
+            policy=ContainerPolicy.from_settings(s),
+            stop_grace_s=s.stop_grace_s,
+        )
         loop: ConsumerLoop[WorkflowEvent] = ConsumerLoop(
             self._settings,
             ConsumerOptions(

@@ -11,6 +11,14 @@ pytestmark = pytest.mark.integration
 
 EXPECTED_COLUMNS = {
     "users": {"id", "email", "password_hash", "created_at"},
+    "volumes": {
+        "user_id",
+        "name",
+        "created_at",
+        "last_used_at",
+        "size_bytes",
+        "size_measured_at",
+    },
     "api_tokens": {
         "id",
         "user_id",
