@@ -115,6 +115,14 @@ class Client:
     def get_job(self, workflow_id: str, job_id: str) -> Any:
         return self.request("GET", f"/workflows/{workflow_id}/jobs/{job_id}")
 
+    # --- volumes ----------------------------------------------------------------------------------
+
+    def list_volumes(self) -> Any:
+        return self.request("GET", "/volumes")
+
+    def delete_volume(self, name: str) -> None:
+        self.request("DELETE", f"/volumes/{name}")
+
     # --- logs -------------------------------------------------------------------------------------
 
     def log_page(self, job_id: str, *, cursor: str | None = None, limit: int = 1000) -> Any:

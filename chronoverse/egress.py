@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from chronoverse.errors import EgressRefused, UnresolvableHostError
 from chronoverse.settings import (
@@ -118,9 +119,7 @@ def check_address(policy: EgressPolicy, address: IPAddress, port: int) -> str | 
         return None
     if address.is_global:
         return None
-    return (
-        f"{address} is {_kind(address)}, which CHRONOVERSE_EGRESS_ALLOW_CIDRS does not allow"
-    )
+    return f"{address} is {_kind(address)}, which CHRONOVERSE_EGRESS_ALLOW_CIDRS does not allow"
 
 
 def parse_literal(host: str) -> IPAddress | None:
@@ -164,8 +163,11 @@ def resolve(host: str, port: int, resolver: Resolver = socket.getaddrinfo) -> li
 
 
 def endpoint_host_port(url: str) -> tuple[str, int]:
-    """The host (no brackets) and port an http(s) URL connects to; EgressRefused if there is none."""
-    parts = urlsplit(url)
+    """The host (no brackets) and port an http(s) URL connects to, or EgressRefused."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise EgressRefused("the URL is not valid") from exc
     default = _DEFAULT_PORTS.get(parts.scheme.lower())
     if default is None or not parts.hostname:
         raise EgressRefused("only http:// and https:// URLs with a host can be reached")
@@ -192,7 +194,9 @@ def check_endpoint(
     for address in addresses:
         reason = check_address(policy, address, port)
         if reason is not None:
-            raise EgressRefused(reason if literal else f"{host} resolves to {reason}")
+            raise EgressRefused(
+                reason if literal else f"{host} resolves to {address}, and {reason}"
+            )
     return Destination(host=host, port=port, addresses=tuple(addresses))
 
 
@@ -256,14 +260,15 @@ def stack_endpoints(settings: EgressSettings) -> list[tuple[str, int]]:
 
 def _postgres_endpoints(database_url: str) -> list[tuple[str, int]]:
     try:
-        params = psycopg.conninfo.conninfo_to_dict(database_url)
+        params = conninfo_to_dict(database_url)
     except psycopg.Error:
         logger.warning(
             "egress policy: cannot read the Postgres host from the database URL",
             extra={"action": "egress_stack_unknown"},
         )
         return []
-    hosts = str(params.get("hostaddr") or params.get("host") or "localhost").split(",")
+    # No host at all means libpq's Unix socket.
+    hosts = str(params.get("hostaddr") or params.get("host") or "").split(",")
     ports = str(params.get("port") or "5432").split(",")
     if len(ports) == 1:
         ports *= len(hosts)

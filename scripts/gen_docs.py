@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chronoverse.cli.admin import AdminSettings  # noqa: E402
+from chronoverse.secrets import generate_key  # noqa: E402
 from chronoverse.settings import ENV_PREFIX  # noqa: E402
 from services.execution_worker.settings import Settings as ExecutionSettings  # noqa: E402
 from services.log_processor.settings import Settings as LogSettings  # noqa: E402
@@ -30,7 +31,7 @@ COMPONENTS: list[tuple[str, type[BaseModel]]] = [
     ("workflow-worker", WorkflowSettings),
     ("execution-worker", ExecutionSettings),
     ("log-processor", LogSettings),
-    ("chronoverse CLI admin commands (migrate, topics, users)", AdminSettings),
+    ("chronoverse CLI admin commands (migrate, topics, users, secrets)", AdminSettings),
 ]
 
 INTRO = """# Configuration
@@ -66,7 +67,8 @@ def configuration_markdown() -> str:
 
 
 def openapi_json() -> str:
-    app = create_app(ServerContext(ServerSettings()))
+    # A throwaway key: rendering the document encrypts nothing.
+    app = create_app(ServerContext(ServerSettings(secret_keys=generate_key())))
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 

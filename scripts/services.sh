@@ -191,8 +191,34 @@ ensure_images() {
     log "images: local/busybox:latest and local/python:3.11 present"
 }
 
+# The key that encrypts secret values at rest: made once and kept in $RUN_DIR/secret-key, since
+# values encrypted with it must stay readable across runs. CHRONOVERSE_SECRET_KEYS wins when set.
+secret_keys() {
+    local file="$RUN_DIR/secret-key"
+    if [ -n "${CHRONOVERSE_SECRET_KEYS:-}" ]; then
+        printf '%s\n' "$CHRONOVERSE_SECRET_KEYS"
+        return
+    fi
+    if [ ! -s "$file" ]; then
+        log "making a secret key in $file"
+        (
+            umask 077
+            if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import cryptography' 2>/dev/null; then
+                "$VENV/bin/python" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
+            else
+                have openssl || die "need openssl or $VENV (with cryptography) to make a secret key"
+                openssl rand -base64 32 | tr '+/' '-_'
+            fi >"$file.tmp"
+            mv "$file.tmp" "$file"
+        )
+    fi
+    cat "$file"
+}
+
 write_env() {
     local tmp="$RUN_DIR/env.tmp"
+    local keys
+    keys=$(secret_keys)
     cat >"$tmp" <<ENV
 # Written by scripts/services.sh; read by \`make up\` and the tests.
 CHRONOVERSE_DATABASE_URL='$DATABASE_URL'
@@ -202,6 +228,11 @@ CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS='$KAFKA_BOOTSTRAP'
 CHRONOVERSE_KAFKA_SESSION_TIMEOUT_MS=6000
 # tansu holds every fetch for its whole wait, even when messages arrive: keep the wait short.
 CHRONOVERSE_KAFKA_FETCH_WAIT_MAX_MS=20
+# Encrypts CONTAINER env and HEARTBEAT headers values at rest; kept in $RUN_DIR/secret-key.
+CHRONOVERSE_SECRET_KEYS='$keys'
+# Dev and test monitor local services: let HEARTBEATs reach loopback (production default: public
+# addresses only). The stack's own ports stay refused whatever this says.
+CHRONOVERSE_EGRESS_ALLOW_CIDRS=127.0.0.0/8,::1/128
 ENV
     mv "$tmp" "$RUN_DIR/env"
 }

@@ -14,6 +14,8 @@ from chronoverse.cli.config import ClientConfig, default_config_path
 from chronoverse.cli.jobs import jobs, trigger
 from chronoverse.cli.logs import logs
 from chronoverse.cli.output import ApiErrorExit
+from chronoverse.cli.secrets import secrets
+from chronoverse.cli.volumes import volumes
 from chronoverse.cli.workflows import workflows
 from chronoverse.client import ApiError
 from chronoverse.errors import ChronoverseError
@@ -35,8 +37,9 @@ class _Group(click.Group):
     help="Chronoverse: scheduled HEARTBEAT and CONTAINER jobs with live logs.\n\n"
     "API commands find the server and token in --server/--token, then "
     "CHRONOVERSE_SERVER_URL/CHRONOVERSE_TOKEN, then the config file that "
-    "`chronoverse login` writes. Admin commands (migrate, topics, users) read "
-    "CHRONOVERSE_DATABASE_URL and CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS.",
+    "`chronoverse login` writes. Admin commands (migrate, topics, users, secrets) read "
+    "CHRONOVERSE_DATABASE_URL, CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS and "
+    "CHRONOVERSE_SECRET_KEYS.",
 )
 @click.version_option(__version__)
 @click.option(
@@ -104,9 +107,11 @@ cli.add_command(workflows)
 cli.add_command(trigger)
 cli.add_command(jobs)
 cli.add_command(logs)
+cli.add_command(volumes)
 cli.add_command(migrate_command)
 cli.add_command(topics)
 cli.add_command(users)
+cli.add_command(secrets)
 cli.add_command(healthcheck_command)
 
 

@@ -1,24 +1,43 @@
-"""Administrative commands that talk to Postgres and Kafka directly (migrate, topics, users),
-and the container healthcheck probe."""
+"""Administrative commands that talk to Postgres and Kafka directly (migrate, topics, users,
+secrets), and the container healthcheck probe."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 import click
+from pydantic import Field
 
 from chronoverse.errors import ConfigurationError
 from chronoverse.kafka.admin import ensure_topics, list_topics
 from chronoverse.migrate import migrate
-from chronoverse.settings import KafkaSettings, PostgresSettings
+from chronoverse.postgres import create_pool
+from chronoverse.secret_store import seal_stored
+from chronoverse.secrets import SecretBox
+from chronoverse.settings import ENV_PREFIX, KafkaSettings, PostgresSettings, SecretSettings
 
 
 class AdminSettings(PostgresSettings, KafkaSettings):
     """What the administrative commands read from the environment."""
 
     token_ttl_days: int = 30
+    secret_keys: str = Field(
+        "",
+        description="Required by `chronoverse secrets rotate`, and by `chronoverse migrate` when "
+        "workflows store env or headers values that are not encrypted yet; the same keys as the "
+        "services' (see the server's CHRONOVERSE_SECRET_KEYS).",
+    )
+
+    def secret_box(self) -> SecretBox:
+        """The keys, or a ConfigurationError that says how to make one."""
+        keys = SecretSettings.from_environ({f"{ENV_PREFIX}SECRET_KEYS": self.secret_keys})
+        return SecretBox.from_settings(keys)
+
+    def optional_secret_box(self) -> SecretBox | None:
+        return self.secret_box() if self.secret_keys.strip() else None
 
 
 def _settings() -> AdminSettings:
@@ -28,13 +47,31 @@ def _settings() -> AdminSettings:
         raise click.UsageError(str(exc)) from exc
 
 
-@click.command("migrate", help="Apply pending SQL migrations to CHRONOVERSE_DATABASE_URL.")
+@click.command(
+    "migrate",
+    help="Apply pending SQL migrations to CHRONOVERSE_DATABASE_URL, then encrypt the secret "
+    "values (CONTAINER env, HEARTBEAT headers) stored before encryption and mask them in saved "
+    "idempotency responses. Running it again changes nothing. Encrypting needs "
+    "CHRONOVERSE_SECRET_KEYS; with nothing to encrypt, no key is needed.",
+)
 def migrate_command() -> None:
-    applied = migrate(_settings().database_url)
-    if applied:
-        for migration in applied:
-            click.echo(f"applied {migration.version:04d}_{migration.name}")
-    else:
+    settings = _settings()
+    try:
+        box = settings.optional_secret_box()
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    applied = migrate(settings.database_url)
+    for migration in applied:
+        click.echo(f"applied {migration.version:04d}_{migration.name}")
+    try:
+        sealed = seal_stored(settings.database_url, box)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if sealed.workflows:
+        click.echo(f"encrypted the secret values of {sealed.workflows} workflows")
+    if sealed.responses:
+        click.echo(f"masked secret values in {sealed.responses} saved responses")
+    if not (applied or sealed.workflows or sealed.responses):
         click.echo("database is up to date")
 
 
@@ -80,26 +117,18 @@ def users() -> None:
 def users_create(email: str, password: str) -> None:
     # Imported here: the server package is only needed by this command.
     from services.server.auth import Accounts
-    from services.server.context import ServerContext
-    from services.server.settings import Settings as ServerSettings
 
     settings = _settings()
-    server_settings = ServerSettings.model_validate(
-        {
-            "database_url": settings.database_url,
-            "token_ttl_days": settings.token_ttl_days,
-            "database_pool_min_size": 0,
-            "database_pool_max_size": 1,
-        }
+    pool = create_pool(
+        settings.model_copy(update={"database_pool_min_size": 0, "database_pool_max_size": 1}),
+        name="cli",
     )
-    context = ServerContext(server_settings)
-    context.open()
     try:
-        accounts: Accounts = context.accounts
+        accounts = Accounts(pool, token_ttl=timedelta(days=settings.token_ttl_days))
         user = accounts.register(email, password)
         issued = accounts.issue_token(email, token_name="cli users create")
     finally:
-        context.close()
+        pool.close()
     click.echo(f"created user {user.email} ({user.id})")
     click.echo(f"token (shown once, expires {issued.expires_at:%Y-%m-%d}): {issued.token}")
 

@@ -198,7 +198,12 @@ def get(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     _show(workflow, as_json)
 
 
-@workflows.command("update", help="Change a workflow; options you omit keep their values.")
+@workflows.command(
+    "update",
+    help="Change a workflow; options you omit keep their values. A --payload replaces the "
+    'whole payload; env and headers values are shown as "***", and sending "***" back for a '
+    "key keeps its stored value.",
+)
 @click.argument("workflow_id")
 @click.option("--name")
 @click.option("--interval", type=int, help="Minutes between runs (1..10080).")

@@ -37,6 +37,7 @@ from tenacity import (
 
 from chronoverse import lifecycle
 from chronoverse.domain import JobStatus, WorkflowKind, utcnow
+from chronoverse.egress import EgressPolicy
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.consumer import Record
 from chronoverse.payloads import HeartbeatPayload
@@ -90,6 +91,7 @@ TERMINATIONS = Counter(
 class Claim:
     job_id: UUID
     workflow_id: UUID
+    user_id: UUID
     kind: WorkflowKind
     payload: dict[str, Any]
     attempt: int
@@ -102,6 +104,7 @@ class Claim:
         return cls(
             job_id=row["id"],
             workflow_id=row["workflow_id"],
+            user_id=row["user_id"],
             kind=WorkflowKind(row["kind"]),
             payload=row["payload"],
             attempt=row["attempt"],
@@ -130,6 +133,7 @@ class Executor:
         lease_s: float,
         policy: RetryPolicy,
         http: httpx.Client,
+        egress: EgressPolicy,
         concurrency: int = 1,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -138,6 +142,7 @@ class Executor:
         self._lease_s = lease_s
         self._policy = policy
         self._http = http
+        self._egress = egress
         self._clock = clock
         self._containers = containers
         self.leases = LeaseBook()
@@ -285,12 +290,15 @@ class Executor:
     def _run(self, claim: Claim) -> RunResult:
         try:
             if claim.kind is WorkflowKind.HEARTBEAT:
-                return run_heartbeat(HeartbeatPayload.model_validate(claim.payload), self._http)
+                return run_heartbeat(
+                    HeartbeatPayload.model_validate(claim.payload), self._http, self._egress
+                )
             if self._containers is None:
                 return RunResult.system_failure("this worker has no container runtime")
             return self._containers.run(
                 job_id=claim.job_id,
                 workflow_id=claim.workflow_id,
+                user_id=claim.user_id,
                 generation=claim.generation,
                 payload=claim.payload,
                 lease_token=claim.lease_token,

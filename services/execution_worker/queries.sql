@@ -20,8 +20,8 @@ WHERE j.id = ANY(%(ids)b::uuid[])
   AND w.id = j.workflow_id
   AND w.terminated_at IS NULL
   AND (NOT %(liveness_only)s OR (w.kind = 'HEARTBEAT' AND w.payload ->> 'endpoint' IS NULL))
-RETURNING j.id, j.workflow_id, j.trigger, j.attempt, j.lease_token, j.queued_at, j.started_at,
-          w.kind, w.payload, w.generation
+RETURNING j.id, j.workflow_id, j.user_id, j.trigger, j.attempt, j.lease_token, j.queued_at,
+          j.started_at, w.kind, w.payload, w.generation
 
 -- name: lock_workflows
 -- Several jobs' workflows, locked in one order (by id) so that two batches cannot deadlock.

@@ -8,11 +8,14 @@ import socket
 from pydantic import Field
 
 from chronoverse.settings import (
+    ContainerSettings,
     DockerSettings,
+    EgressSettings,
     HealthSettings,
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
+    SecretSettings,
 )
 
 
@@ -20,7 +23,16 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, HealthSettings):
+class Settings(
+    PostgresSettings,
+    KafkaSettings,
+    RedisSettings,
+    DockerSettings,
+    HealthSettings,
+    SecretSettings,
+    ContainerSettings,
+    EgressSettings,
+):
     """Everything the execution-worker reads from the environment."""
 
     health_port: int = Field(
@@ -71,6 +83,12 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, DockerSettings, H
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
         description="Name of this installation, put on every job container: the reaper only "
         "removes containers of its own installation when several share a Docker engine.",
+    )
+    volume_sweep_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often Docker volumes whose owner deleted them are removed, and the "
+        "sizes `GET /volumes` shows are measured.",
     )
     reaper_interval_s: float = Field(
         30.0, gt=0, description="How often labelled containers without a live lease are removed."

@@ -8,19 +8,24 @@ import httpx
 
 from chronoverse import containers, redis_store
 from chronoverse.checks import kafka_check, postgres_check, redis_check
+from chronoverse.definition_cache import DefinitionCache
 from chronoverse.domain import Topic
+from chronoverse.egress import policy_from_settings
 from chronoverse.health import Check
 from chronoverse.jobs import JobMessage, decode_job_message
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
 from chronoverse.kafka.producer import StreamingProducer
+from chronoverse.payloads import ContainerPolicy
 from chronoverse.postgres import create_pool
 from chronoverse.runtime import every
 from chronoverse.scheduling import RetryPolicy
-from services.execution_worker.containers import ContainerRunner, Reaper
+from chronoverse.secrets import SecretBox
+from services.execution_worker.containers import ContainerRunner, Reaper, Sandbox
 from services.execution_worker.executor import Executor
 from services.execution_worker.leases import LeaseKeeper
 from services.execution_worker.logship import LogShipper
 from services.execution_worker.settings import Settings
+from services.execution_worker.volumes import Janitor, VolumeRows
 
 CONSUMER_GROUP = "chronoverse-execution-worker"
 
@@ -60,10 +65,19 @@ class ExecutionWorker:
         redis_client = redis_store.connect(s)
         logs_topic = s.topic(Topic.JOB_LOGS)
         log_producer = StreamingProducer(s, client_id=f"execution-{s.worker_id}-logs")
+        secrets = SecretBox.from_settings(s)
         runner = ContainerRunner(
             docker_client=docker_client,
-            redis_client=redis_client,
+            definitions=DefinitionCache(redis_client, secrets, ttl_s=s.definition_cache_ttl_s),
+            secrets=secrets,
+            policy=ContainerPolicy.from_settings(s),
+            sandbox=Sandbox(
+                user=None if s.container_user == "image" else s.container_user,
+                tmpfs_mb=s.container_tmpfs_mb,
+                nofile=s.container_nofile,
+            ),
             shippers=lambda job_id: LogShipper(log_producer, logs_topic, job_id),
+            touch_volume=VolumeRows(pool).touch,
             stop_grace_s=s.stop_grace_s,
             max_log_chars=s.max_log_chars_per_job,
             installation=s.installation,
@@ -75,6 +89,7 @@ class ExecutionWorker:
             lease_s=s.lease_s,
             policy=policy,
             http=http,
+            egress=policy_from_settings(s),
             concurrency=s.concurrency,
         )
         reaper = Reaper(
@@ -83,6 +98,7 @@ class ExecutionWorker:
             mine=lambda: set(executor.leases.snapshot()),
             installation=s.installation,
         )
+        janitor = Janitor(docker_client, pool, installation=s.installation)
         keeper = LeaseKeeper(executor, pool=pool, lease_s=s.lease_s, policy=policy)
         background_stop = threading.Event()
         background = [
@@ -94,6 +110,13 @@ class ExecutionWorker:
                 args=(background_stop, s.reaper_interval_s, reaper.reap),
                 kwargs={"name": "container reaper"},
                 name="reaper",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=every,
+                args=(background_stop, s.volume_sweep_interval_s, janitor.sweep),
+                kwargs={"name": "volume janitor"},
+                name="volume-janitor",
                 daemon=True,
             ),
         ]

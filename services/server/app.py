@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from chronoverse import __version__
 from services.server.context import ServerContext
 from services.server.http_errors import BodySizeLimit, install_error_handlers
-from services.server.routes import auth, jobs, logs, operations, workflows
+from services.server.routes import auth, jobs, logs, operations, volumes, workflows
 
 
 def create_app(context: ServerContext) -> FastAPI:
@@ -26,6 +26,13 @@ def create_app(context: ServerContext) -> FastAPI:
     app.state.context = context
     app.add_middleware(BodySizeLimit, max_bytes=context.settings.max_request_bytes)
     install_error_handlers(app)
-    for router in (operations.router, auth.router, workflows.router, jobs.router, logs.router):
+    for router in (
+        operations.router,
+        auth.router,
+        workflows.router,
+        jobs.router,
+        logs.router,
+        volumes.router,
+    ):
         app.include_router(router)
     return app

@@ -14,6 +14,7 @@ from chronoverse.postgres import Pool, create_pool
 from chronoverse.secrets import SecretBox
 from services.server.auth import Accounts
 from services.server.settings import Settings
+from services.server.workflows import PayloadRules
 
 
 class ServerContext:
@@ -24,6 +25,8 @@ class ServerContext:
         self.accounts = Accounts(self.pool, token_ttl=timedelta(days=settings.token_ttl_days))
         # Seals the secret values of the payloads the API stores; responses only ever mask them.
         self.secrets = SecretBox.from_settings(settings)
+        # The operator's bounds on payloads: container policy, egress policy, volumes per user.
+        self.rules = PayloadRules.from_settings(settings)
         # Live log followers subscribe through it; connections are made on first use.
         self.redis = redis_store.connect(settings)
 

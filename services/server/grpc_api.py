@@ -216,7 +216,13 @@ class WorkflowService(workflows_pb2_grpc.WorkflowServiceServicer):
         body = parse_model(WorkflowCreate, data)
 
         def operation(conn: workflows.Conn) -> tuple[int, Any]:
-            created = workflows.create(conn, who.user_id, body, secrets=self._context.secrets)
+            created = workflows.create(
+                conn,
+                who.user_id,
+                body,
+                secrets=self._context.secrets,
+                rules=self._context.rules,
+            )
             return 201, WorkflowOut.of(created).model_dump(mode="json")
 
         with self._context.transaction() as conn:
@@ -296,7 +302,12 @@ class WorkflowService(workflows_pb2_grpc.WorkflowServiceServicer):
         body = parse_model(WorkflowUpdate, data)
         with self._context.transaction() as conn:
             updated = workflows.update(
-                conn, who.user_id, _uuid(request.id), body, secrets=self._context.secrets
+                conn,
+                who.user_id,
+                _uuid(request.id),
+                body,
+                secrets=self._context.secrets,
+                rules=self._context.rules,
             )
         return _workflow_message(WorkflowOut.of(updated).model_dump(mode="json"))
 

@@ -118,3 +118,45 @@ SELECT j.status, j.attempt, j.finished_at, j.logs_last_seq, j.logs_closed_at, w.
        now() - j.finished_at AS finished_for
 FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
 WHERE j.id = %(job_id)s
+
+-- name: list_volumes
+-- A user's named volumes, with the workflows whose payload mounts each one.
+SELECT v.name, v.created_at, v.last_used_at, v.size_bytes, v.size_measured_at,
+       coalesce(
+           array_agg(w.id ORDER BY w.created_at) FILTER (WHERE w.id IS NOT NULL), '{}'
+       ) AS workflow_ids
+FROM volumes AS v
+LEFT JOIN workflows AS w
+  ON w.user_id = v.user_id
+ AND w.terminated_at IS NULL
+ AND w.payload -> 'volumes' @> jsonb_build_array(jsonb_build_object('name', v.name))
+WHERE v.user_id = %(user_id)s
+GROUP BY v.user_id, v.name
+ORDER BY v.name
+
+-- name: lock_volume
+SELECT name FROM volumes WHERE user_id = %(user_id)s AND name = %(name)s FOR UPDATE
+
+-- name: volume_in_use
+-- Whether a running job of the user mounts the volume (its workflow's payload names it).
+SELECT j.id
+FROM jobs AS j
+JOIN workflows AS w ON w.id = j.workflow_id
+WHERE j.user_id = %(user_id)s
+  AND j.status = 'RUNNING'
+  AND w.payload -> 'volumes' @> jsonb_build_array(jsonb_build_object('name', %(name)s::text))
+LIMIT 1
+
+-- name: delete_volume
+DELETE FROM volumes WHERE user_id = %(user_id)s AND name = %(name)s
+
+-- name: volume_names_in_use
+-- The volume names a user has: existing volumes and those their live workflows mount, except
+-- the workflow being changed (its new payload is counted by the caller).
+SELECT name FROM volumes WHERE user_id = %(user_id)s
+UNION
+SELECT v ->> 'name'
+FROM workflows AS w, jsonb_array_elements(coalesce(w.payload -> 'volumes', '[]')) AS v
+WHERE w.user_id = %(user_id)s
+  AND w.terminated_at IS NULL
+  AND w.id IS DISTINCT FROM %(except_workflow_id)s::uuid

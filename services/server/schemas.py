@@ -239,3 +239,19 @@ def parse_model(model: type[M], data: object) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidFieldsError(field_errors(exc)) from exc
+
+
+class VolumeOut(BaseModel):
+    name: str
+    docker_name: str = Field(description="The Docker volume behind it.")
+    size_bytes: int | None = Field(
+        description="Last measured size; null until the execution worker has measured it."
+    )
+    size_measured_at: datetime | None
+    created_at: datetime = Field(description="When a job first mounted it.")
+    last_used_at: datetime = Field(description="When a job last mounted it.")
+    workflow_ids: list[UUID] = Field(description="Live workflows whose payload mounts it.")
+
+
+class VolumeListOut(BaseModel):
+    volumes: list[VolumeOut]

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from chronoverse.settings import PostgresSettings, RedisSettings, SecretSettings
+from chronoverse.settings import (
+    ContainerSettings,
+    EgressSettings,
+    PostgresSettings,
+    RedisSettings,
+    SecretSettings,
+)
 
 
-class Settings(PostgresSettings, RedisSettings, SecretSettings):
+class Settings(PostgresSettings, RedisSettings, SecretSettings, EgressSettings, ContainerSettings):
     """Everything the server reads from the environment."""
 
     http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")

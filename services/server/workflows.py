@@ -17,12 +17,22 @@ from psycopg.types.json import Jsonb
 
 from chronoverse import lifecycle
 from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
+from chronoverse.egress import EgressPolicy, literal_refusal, policy_from_settings
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
-from chronoverse.payloads import ContainerPayload, parse_payload
+from chronoverse.payloads import (
+    DEFAULT_POLICY,
+    ContainerPayload,
+    ContainerPolicy,
+    HeartbeatPayload,
+    Payload,
+    parse_payload,
+)
 from chronoverse.secrets import SecretBox, open_payload, seal_payload
 from chronoverse.sql import Queries
+from services.server import volumes
 from services.server.pagination import decode_cursor, encode_cursor
 from services.server.schemas import DEFAULT_PAGE_SIZE, WorkflowCreate, WorkflowUpdate
+from services.server.settings import Settings
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 TERMINATED_BY_USER = "terminated by the user"
@@ -46,6 +56,41 @@ class Page:
     next_cursor: str | None
 
 
+DEFAULT_EGRESS = EgressPolicy()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PayloadRules:
+    """What the operator allows in a payload beyond its own validation (the settings)."""
+
+    containers: ContainerPolicy = DEFAULT_POLICY
+    egress: EgressPolicy = DEFAULT_EGRESS
+    max_volumes_per_user: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PayloadRules:
+        return cls(
+            containers=ContainerPolicy.from_settings(settings),
+            egress=policy_from_settings(settings),
+            max_volumes_per_user=settings.max_volumes_per_user,
+        )
+
+    def parse(self, kind: WorkflowKind, raw: object) -> Payload:
+        """The payload, validated, within the container policy, and with no HEARTBEAT endpoint
+        that is an address the egress policy always refuses (a host name is checked when the
+        job runs, after DNS)."""
+        payload = parse_payload(kind, raw, self.containers)
+        if isinstance(payload, HeartbeatPayload) and payload.endpoint is not None:
+            if (reason := literal_refusal(self.egress, payload.endpoint)) is not None:
+                raise InvalidFieldsError(
+                    [FieldError("payload.endpoint", f"is blocked by the egress policy: {reason}")]
+                )
+        return payload
+
+
+DEFAULT_RULES = PayloadRules()
+
+
 @dataclass(frozen=True, kw_only=True)
 class UpdatePlan:
     name: str
@@ -57,11 +102,20 @@ class UpdatePlan:
 
 
 def create(
-    conn: Conn, user_id: UUID, request: WorkflowCreate, *, secrets: SecretBox
+    conn: Conn,
+    user_id: UUID,
+    request: WorkflowCreate,
+    *,
+    secrets: SecretBox,
+    rules: PayloadRules = DEFAULT_RULES,
 ) -> Workflow:
     kind = WorkflowKind(request.kind)
-    payload = parse_payload(kind, request.payload).to_json()
-    payload = seal_payload(secrets, kind, payload, None)
+    parsed = rules.parse(kind, request.payload)
+    if isinstance(parsed, ContainerPayload):
+        volumes.check_quota(
+            conn, user_id, {v.name for v in parsed.volumes}, limit=rules.max_volumes_per_user
+        )
+    payload = seal_payload(secrets, kind, parsed.to_json(), None)
     row = conn.execute(
         QUERIES.insert_workflow,
         {
@@ -117,12 +171,21 @@ def update(
     request: WorkflowUpdate,
     *,
     secrets: SecretBox,
+    rules: PayloadRules = DEFAULT_RULES,
 ) -> Workflow:
     row = conn.execute(QUERIES.lock_workflow, {"id": workflow_id, "user_id": user_id}).fetchone()
     if row is None:
         raise NotFoundError("workflow", str(workflow_id))
     current = Workflow.from_row(row)
-    plan = plan_update(current, request, secrets=secrets)
+    plan = plan_update(current, request, secrets=secrets, rules=rules)
+    if plan.generation != current.generation and current.kind is WorkflowKind.CONTAINER:
+        volumes.check_quota(
+            conn,
+            user_id,
+            {v["name"] for v in plan.payload.get("volumes", [])},
+            limit=rules.max_volumes_per_user,
+            workflow_id=workflow_id,
+        )
     updated = conn.execute(
         QUERIES.update_workflow,
         {
@@ -161,7 +224,13 @@ def delete(conn: Conn, user_id: UUID, workflow_id: UUID) -> None:
 # --- pure decisions -----------------------------------------------------------------------------
 
 
-def plan_update(current: Workflow, request: WorkflowUpdate, *, secrets: SecretBox) -> UpdatePlan:
+def plan_update(
+    current: Workflow,
+    request: WorkflowUpdate,
+    *,
+    secrets: SecretBox,
+    rules: PayloadRules = DEFAULT_RULES,
+) -> UpdatePlan:
     """What an update writes. A changed CONTAINER payload means a rebuild of a new generation.
 
     Secret values are compared in plain: sealing the same value twice gives other ciphertexts,
@@ -188,7 +257,7 @@ def plan_update(current: Workflow, request: WorkflowUpdate, *, secrets: SecretBo
     generation = current.generation
     build_status = current.build_status
     if request.payload is not None:
-        parsed = parse_payload(current.kind, request.payload)
+        parsed = rules.parse(current.kind, request.payload)
         requested = seal_payload(secrets, current.kind, parsed.to_json(), current.payload)
         if open_payload(secrets, current.kind, requested) != open_payload(
             secrets, current.kind, current.payload

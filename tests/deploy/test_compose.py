@@ -17,6 +17,7 @@ import yaml
 from dotenv import dotenv_values
 
 from chronoverse.cli.admin import AdminSettings
+from chronoverse.secrets import generate_key
 from services.execution_worker.settings import Settings as ExecutionSettings
 from services.log_processor.settings import Settings as LogProcessorSettings
 from services.scheduling_worker.settings import Settings as SchedulingSettings
@@ -35,6 +36,10 @@ SETTINGS = {
     "log-processor": LogProcessorSettings,
 }
 DOCKER_WORKERS = {"workflow-worker", "execution-worker"}
+# Compose refuses to run without a secret key: a clean environment has just that.
+CLEAN_ENV = {"PATH": "/usr/bin:/bin:/usr/local/bin", "CHRONOVERSE_SECRET_KEYS": generate_key()}
+# The processes that read payloads, and so need the key.
+KEY_HOLDERS = {"init", "server", "workflow-worker", "execution-worker"}
 
 
 def _compose_config(*args: str, env: dict[str, str] | None = None) -> str:
@@ -55,12 +60,37 @@ def _compose_config(*args: str, env: dict[str, str] | None = None) -> str:
 @pytest.fixture(scope="module")
 def services() -> dict[str, Any]:
     # A clean environment: the defaults in compose.yaml, not this machine's CHRONOVERSE_*.
-    config = yaml.safe_load(_compose_config(env={"PATH": "/usr/bin:/bin:/usr/local/bin"}))
+    config = yaml.safe_load(_compose_config(env=CLEAN_ENV))
     return dict(config["services"])
 
 
 def test_docker_compose_validates_the_file() -> None:
-    _compose_config("--quiet")
+    _compose_config("--quiet", env=CLEAN_ENV)
+
+
+def test_compose_refuses_to_run_without_a_secret_key_and_says_how_to_make_one() -> None:
+    _compose_config("--quiet", env=CLEAN_ENV)  # skips when docker-compose is missing
+    result = subprocess.run(
+        ["docker-compose", "--project-directory", str(ROOT), "-f", "compose.yaml", "config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": CLEAN_ENV["PATH"]},
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "CHRONOVERSE_SECRET_KEYS" in result.stderr
+    assert "generate-key" in result.stderr
+
+
+def test_the_secret_key_goes_to_the_processes_that_read_payloads_only(
+    services: dict[str, Any],
+) -> None:
+    for name, service in services.items():
+        given = service.get("environment", {}).get("CHRONOVERSE_SECRET_KEYS")
+        assert given == (CLEAN_ENV["CHRONOVERSE_SECRET_KEYS"] if name in KEY_HOLDERS else None), (
+            name
+        )
 
 
 def test_the_stack_has_the_infrastructure_an_init_step_and_the_five_services(
@@ -134,9 +164,7 @@ def test_workers_can_be_scaled(services: dict[str, Any]) -> None:
 
 
 def test_secrets_come_from_the_environment() -> None:
-    config = yaml.safe_load(
-        _compose_config(env={"PATH": "/usr/bin:/bin:/usr/local/bin", "POSTGRES_PASSWORD": "s3cr3t"})
-    )
+    config = yaml.safe_load(_compose_config(env={**CLEAN_ENV, "POSTGRES_PASSWORD": "s3cr3t"}))
     services = config["services"]
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "s3cr3t"
     for name in SETTINGS:
@@ -148,7 +176,8 @@ def test_env_example_documents_exactly_the_variables_compose_reads() -> None:
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "compose.yaml").read_text()))
     example = dotenv_values(ROOT / ".env.example")
     assert set(example) == used
-    # and the example itself is a valid configuration
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", **{k: v or "" for k, v in example.items()}}
+    # and the example itself is a valid configuration, once given the key it leaves empty
+    assert example["CHRONOVERSE_SECRET_KEYS"] == ""
+    env = {**{k: v or "" for k, v in example.items()}, **CLEAN_ENV}
     services = yaml.safe_load(_compose_config(env=env))["services"]
     assert services["execution-worker"]["environment"]["CHRONOVERSE_CONCURRENCY"] == "8"

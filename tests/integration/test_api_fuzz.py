@@ -17,6 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from chronoverse.secrets import generate_key
 from services.server.app import create_app
 from services.server.context import ServerContext
 from services.server.settings import Settings
@@ -32,7 +33,9 @@ pytestmark = [
 
 EXAMPLES = int(os.environ.get("CHRONOVERSE_FUZZ_EXAMPLES", "25"))
 # The document is generated from the code, so it needs no running server to load.
-schema = schemathesis.openapi.from_dict(create_app(ServerContext(Settings())).openapi())
+schema = schemathesis.openapi.from_dict(
+    create_app(ServerContext(Settings(secret_keys=generate_key()))).openapi()
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from ipaddress import IPv4Network
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from chronoverse.egress import EgressPolicy
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.consumer import Record
 from chronoverse.postgres import Pool, create_pool
@@ -24,6 +26,8 @@ from tests.factories import Endpoint, make_user, make_workflow
 pytestmark = pytest.mark.integration
 
 POLICY = RetryPolicy(max_attempts=2, base_delay_s=0, max_delay_s=0)
+# The endpoints are local test servers.
+EGRESS = EgressPolicy(allow=(IPv4Network("127.0.0.0/8"),))
 
 
 @pytest.fixture
@@ -43,7 +47,13 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 def executor(pool: Pool) -> Iterator[Executor]:
     with httpx.Client() as http:
         executor = Executor(
-            pool=pool, worker_id="test-worker", lease_s=30, policy=POLICY, http=http, concurrency=4
+            pool=pool,
+            worker_id="test-worker",
+            lease_s=30,
+            policy=POLICY,
+            http=http,
+            egress=EGRESS,
+            concurrency=4,
         )
         yield executor
         executor.close()
@@ -269,7 +279,9 @@ def test_a_system_failure_is_retried_then_counted(conn: Any, pool: Pool) -> None
     workflow_id = make_workflow(conn, make_user(conn), payload={"endpoint": "http://127.0.0.1:9/x"})
     message = queue_job(conn, workflow_id)
     with Broken() as http:
-        executor = Executor(pool=pool, worker_id="w", lease_s=30, policy=POLICY, http=http)
+        executor = Executor(
+            pool=pool, worker_id="w", lease_s=30, policy=POLICY, http=http, egress=EGRESS
+        )
         executor.execute(message)
         first = job(conn, message.job_id)
         assert (first["status"], first["attempt"]) == ("PENDING", 1)

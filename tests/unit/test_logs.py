@@ -17,7 +17,7 @@ from chronoverse.logs import (
     encode_lines,
     encode_lines_bounded,
 )
-from chronoverse.payloads import ContainerPayload
+from chronoverse.payloads import ContainerPayload, ContainerPolicy
 from services.server.logs import Idle, LogEnd, is_over
 from services.server.routes.logs import encode_events
 
@@ -87,7 +87,9 @@ def test_definitions_round_trip() -> None:
             "resources": {"cpus": 0.5},
         }
     )
-    definition = define(uuid4(), 3, payload, "sha256:abc")
+    definition = define(
+        uuid4(), 3, payload, "sha256:abc", user_id=uuid4(), policy=ContainerPolicy()
+    )
     assert definition.entrypoint == ["sh", "-c"] and definition.command == ["echo hi"]
     assert definition.nano_cpus == 500_000_000
     assert ContainerDefinition.from_json(definition.to_json()) == definition

@@ -58,7 +58,7 @@ def test_types_are_strict() -> None:
 
 
 def test_every_bad_field_is_reported_at_once() -> None:
-    raw = {"image": "x", "network": "mesh", "pull_policy": "maybe", "extra": 1}
+    raw = {"image": "x", "network": "no such/net", "pull_policy": "maybe", "extra": 1}
     assert fields(WorkflowKind.CONTAINER, raw) == {
         "payload.network",
         "payload.pull_policy",

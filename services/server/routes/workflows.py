@@ -31,7 +31,9 @@ def create_workflow(
     body: WorkflowCreate, who: Auth, context: Context, key: IdempotencyKey = None
 ) -> JSONResponse:
     def operation(conn: workflows.Conn) -> tuple[int, Any]:
-        created = workflows.create(conn, who.user_id, body, secrets=context.secrets)
+        created = workflows.create(
+            conn, who.user_id, body, secrets=context.secrets, rules=context.rules
+        )
         return 201, WorkflowOut.of(created).model_dump(mode="json")
 
     fingerprint = idempotency.fingerprint("POST", "/workflows", body.model_dump_json())
@@ -84,7 +86,9 @@ def update_workflow(
     workflow_id: UUID, body: WorkflowUpdate, who: Auth, context: Context
 ) -> WorkflowOut:
     with context.transaction() as conn:
-        updated = workflows.update(conn, who.user_id, workflow_id, body, secrets=context.secrets)
+        updated = workflows.update(
+            conn, who.user_id, workflow_id, body, secrets=context.secrets, rules=context.rules
+        )
         return WorkflowOut.of(updated)
 
 
