@@ -159,18 +159,22 @@ ensure_compose() {  # only to validate compose.yaml here: base images cannot be 
 }
 
 ensure_images() {
-    if ! docker image inspect local/busybox:latest >/dev/null 2>&1; then
+    # Version 2: /tmp is 1777 as in real images (job containers run as nobody, and Docker copies
+    # the image's /tmp mode onto the tmpfs mounted there). An older build is replaced.
+    local busybox_version=2
+    if [ "$(docker image inspect -f '{{ index .Config.Labels "chronoverse.image-version" }}' local/busybox:latest 2>/dev/null)" != "$busybox_version" ]; then
         apt_install busybox-static
         log "images: building local/busybox:latest"
         local rootfs
         rootfs=$(mktemp -d)
         mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc"
+        chmod 1777 "$rootfs/tmp"
         cp /bin/busybox "$rootfs/bin/busybox"
         for applet in $("$rootfs/bin/busybox" --list); do
             [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
         done
         echo "root:x:0:0:root:/root:/bin/sh" >"$rootfs/etc/passwd"
-        tar -C "$rootfs" -c . | docker import - local/busybox:latest >/dev/null
+        tar -C "$rootfs" -c . | docker import -c "LABEL chronoverse.image-version=$busybox_version" - local/busybox:latest >/dev/null
         rm -rf "$rootfs"
     fi
     if ! docker image inspect local/python:3.11 >/dev/null 2>&1; then

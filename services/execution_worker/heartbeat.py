@@ -64,10 +64,10 @@ def run_heartbeat(
         headers["Connection"] = "close"
     try:
         status = _status(client, payload, url, destination, headers, extensions)
+    except httpx.TimeoutException:
+        return RunResult.user_failure(f"timed out after {payload.timeout_seconds:g}s")
     except httpx.HTTPError as exc:
-        return RunResult.user_failure(
-            f"request to {payload.endpoint} failed: {describe_failure(exc, payload)}"
-        )
+        return RunResult.user_failure(f"request to {payload.endpoint} failed: {describe(exc)}")
     if status != payload.expected_status_code:
         return RunResult.user_failure(
             f"expected HTTP {payload.expected_status_code} from {payload.endpoint}, got {status}"
@@ -104,10 +104,10 @@ def _status(
     raise AssertionError("a checked destination has at least one address")
 
 
-def describe_failure(exc: httpx.HTTPError, payload: HeartbeatPayload) -> str:
+def describe(exc: httpx.HTTPError) -> str:
     """Fixed words for a failed request: never the exception's text, which may quote the peer."""
     if isinstance(exc, httpx.TimeoutException):
-        return f"timed out after {payload.timeout_seconds:g}s"
+        return "timed out"
     if isinstance(exc, httpx.ConnectError):
         if _caused_by(exc, ssl.SSLCertVerificationError):
             return "TLS failure: the server's certificate could not be verified"

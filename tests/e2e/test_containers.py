@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -13,7 +15,9 @@ import pytest
 import redis
 from httpx_sse import connect_sse
 
+from chronoverse.definitions import ContainerDefinition, cache_key
 from chronoverse.kafka.admin import ensure_topics
+from chronoverse.secrets import SecretBox
 from chronoverse.settings import KafkaSettings
 from tests.conftest import wait_until
 from tests.e2e.stack import ApiUser, Stack
@@ -41,6 +45,7 @@ def stack(
         CHRONOVERSE_REAPER_INTERVAL_S="1",
         CHRONOVERSE_RETRY_BASE_DELAY_S="0.5",
         CHRONOVERSE_SSE_KEEPALIVE_S="1",
+        CHRONOVERSE_VOLUME_SWEEP_INTERVAL_S="1",
     )
     settings = KafkaSettings.from_environ(stack.env)
     ensure_topics(settings, settings.all_topics())
@@ -359,3 +364,162 @@ def test_terminating_stops_the_running_container_and_cancels_the_job(
     finally:
         client.close()
     assert user.workflow(workflow["id"])["consecutive_job_failures_count"] == 0
+
+
+# --- the sandbox (issue 12): what a job can and cannot do ----------------------------------------
+
+
+def lines_of(stack: Stack, job_id: str) -> list[str]:
+    return [line for _, _, line in stored_lines(stack, job_id)]
+
+
+def finished(user: ApiUser, workflow: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The workflow's jobs, newest first, once ``count`` of them have finished."""
+
+    def all_done() -> list[dict[str, Any]] | None:
+        jobs = user.jobs(workflow["id"])
+        return jobs if sum(j["status"] in FINAL for j in jobs) >= count else None
+
+    return list(wait_until(all_done, timeout_s=60, message=f"{count} finished jobs"))
+
+
+def test_a_job_runs_unprivileged_on_a_read_only_root(stack: Stack, user: ApiUser) -> None:
+    workflow = container(
+        user,
+        "id -u; grep CapEff /proc/self/status; "
+        "touch /x 2>/dev/null && echo wrote-root || echo no-root; "
+        "touch /tmp/y && echo wrote-tmp; ulimit -n",
+    )
+    job = first_job(user, workflow)
+    assert job["status"] == "COMPLETED", job
+    out = lines_of(stack, job["id"])
+    assert out[0] == "65534"
+    assert out[1].split() == ["CapEff:", "0000000000000000"]
+    assert out[2:] == ["no-root", "wrote-tmp", "1024"]
+
+
+def test_the_host_network_and_payloads_above_a_ceiling_get_422(user: ApiUser) -> None:
+    def refused(payload: dict[str, Any]) -> dict[str, str]:
+        response = user.http.post(
+            "/workflows",
+            json={"name": "x", "kind": "CONTAINER", "interval": 60, "payload": payload},
+        )
+        assert response.status_code == 422, response.text
+        return {d["field"]: d["message"] for d in response.json()["error"]["details"]}
+
+    found = refused({"image": BUSYBOX, "network": "host"})
+    assert found == {"payload.network": "'host' is not allowed; allowed: none"}
+    found = refused({"image": BUSYBOX, "resources": {"memory_mb": 4096}})
+    assert found == {"payload.resources.memory_mb": "is 4096, above the ceiling of 2048"}
+
+
+def test_a_definition_planted_in_redis_never_runs(stack: Stack, user: ApiUser) -> None:
+    workflow = container(user, "echo from-postgres")
+    assert first_job(user, workflow)["status"] == "COMPLETED"
+    box = SecretBox(stack.env["CHRONOVERSE_SECRET_KEYS"].split(","))
+    key = cache_key(workflow["id"], workflow["generation"])
+    client = redis.Redis.from_url(stack.env["CHRONOVERSE_REDIS_URL"])
+    try:
+        stored = client.get(key)
+        assert stored is not None
+        genuine = ContainerDefinition.unseal(
+            box, stored, workflow_id=workflow["id"], generation=workflow["generation"]
+        )
+        # In clear, as anyone who can write to Redis could plant it: refused, rebuilt from Postgres.
+        hostile = replace(genuine, network="host", command=["echo planted"])
+        client.set(key, hostile.to_json())
+        assert user.trigger(workflow["id"]).status_code == 201
+        second = finished(user, workflow, 2)[0]
+        assert second["status"] == "COMPLETED", second
+        assert lines_of(stack, second["id"]) == ["from-postgres"]
+        # Sealed with the installation's key but naming the host network (built before the
+        # policy changed): refused at run time as a USER failure.
+        client.set(key, hostile.seal(box))
+        assert user.trigger(workflow["id"]).status_code == 201
+        third = finished(user, workflow, 3)[0]
+        assert (third["status"], third["failure_kind"]) == ("FAILED", "USER"), third
+        assert "network 'host' is not allowed" in third["error"]
+    finally:
+        client.close()
+
+
+def test_env_values_are_never_in_redis_in_clear(stack: Stack, user: ApiUser) -> None:
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    workflow = container(user, 'test -n "$TOKEN" && echo has-token', env={"TOKEN": secret})
+    job = first_job(user, workflow)
+    assert job["status"] == "COMPLETED", job
+    assert lines_of(stack, job["id"]) == ["has-token"]
+    client = redis.Redis.from_url(stack.env["CHRONOVERSE_REDIS_URL"])
+    try:
+        for key in client.scan_iter(count=1000):
+            if client.type(key) == b"string":
+                assert secret.encode() not in (client.get(key) or b""), key
+    finally:
+        client.close()
+    assert user.workflow(workflow["id"])["payload"]["env"] == {"TOKEN": "***"}
+
+
+def test_a_volume_keeps_files_between_runs_and_is_its_owners_alone(
+    stack: Stack, user: ApiUser
+) -> None:
+    script = (
+        "if [ -f /data/note ]; then cat /data/note; else echo kept > /data/note && echo wrote; fi"
+    )
+    volume = {"volumes": [{"name": "cache", "path": "/data"}]}
+    workflow = container(user, script, **volume)
+    first = first_job(user, workflow)
+    assert first["status"] == "COMPLETED", first
+    assert lines_of(stack, first["id"]) == ["wrote"]
+    assert user.trigger(workflow["id"]).status_code == 201
+    second = finished(user, workflow, 2)[0]
+    assert lines_of(stack, second["id"]) == ["kept"]
+
+    other = ApiUser(stack.api)
+    try:
+        theirs = container(other, script, **volume)
+        job = first_job(other, theirs)
+        assert lines_of(stack, job["id"]) == ["wrote"]  # their own, empty `cache`
+        listed = other.http.get("/volumes").json()["volumes"]
+        assert [(v["name"], v["workflow_ids"]) for v in listed] == [("cache", [theirs["id"]])]
+    finally:
+        other.close()
+
+    [mine] = user.http.get("/volumes").json()["volumes"]
+    assert (mine["name"], mine["workflow_ids"]) == ("cache", [workflow["id"]])
+    assert mine["docker_name"] != listed[0]["docker_name"]
+    client = docker.from_env()
+    try:
+        wait_until(
+            lambda: user.http.get("/volumes").json()["volumes"][0]["size_bytes"] is not None,
+            timeout_s=30,
+            message="the janitor to measure the volume",
+        )
+        assert user.http.delete("/volumes/cache").status_code == 204
+        assert user.http.get("/volumes").json() == {"volumes": []}
+        wait_until(
+            lambda: not client.volumes.list(filters={"name": mine["docker_name"]}),
+            timeout_s=30,
+            message="the janitor to remove the Docker volume",
+        )
+        assert client.volumes.get(listed[0]["docker_name"])  # the other user's is untouched
+    finally:
+        client.close()
+    assert user.http.delete("/volumes/cache").status_code == 404
+
+
+def test_a_volume_in_use_cannot_be_deleted(stack: Stack, user: ApiUser) -> None:
+    workflow = container(
+        user, "touch /data/x; sleep 30", volumes=[{"name": "busy", "path": "/data"}]
+    )
+    wait_until(
+        lambda: user.jobs(workflow["id"]) and user.jobs(workflow["id"])[0]["status"] == "RUNNING",
+        timeout_s=60,
+        message="the job to run",
+    )
+    wait_until(
+        lambda: user.http.get("/volumes").json()["volumes"], timeout_s=30, message="the volume"
+    )
+    response = user.http.delete("/volumes/busy")
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "volume_in_use"
+    assert user.http.post(f"/workflows/{workflow['id']}/terminate").status_code == 200

@@ -14,15 +14,17 @@ import pytest
 import redis
 from psycopg.rows import dict_row
 
+from chronoverse.definition_cache import DefinitionCache
 from chronoverse.definitions import (
     LABEL_INSTALLATION,
     LABEL_JOB,
     LABEL_LEASE,
-    ContainerDefinition,
     cache_key,
 )
 from chronoverse.domain import WorkflowKind
+from chronoverse.payloads import ContainerPolicy
 from chronoverse.postgres import Pool, create_pool
+from chronoverse.secrets import SecretBox, generate_key, seal_payload
 from chronoverse.settings import PostgresSettings
 from services.execution_worker.containers import Reaper
 from services.workflow_worker.builds import Builder, WorkflowEvent
@@ -45,18 +47,37 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         yield conn
 
 
+BOX = SecretBox([generate_key()])
+
+
 @pytest.fixture
-def builder(pool: Pool, docker_client: docker.DockerClient, redis_client: redis.Redis) -> Builder:
-    return Builder(pool, Images(docker_client, redis_client), docker_client, redis_client)
+def cache(redis_client: redis.Redis) -> DefinitionCache:
+    return DefinitionCache(redis_client, BOX, ttl_s=600)
+
+
+@pytest.fixture
+def builder(
+    pool: Pool,
+    docker_client: docker.DockerClient,
+    redis_client: redis.Redis,
+    cache: DefinitionCache,
+) -> Builder:
+    return Builder(
+        pool,
+        Images(docker_client, redis_client),
+        docker_client,
+        cache,
+        secrets=BOX,
+        policy=ContainerPolicy(),
+    )
 
 
 def container_workflow(conn: Any, image: str, **payload: Any) -> uuid.UUID:
+    stored = seal_payload(
+        BOX, WorkflowKind.CONTAINER, {"image": image, "command": ["echo", "hi"], **payload}, None
+    )
     return make_workflow(
-        conn,
-        make_user(conn),
-        kind="CONTAINER",
-        build_status="QUEUED",
-        payload={"image": image, "command": ["echo", "hi"], **payload},
+        conn, make_user(conn), kind="CONTAINER", build_status="QUEUED", payload=stored
     )
 
 
@@ -76,18 +97,52 @@ def build_state(conn: Any, workflow_id: uuid.UUID) -> tuple[str, str | None]:
 
 
 def test_a_local_image_builds_and_its_definition_is_cached(
-    conn: Any, builder: Builder, redis_client: redis.Redis, docker_client: docker.DockerClient
+    conn: Any,
+    builder: Builder,
+    redis_client: redis.Redis,
+    docker_client: docker.DockerClient,
+    cache: DefinitionCache,
 ) -> None:
-    workflow_id = container_workflow(conn, "local/busybox:latest", env={"A": "1"})
+    workflow_id = container_workflow(conn, "local/busybox:latest", env={"A": "s3cret-1"})
     builder.apply(event(workflow_id))
     assert build_state(conn, workflow_id) == ("COMPLETED", None)
-    definition = ContainerDefinition.from_json(redis_client.get(cache_key(workflow_id, 1)))  # type: ignore[arg-type]
+    definition = cache.get(workflow_id, 1)
+    assert definition is not None
     assert definition.image_id == docker_client.images.get("local/busybox:latest").id
     assert (definition.entrypoint, definition.env, definition.network) == (
         ["echo", "hi"],
-        {"A": "1"},
+        {"A": "s3cret-1"},
         "none",
     )
+    # Sealed in Redis: the env value is not there in clear, and the entry expires.
+    raw = redis_client.get(cache_key(workflow_id, 1))
+    assert raw is not None and b"s3cret-1" not in raw
+    assert 0 < redis_client.ttl(cache_key(workflow_id, 1)) <= 600
+
+
+def test_a_new_generation_drops_the_old_and_termination_drops_all(
+    conn: Any, builder: Builder, redis_client: redis.Redis, cache: DefinitionCache
+) -> None:
+    workflow_id = container_workflow(conn, "local/busybox:latest")
+    builder.apply(event(workflow_id))
+    conn.execute(
+        "UPDATE workflows SET generation = 2, build_status = 'QUEUED' WHERE id = %s",
+        (workflow_id,),
+    )
+    builder.apply(event(workflow_id, generation=2, kind="workflow.updated"))
+    assert redis_client.exists(cache_key(workflow_id, 1)) == 0
+    assert cache.get(workflow_id, 2) is not None
+    builder.apply(event(workflow_id, generation=2, kind="workflow.deleted"))
+    assert redis_client.exists(cache_key(workflow_id, 2)) == 0
+
+
+def test_a_payload_the_policy_forbids_fails_its_build(conn: Any, builder: Builder) -> None:
+    # Stored before the operator's policy said otherwise (the API refuses it today).
+    workflow_id = container_workflow(conn, "local/busybox:latest", network="host")
+    builder.apply(event(workflow_id))
+    status, error = build_state(conn, workflow_id)
+    assert status == "FAILED"
+    assert error is not None and "'host' is not allowed" in error
 
 
 @pytest.mark.parametrize(

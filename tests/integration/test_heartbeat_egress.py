@@ -25,9 +25,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from chronoverse.domain import FailureKind
 from chronoverse.egress import EgressPolicy, Resolver, policy_from_settings
 from chronoverse.payloads import HeartbeatPayload
-from chronoverse.scheduling import FailureKind, RunResult
+from chronoverse.scheduling import RunResult
 from chronoverse.settings import EgressSettings, PostgresSettings
 from services.execution_worker.heartbeat import run_heartbeat
 
@@ -172,7 +173,12 @@ def test_the_configured_postgres_port_is_refused_without_connecting(
     port = database.port or 5432
     policy = policy_from_settings(settings, resolver=RESOLVER)
     sent: list[httpx.Request] = []
-    with httpx.Client(transport=httpx.MockTransport(sent.append)) as never:
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(record)) as never:
         result = run_heartbeat(heartbeat(f"http://localhost:{port}/"), never, policy, RESOLVER)
     error = assert_user_failure(result)
     assert BLOCKED in error and f"127.0.0.1:{port}" in error and "stack" in error
