@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import docker
+from docker.errors import NotFound
 
 from chronoverse.health import PROBE_TIMEOUT_S, Check
 from chronoverse.settings import DockerSettings
@@ -29,3 +30,21 @@ def docker_check(settings: DockerSettings) -> Check:
             client.close()
 
     return Check(name="docker", probe=probe)
+
+
+def image_has_path(client: docker.DockerClient, image_id: str, path: str) -> bool:
+    """Whether ``path`` exists in the image: asked of a container that is created, never
+    started (Docker's archive API answers with the path's stat before sending anything)."""
+    container = client.containers.create(
+        image=image_id, entrypoint=["/nonexistent"], network_mode="none"
+    )
+    try:
+        stream, _ = client.api.get_archive(str(container.id), path)
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+        return True
+    except NotFound:
+        return False
+    finally:
+        container.remove(force=True)

@@ -62,6 +62,8 @@ class ContainerDefinition:
     timeout_s: int
     user_id: str
     volumes: tuple[VolumeSpec, ...] = field(default_factory=tuple)
+    # A working dir the image has keeps its files (read-only); one it lacks is a writable tmpfs.
+    working_dir_in_image: bool = False
 
     def to_json(self) -> str:
         return json.dumps({"v": DEFINITION_VERSION, **asdict(self)}, sort_keys=True)
@@ -147,6 +149,7 @@ def define(
     *,
     user_id: UUID | str,
     policy: ContainerPolicy,
+    working_dir_in_image: bool = False,
 ) -> ContainerDefinition:
     """The definition of a payload that the policy allows (see ContainerPolicy.violations)."""
     return ContainerDefinition(
@@ -164,6 +167,7 @@ def define(
         network=policy.network_of(payload),
         timeout_s=payload.timeout_seconds,
         user_id=str(user_id),
+        working_dir_in_image=working_dir_in_image,
         volumes=tuple(
             VolumeSpec(
                 name=v.name,

@@ -27,6 +27,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig, Mount, Ulimit
 from prometheus_client import Counter
 
+from chronoverse.containers import image_has_path
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.definitions import (
     LABEL_INSTALLATION,
@@ -78,9 +79,18 @@ class Sandbox:
     def host_config(self, definition: ContainerDefinition) -> dict[str, Any]:
         """The keyword arguments of ``containers.create`` that confine the job."""
         tmpfs = f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"
+        if self.user is not None:
+            # Docker gives a tmpfs the mode of the directory it covers (root's 0755 for a working
+            # dir it creates, or for /tmp in an image that lacks one): own it, so it is writable.
+            uid, _, gid = self.user.partition(":")
+            tmpfs += f",uid={uid},gid={gid or uid}"
         mounted = {v.target for v in definition.volumes}
         tmpfs_paths = {"/tmp": tmpfs}
-        if definition.working_dir and definition.working_dir not in mounted:
+        if (
+            definition.working_dir
+            and definition.working_dir not in mounted
+            and not definition.working_dir_in_image
+        ):
             tmpfs_paths[definition.working_dir] = tmpfs
         memory = f"{definition.memory_mb}m"
         return {
@@ -305,7 +315,14 @@ class ContainerRunner:
         assert isinstance(parsed, ContainerPayload)
         image_id = str(self._docker.images.get(parsed.image).id)
         definition = define(
-            workflow_id, generation, parsed, image_id, user_id=user_id, policy=self._policy
+            workflow_id,
+            generation,
+            parsed,
+            image_id,
+            user_id=user_id,
+            policy=self._policy,
+            working_dir_in_image=bool(parsed.working_dir)
+            and image_has_path(self._docker, image_id, str(parsed.working_dir)),
         )
         DEFINITIONS_REBUILT.inc()
         try:

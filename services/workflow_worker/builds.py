@@ -19,6 +19,7 @@ from docker.errors import NotFound
 from prometheus_client import Counter
 
 from chronoverse import lifecycle
+from chronoverse.containers import image_has_path
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.definitions import LABEL_WORKFLOW, define
 from chronoverse.domain import BuildStatus, WorkflowKind
@@ -139,6 +140,8 @@ class Builder:
             image_id,
             user_id=row["user_id"],
             policy=self._policy,
+            working_dir_in_image=bool(payload.working_dir)
+            and image_has_path(self._docker, image_id, str(payload.working_dir)),
         )
         self._definitions.put(definition)
         self._definitions.forget(event.workflow_id, below_generation=event.generation)

@@ -398,6 +398,17 @@ def test_a_job_runs_unprivileged_on_a_read_only_root(stack: Stack, user: ApiUser
     assert out[2:] == ["no-root", "wrote-tmp", "1024"]
 
 
+def test_a_new_working_dir_is_writable_and_one_in_the_image_keeps_its_files(
+    stack: Stack, user: ApiUser
+) -> None:
+    fresh = container(user, "touch made && ls", working_dir="/work")
+    existing = container(user, "head -n 1 passwd", working_dir="/etc")
+    for workflow, expected in ((fresh, ["made"]), (existing, ["root:x:0:0:root:/root:/bin/sh"])):
+        job = first_job(user, workflow)
+        assert job["status"] == "COMPLETED", job
+        assert lines_of(stack, job["id"]) == expected
+
+
 def test_the_host_network_and_payloads_above_a_ceiling_get_422(user: ApiUser) -> None:
     def refused(payload: dict[str, Any]) -> dict[str, str]:
         response = user.http.post(

@@ -165,12 +165,19 @@ def test_the_sandbox_confines_every_container() -> None:
     assert config["user"] == "65534:65534"
     assert set(config["tmpfs"]) == {"/tmp", "/work"}
     assert "size=32m" in config["tmpfs"]["/tmp"]
+    assert "uid=65534,gid=65534" in config["tmpfs"]["/work"]
     assert config["memswap_limit"] == config["mem_limit"] == "256m"
     assert [(u["Name"], u["Soft"], u["Hard"]) for u in config["ulimits"]] == [("nofile", 256, 256)]
     assert config["log_config"]["Config"] == {"max-size": "1m", "max-file": "1"}
     assert config["network_mode"] == "none"
     [mount] = config["mounts"]
     assert (mount["Type"], mount["Target"], mount["ReadOnly"]) == ("volume", "/data", False)
+
+
+def test_a_working_dir_the_image_has_keeps_its_files() -> None:
+    built = replace(definition(working_dir="/app"), working_dir_in_image=True)
+    config = Sandbox(user=None, tmpfs_mb=8, nofile=64).host_config(built)
+    assert set(config["tmpfs"]) == {"/tmp"}
 
 
 def test_a_working_dir_that_is_a_volume_gets_no_tmpfs() -> None:

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from chronoverse.domain import WorkflowKind
@@ -26,7 +28,7 @@ def test_the_secret_fields() -> None:
 
 
 def test_seal_then_open_round_trips_and_leaves_other_fields() -> None:
-    payload = {"image": "busybox", "env": {"TOKEN": "s3cret", "EMPTY": ""}}
+    payload: dict[str, Any] = {"image": "busybox", "env": {"TOKEN": "s3cret", "EMPTY": ""}}
     sealed = seal_payload(BOX, CONTAINER, payload, None)
     assert sealed["image"] == "busybox"
     assert sealed["env"].keys() == {"TOKEN", "EMPTY"}
