@@ -342,8 +342,11 @@ def parse_payload(
         raise InvalidFieldsError(field_errors(exc, prefix="payload")) from exc
     if isinstance(payload, HeartbeatPayload) and (error := payload.missing_endpoint()):
         raise InvalidFieldsError([error])
-    if isinstance(payload, ContainerPayload) and (errors := policy.violations(payload)):
-        raise InvalidFieldsError(errors)
+    if isinstance(payload, ContainerPayload):
+        if errors := policy.violations(payload):
+            raise InvalidFieldsError(errors)
+        if payload.network is None:  # stored as the network it runs on, as responses show it
+            payload = payload.model_copy(update={"network": policy.default_network})
     return payload
 
 
