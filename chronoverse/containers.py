@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import docker
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from chronoverse.health import PROBE_TIMEOUT_S, Check
 from chronoverse.settings import DockerSettings
@@ -32,11 +32,15 @@ def docker_check(settings: DockerSettings) -> Check:
     return Check(name="docker", probe=probe)
 
 
-def image_has_path(client: docker.DockerClient, image_id: str, path: str) -> bool:
+def image_has_path(
+    client: docker.DockerClient, image_id: str, path: str, *, labels: dict[str, str]
+) -> bool:
     """Whether ``path`` exists in the image: asked of a container that is created, never
-    started (Docker's archive API answers with the path's stat before sending anything)."""
+    started (Docker's archive API answers with the path's stat before sending anything). A path
+    Docker cannot stat (e.g. under a file) counts as absent; the job then fails when Docker
+    refuses it as a working dir, with Docker's reason."""
     container = client.containers.create(
-        image=image_id, entrypoint=["/nonexistent"], network_mode="none"
+        image=image_id, entrypoint=["/nonexistent"], network_mode="none", labels=labels
     )
     try:
         stream, _ = client.api.get_archive(str(container.id), path)
@@ -45,6 +49,8 @@ def image_has_path(client: docker.DockerClient, image_id: str, path: str) -> boo
             close()
         return True
     except NotFound:
+        return False
+    except APIError:  # Docker answers 500 for a path under a file
         return False
     finally:
         container.remove(force=True)

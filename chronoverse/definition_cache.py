@@ -67,6 +67,25 @@ class DefinitionCache:
             self._redis.delete(key)
             raise
 
+    def purge_cleartext(self) -> int:
+        """Delete every cached definition written before definitions were sealed (plain JSON,
+        env values in clear, no expiry); return how many. Run once when a workflow worker
+        starts. Entries sealed with another key are left alone: another installation sharing
+        this Redis may own them, and this one refuses them anyway."""
+        purged = 0
+        for key in self._redis.scan_iter(match="chronoverse:definition:*", count=500):
+            value = self._redis.get(key)
+            if value is not None and cast(bytes, value).lstrip().startswith(b"{"):
+                self._redis.delete(key)
+                purged += 1
+        if purged:
+            logger.warning(
+                "deleted %d cached definition(s) stored in clear by an older version",
+                purged,
+                extra={"action": "definitions_purged"},
+            )
+        return purged
+
     def forget(self, workflow_id: UUID | str, *, below_generation: int | None = None) -> int:
         """Delete the workflow's cached generations (only the older ones with
         ``below_generation``); return how many were deleted."""

@@ -29,6 +29,10 @@ LABEL_LEASE = "chronoverse.lease_token"
 LABEL_INSTALLATION = "chronoverse.installation"
 LABEL_USER = "chronoverse.user_id"
 LABEL_VOLUME = "chronoverse.volume"
+LABEL_VOLUME_ID = "chronoverse.volume_id"
+# A container created for a moment, never started (volume set-up, image inspection): the reaper
+# removes any that a crash left behind.
+LABEL_HELPER = "chronoverse.helper"
 DEFINITION_VERSION = 2
 VOLUME_PREFIX = "chronoverse-"
 
@@ -189,3 +193,7 @@ def labels(
         LABEL_LEASE: str(lease_token),
         LABEL_INSTALLATION: installation,
     }
+
+
+def helper_labels(installation: str) -> dict[str, str]:
+    return {LABEL_INSTALLATION: installation, LABEL_HELPER: "1"}

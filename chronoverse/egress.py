@@ -6,12 +6,15 @@ Everything here is a pure decision over addresses that are already resolved, exc
 
 The rules, in order (see docs/security.md):
 
-1. an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) is judged as its IPv4 address;
+1. an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) is judged as its IPv4 address, and so is
+   every other IPv6 form that embeds one (6to4, NAT64 ``64:ff9b::/96`` and ``64:ff9b:1::/48``,
+   SIIT ``::ffff:0:a.b.c.d``, IPv4-compatible ``::a.b.c.d``);
 2. link-local, cloud-metadata, unspecified, multicast and broadcast addresses are always refused,
    and so is every port of the stack's own services (``denied_endpoints``), whatever the
    allow-list says;
 3. an address in the operator's allow-list is allowed;
-4. a public address is allowed; anything else (loopback, private, shared, reserved) is refused.
+4. a public address is allowed; anything else (loopback, private, shared, reserved, the
+   deprecated site-local ``fec0::/10``) is refused.
 """
 
 from __future__ import annotations
@@ -53,7 +56,14 @@ _UNSPECIFIED = (IPv4Network("0.0.0.0/8"), IPv6Network("::/128"))
 _BROADCAST = IPv4Address("255.255.255.255")
 # IPv6 forms that carry an IPv4 address some gateway may deliver to: judged as that address too.
 _NAT64 = IPv6Network("64:ff9b::/96")
+# Local-use NAT64 (RFC 8215): the IPv4 address is the last 32 bits.
+_LOCAL_NAT64 = IPv6Network("64:ff9b:1::/48")
+# SIIT's IPv4-translated form (RFC 2765), ::ffff:0:a.b.c.d.
+_IPV4_TRANSLATED = IPv6Network("::ffff:0:0:0/96")
 _IPV4_COMPATIBLE = IPv6Network("::/96")
+# Deprecated site-local (RFC 3879): Python calls it global, but routers may still deliver it
+# inside a site.
+_SITE_LOCAL = IPv6Network("fec0::/10")
 
 # The stack's ports that are open on loopback whatever the settings say: the workers' health
 # and metrics listeners (their defaults) and a Docker engine's TCP API.
@@ -112,12 +122,14 @@ def check_address(policy: EgressPolicy, address: IPAddress, port: int) -> str | 
             return f"{_join(address, port)} is a service of this Chronoverse stack"
     embedded = _embedded_ipv4(address)
     if embedded is not None:
+        # Judged by the address it embeds, which is where a gateway would deliver it.
         reason = check_address(policy, embedded, port)
         if reason is not None:
             return f"{address} embeds {embedded}, and {reason}"
+        return None
     if _within(address, policy.allow):
         return None
-    if address.is_global:
+    if address.is_global and address not in _SITE_LOCAL:
         return None
     return f"{address} is {_kind(address)}, which CHRONOVERSE_EGRESS_ALLOW_CIDRS does not allow"
 
@@ -341,7 +353,12 @@ def _embedded_ipv4(address: IPAddress) -> IPv4Address | None:
         return None
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+    if (
+        address in _NAT64
+        or address in _LOCAL_NAT64
+        or address in _IPV4_TRANSLATED
+        or (address in _IPV4_COMPATIBLE and int(address) > 1)
+    ):
         return IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
@@ -353,6 +370,8 @@ def _within(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
 def _kind(address: IPAddress) -> str:
     if address.is_loopback:
         return "a loopback address"
+    if isinstance(address, IPv6Address) and address in _SITE_LOCAL:
+        return "a deprecated site-local address"
     if isinstance(address, IPv4Address) and address in IPv4Network("100.64.0.0/10"):
         return "a shared (CGNAT) address"
     if address.is_private:

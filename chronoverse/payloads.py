@@ -231,8 +231,15 @@ class ContainerPayload(_Payload):
     @field_validator("working_dir")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith("/") or "\x00" in value):
+        if value is None:
+            return None
+        if not value.startswith("/") or "\x00" in value:
             raise ValueError("must be an absolute path")
+        normal = posixpath.normpath(value)
+        if normal != value.rstrip("/") or "//" in value:
+            raise ValueError(f"must be a normalised path (e.g. {normal!r})")
+        if any(normal == p or normal.startswith(p + "/") for p in ("/proc", "/sys", "/dev")):
+            raise ValueError("must not be under /proc, /sys or /dev")
         return value
 
 

@@ -170,6 +170,16 @@ class SecretSettings(BaseSettings):
         return self.secret_keys.split(",")
 
 
+class InstallationSettings(BaseSettings):
+    installation: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Name of this installation, put on every container and volume it creates: "
+        "the reaper and the volume janitor only remove their own installation's when several "
+        "share a Docker engine. Give the workflow and execution workers the same value.",
+    )
+
+
 class ContainerSettings(BaseSettings):
     """What a CONTAINER job may ask for: the operator's ceilings, networks and sandbox."""
 

@@ -18,6 +18,7 @@ import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
@@ -30,15 +31,18 @@ from prometheus_client import Counter
 from chronoverse.containers import image_has_path
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.definitions import (
+    LABEL_HELPER,
     LABEL_INSTALLATION,
     LABEL_JOB,
     LABEL_LEASE,
     LABEL_USER,
     LABEL_VOLUME,
+    LABEL_VOLUME_ID,
     ContainerDefinition,
     UnverifiedDefinitionError,
     VolumeSpec,
     define,
+    helper_labels,
     labels,
 )
 from chronoverse.domain import LogStream, WorkflowKind, utcnow
@@ -61,11 +65,12 @@ CONTAINERS_REAPED = Counter(
 
 ShipperFactory = Callable[[UUID], LogShipper]
 RecordContainer = Callable[[str], bool]
-TouchVolume = Callable[[UUID, str], None]
+TouchVolume = Callable[[UUID, str, UUID], UUID]  # (owner, name, job) -> the volume's id
 # A bounded log driver: we stream the output ourselves, Docker's copy is only a fallback.
 DOCKER_LOG = LogConfig(type=LogConfig.types.JSON, config={"max-size": "1m", "max-file": "1"})
 # Sticky and writable by all, like /tmp: a new volume's root belongs to root, the job does not.
 VOLUME_ROOT_MODE = 0o1777
+HELPER_MAX_AGE_S = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,7 +202,7 @@ class ContainerRunner:
             return RunResult.user_failure(refusal)
         try:
             for volume in definition.volumes:
-                self._ensure_volume(volume, definition)
+                self._ensure_volume(volume, definition, job_id)
             container = self._docker.containers.create(
                 image=definition.image_id,
                 entrypoint=definition.entrypoint,
@@ -322,7 +327,12 @@ class ContainerRunner:
             user_id=user_id,
             policy=self._policy,
             working_dir_in_image=bool(parsed.working_dir)
-            and image_has_path(self._docker, image_id, str(parsed.working_dir)),
+            and image_has_path(
+                self._docker,
+                image_id,
+                str(parsed.working_dir),
+                labels=helper_labels(self._installation),
+            ),
         )
         DEFINITIONS_REBUILT.inc()
         try:
@@ -337,20 +347,30 @@ class ContainerRunner:
         )
         return definition
 
-    def _ensure_volume(self, volume: VolumeSpec, definition: ContainerDefinition) -> None:
-        """The owner's named volume, created on first use with a root the job may write to."""
-        self._touch_volume(UUID(definition.user_id), volume.name)
+    def _ensure_volume(
+        self, volume: VolumeSpec, definition: ContainerDefinition, job_id: UUID
+    ) -> None:
+        """The owner's named volume, created on first use with a root the job may write to.
+
+        The row's id labels the Docker volume: a volume left from a row its owner deleted (the
+        janitor has not removed it yet) is removed here, so its data is never mounted again.
+        """
+        volume_id = str(self._touch_volume(UUID(definition.user_id), volume.name, job_id))
         try:
-            self._docker.volumes.get(volume.source)
-            return
+            existing = self._docker.volumes.get(volume.source)
         except NotFound:
-            pass
+            existing = None
+        if existing is not None:
+            if (existing.attrs.get("Labels") or {}).get(LABEL_VOLUME_ID) == volume_id:
+                return
+            existing.remove(force=True)  # a deleted volume's leftovers (or not one of ours)
         self._docker.volumes.create(
             name=volume.source,
             labels={
                 LABEL_INSTALLATION: self._installation,
                 LABEL_USER: definition.user_id,
                 LABEL_VOLUME: volume.name,
+                LABEL_VOLUME_ID: volume_id,
             },
         )
         # A new volume's root is root's and 0755, and the job runs as nobody. Docker can change
@@ -360,13 +380,23 @@ class ContainerRunner:
             image=definition.image_id,
             entrypoint=["/nonexistent"],
             network_mode="none",
-            labels={LABEL_INSTALLATION: self._installation},
+            labels=helper_labels(self._installation),
             mounts=[Mount(target="/volume", source=volume.source, type="volume")],
         )
         try:
             helper.put_archive("/", _directory_tar("volume", VOLUME_ROOT_MODE))
         finally:
             helper.remove(force=True)
+
+
+def _older_than(container: Any, seconds: float) -> bool:
+    created = str(container.attrs.get("Created", ""))
+    try:
+        # Docker gives nanoseconds: "2026-11-29T17:49:43.123456789Z".
+        when = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00")
+    except ValueError:
+        return False
+    return (utcnow() - when).total_seconds() > seconds
 
 
 def _directory_tar(name: str, mode: int) -> bytes:
@@ -399,6 +429,13 @@ class Reaper:
         found: list[tuple[Any, UUID, int]] = []
         label = f"{LABEL_INSTALLATION}={self._installation}"
         for container in self._docker.containers.list(all=True, filters={"label": label}):
+            if container.labels.get(LABEL_HELPER) and _older_than(container, HELPER_MAX_AGE_S):
+                # Created for a moment and never started; a crash left it behind.
+                try:
+                    container.remove(force=True)
+                except NotFound:
+                    pass
+                continue
             try:
                 found.append(
                     (

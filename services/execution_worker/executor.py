@@ -40,7 +40,7 @@ from chronoverse.domain import JobStatus, WorkflowKind, utcnow
 from chronoverse.egress import EgressPolicy
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.consumer import Record
-from chronoverse.payloads import HeartbeatPayload
+from chronoverse.payloads import HeartbeatPayload, field_errors
 from chronoverse.postgres import Pool
 from chronoverse.scheduling import (
     Outcome,
@@ -49,6 +49,7 @@ from chronoverse.scheduling import (
     decide_outcome,
     termination_reason,
 )
+from chronoverse.secrets import SecretBox, SecretError, open_payload
 from chronoverse.sql import Queries
 from services.execution_worker.containers import ContainerRunner
 from services.execution_worker.heartbeat import run_heartbeat
@@ -134,6 +135,7 @@ class Executor:
         policy: RetryPolicy,
         http: httpx.Client,
         egress: EgressPolicy,
+        secrets: SecretBox,
         concurrency: int = 1,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -143,6 +145,7 @@ class Executor:
         self._policy = policy
         self._http = http
         self._egress = egress
+        self._secrets = secrets
         self._clock = clock
         self._containers = containers
         self.leases = LeaseBook()
@@ -290,8 +293,10 @@ class Executor:
     def _run(self, claim: Claim) -> RunResult:
         try:
             if claim.kind is WorkflowKind.HEARTBEAT:
+                # Header values are stored sealed: the peer gets the plain ones.
+                payload = open_payload(self._secrets, WorkflowKind.HEARTBEAT, claim.payload)
                 return run_heartbeat(
-                    HeartbeatPayload.model_validate(claim.payload), self._http, self._egress
+                    HeartbeatPayload.model_validate(payload), self._http, self._egress
                 )
             if self._containers is None:
                 return RunResult.system_failure("this worker has no container runtime")
@@ -304,8 +309,15 @@ class Executor:
                 lease_token=claim.lease_token,
                 record_container=lambda cid: self._set_container(claim, cid),
             )
+        except SecretError as exc:
+            return RunResult.user_failure(f"cannot read the payload's secrets: {exc}")
         except ValidationError as exc:
-            return RunResult.user_failure(f"stored payload is invalid: {exc}")
+            # Field names and messages only: pydantic's own text quotes the input values, which
+            # may be plain secrets.
+            problems = "; ".join(
+                f"{error.field} {error.message}" for error in field_errors(exc, prefix="payload")
+            )
+            return RunResult.user_failure(f"stored payload is invalid: {problems}")
         except Exception as exc:
             logger.exception(
                 "job %s crashed the runner",

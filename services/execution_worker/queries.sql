@@ -144,13 +144,22 @@ JOIN unnest(%(ids)b::uuid[], %(tokens)b::bigint[]) AS t(id, token)
 WHERE j.status = 'RUNNING' AND j.lease_expires_at > clock_timestamp()
 
 -- name: touch_volume
--- A job is about to mount the owner's named volume: it exists from now on (or again).
-INSERT INTO volumes (user_id, name) VALUES (%(user_id)s, %(name)s)
-ON CONFLICT (user_id, name) DO UPDATE SET last_used_at = now()
+-- A job is about to mount the owner's named volume: it exists from now on (or again, with a new
+-- id, after its owner deleted it), and the job is recorded as using it.
+WITH volume AS (
+    INSERT INTO volumes (user_id, name) VALUES (%(user_id)s, %(name)s)
+    ON CONFLICT (user_id, name) DO UPDATE SET last_used_at = now()
+    RETURNING id
+), used AS (
+    INSERT INTO job_volumes (job_id, user_id, name) VALUES (%(job_id)s, %(user_id)s, %(name)s)
+    ON CONFLICT DO NOTHING
+)
+SELECT id FROM volume
 
 -- name: known_volumes
--- Which of these (owner, name) pairs still have a row; the others were deleted by their owner.
-SELECT v.user_id, v.name
+-- Which of these (owner, name) pairs still have a row, with its id; the others were deleted by
+-- their owner.
+SELECT v.user_id, v.name, v.id
 FROM volumes AS v
 JOIN unnest(%(user_ids)s::uuid[], %(names)s::text[]) AS t(user_id, name)
   ON v.user_id = t.user_id AND v.name = t.name

@@ -12,6 +12,7 @@ from chronoverse.settings import (
     DockerSettings,
     EgressSettings,
     HealthSettings,
+    InstallationSettings,
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
@@ -32,6 +33,7 @@ class Settings(
     SecretSettings,
     ContainerSettings,
     EgressSettings,
+    InstallationSettings,
 ):
     """Everything the execution-worker reads from the environment."""
 
@@ -77,12 +79,6 @@ class Settings(
         ge=1024,
         description="Characters of output kept per job; the rest is "
         "dropped and a final line says how much.",
-    )
-    installation: str = Field(
-        "default",
-        pattern=r"^[A-Za-z0-9._-]{1,100}$",
-        description="Name of this installation, put on every job container: the reaper only "
-        "removes containers of its own installation when several share a Docker engine.",
     )
     volume_sweep_interval_s: float = Field(
         60.0,

@@ -18,7 +18,13 @@ import docker
 from docker.errors import APIError, NotFound
 from prometheus_client import Counter
 
-from chronoverse.definitions import LABEL_INSTALLATION, LABEL_USER, LABEL_VOLUME, volume_name
+from chronoverse.definitions import (
+    LABEL_INSTALLATION,
+    LABEL_USER,
+    LABEL_VOLUME,
+    LABEL_VOLUME_ID,
+    volume_name,
+)
 from chronoverse.postgres import Pool
 from chronoverse.sql import Queries
 
@@ -36,9 +42,14 @@ class VolumeRows:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    def touch(self, user_id: UUID, name: str) -> None:
+    def touch(self, user_id: UUID, name: str, job_id: UUID) -> UUID:
+        """Record that ``job_id`` mounts the volume (creating its row); return the row's id."""
         with self._pool.connection() as conn:
-            conn.execute(QUERIES.touch_volume, {"user_id": user_id, "name": name})
+            row = conn.execute(
+                QUERIES.touch_volume, {"user_id": user_id, "name": name, "job_id": job_id}
+            ).fetchone()
+        assert row is not None
+        return UUID(str(row["id"]))
 
 
 class Janitor:
@@ -67,11 +78,15 @@ class Janitor:
                 QUERIES.known_volumes,
                 {"user_ids": [p[0] for p in pairs], "names": [p[1] for p in pairs]},
             ).fetchall()
-        known = {(row["user_id"], row["name"]) for row in rows}
+        ids = {(row["user_id"], row["name"]): str(row["id"]) for row in rows}
+        known = set(ids)
         removed = 0
         for owner, volume in found.items():
-            if owner in known:
+            labelled = (volume.attrs.get("Labels") or {}).get(LABEL_VOLUME_ID)
+            if owner in known and labelled == ids[owner]:
                 continue
+            # No row: its owner deleted it. Another id: left from a deleted row of the same name
+            # (a job re-creates the current one when it mounts it).
             try:
                 volume.remove()
             except NotFound:

@@ -58,8 +58,12 @@ class ExecutionWorker:
             s.model_copy(update={"database_pool_max_size": s.concurrency + 3}),
             name="execution-worker",
         )
+        # trust_env=False: HTTP(S)_PROXY / ALL_PROXY from the environment would send heartbeats
+        # through a proxy, which then connects to addresses the egress guard never checked.
         http = httpx.Client(
-            follow_redirects=False, limits=httpx.Limits(max_connections=s.concurrency * 2)
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=s.concurrency * 2),
         )
         docker_client = containers.connect(s, timeout_s=60)
         redis_client = redis_store.connect(s)
@@ -90,6 +94,7 @@ class ExecutionWorker:
             policy=policy,
             http=http,
             egress=policy_from_settings(s),
+            secrets=secrets,
             concurrency=s.concurrency,
         )
         reaper = Reaper(

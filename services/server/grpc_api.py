@@ -29,7 +29,7 @@ from chronoverse.errors import (
     NotFoundError,
 )
 from chronoverse.logs import LogLine
-from chronoverse.secrets import mask_payload
+from chronoverse.secrets import SecretError, mask_payload
 from chronoverse.v1 import (
     auth_pb2,
     auth_pb2_grpc,
@@ -43,6 +43,7 @@ from chronoverse.v1 import (
 from services.server import idempotency, jobs, workflows
 from services.server.auth import Principal
 from services.server.context import ServerContext
+from services.server.http_errors import secret_unreadable_message
 from services.server.logs import FollowEvent, LogEnd, LogFollower
 from services.server.schemas import (
     DEFAULT_PAGE_SIZE,
@@ -104,6 +105,15 @@ def handles_errors(method: Callable[..., R]) -> Callable[..., R]:
             _abort(context, code, exc.message)
         except AuthenticationError as exc:
             _abort(context, grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        except SecretError as exc:
+            # As HTTP's 409 secret_unreadable: the operator must migrate or restore the key.
+            logger.warning(
+                "stored secret unreadable in %s: %s",
+                method.__name__,
+                exc,
+                extra={"action": "secret_unreadable"},
+            )
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, secret_unreadable_message(exc))
         raise AssertionError("unreachable: abort raises")
 
     return wrapper

@@ -19,6 +19,7 @@ from chronoverse.errors import (
     InvalidFieldsError,
     NotFoundError,
 )
+from chronoverse.secrets import SecretError
 from services.server.schemas import ErrorOut
 
 logger = logging.getLogger(__name__)
@@ -29,11 +30,23 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         400: "The body is not valid JSON.",
         401: "No valid bearer token.",
         404: "No such resource for this user.",
-        409: "Conflicts with the resource's state or an earlier Idempotency-Key.",
+        409: (
+            "Conflicts with the resource's state or an earlier Idempotency-Key, or a stored "
+            "secret cannot be decrypted (`secret_unreadable`)."
+        ),
         413: "The request body is over the size limit.",
         422: "Invalid fields; `details` names each.",
     }.items()
 }
+
+
+def secret_unreadable_message(exc: SecretError) -> str:
+    """What a client is told when a stored secret value cannot be opened (HTTP and gRPC)."""
+    return (
+        f"a stored secret value cannot be decrypted with the configured keys ({exc}); the "
+        "operator must run `chronoverse migrate` (values stored before encryption) or restore "
+        "the key it was sealed with to CHRONOVERSE_SECRET_KEYS"
+    )
 
 
 def error_response(
@@ -106,6 +119,18 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ConflictError)
         return error_response(409, exc.code, exc.message)
 
+    async def secret_unreadable(request: Request, exc: Exception) -> JSONResponse:
+        # Not a 500: the server works, but this resource's stored secrets need the operator.
+        assert isinstance(exc, SecretError)
+        logger.warning(
+            "stored secret unreadable on %s %s: %s",
+            request.method,
+            request.url.path,
+            exc,
+            extra={"action": "secret_unreadable"},
+        )
+        return error_response(409, "secret_unreadable", secret_unreadable_message(exc))
+
     async def unauthenticated(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthenticationError)
         response = error_response(401, "unauthenticated", exc.message)
@@ -161,6 +186,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidFieldsError, invalid_fields)
     app.add_exception_handler(NotFoundError, handler(404, "not_found"))
     app.add_exception_handler(ConflictError, conflict)
+    app.add_exception_handler(SecretError, secret_unreadable)
     app.add_exception_handler(AuthenticationError, unauthenticated)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(StarletteHTTPException, http_error)

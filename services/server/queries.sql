@@ -138,17 +138,19 @@ ORDER BY v.name
 SELECT name FROM volumes WHERE user_id = %(user_id)s AND name = %(name)s FOR UPDATE
 
 -- name: volume_in_use
--- Whether a running job of the user mounts the volume (its workflow's payload names it).
+-- A running job of the user that mounted the volume, if any.
 SELECT j.id
-FROM jobs AS j
-JOIN workflows AS w ON w.id = j.workflow_id
-WHERE j.user_id = %(user_id)s
-  AND j.status = 'RUNNING'
-  AND w.payload -> 'volumes' @> jsonb_build_array(jsonb_build_object('name', %(name)s::text))
+FROM job_volumes AS v
+JOIN jobs AS j ON j.id = v.job_id
+WHERE v.user_id = %(user_id)s AND v.name = %(name)s AND j.status = 'RUNNING'
 LIMIT 1
 
 -- name: delete_volume
 DELETE FROM volumes WHERE user_id = %(user_id)s AND name = %(name)s
+
+-- name: lock_user_volumes
+-- Serialises the per-user volume count of concurrent creates and updates of one user.
+SELECT pg_advisory_xact_lock(hashtextextended('chronoverse.volumes:' || %(user_id)s::text, 0))
 
 -- name: volume_names_in_use
 -- The volume names a user has: existing volumes and those their live workflows mount, except

@@ -74,6 +74,7 @@ def check_quota(
     volumes (``workflow_id``: the workflow whose payload it replaces)."""
     if not wanted:
         return
+    conn.execute(QUERIES.lock_user_volumes, {"user_id": user_id})
     rows = conn.execute(
         QUERIES.volume_names_in_use, {"user_id": user_id, "except_workflow_id": workflow_id}
     ).fetchall()

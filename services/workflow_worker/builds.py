@@ -21,7 +21,7 @@ from prometheus_client import Counter
 from chronoverse import lifecycle
 from chronoverse.containers import image_has_path
 from chronoverse.definition_cache import DefinitionCache
-from chronoverse.definitions import LABEL_WORKFLOW, define
+from chronoverse.definitions import LABEL_WORKFLOW, define, helper_labels
 from chronoverse.domain import BuildStatus, WorkflowKind
 from chronoverse.errors import InvalidFieldsError, MalformedMessageError
 from chronoverse.kafka.consumer import Record
@@ -75,8 +75,10 @@ class Builder:
         *,
         secrets: SecretBox,
         policy: ContainerPolicy,
+        installation: str,
         stop_grace_s: int = 10,
     ) -> None:
+        self._installation = installation
         self._pool = pool
         self._images = images
         self._docker = docker_client
@@ -141,7 +143,12 @@ class Builder:
             user_id=row["user_id"],
             policy=self._policy,
             working_dir_in_image=bool(payload.working_dir)
-            and image_has_path(self._docker, image_id, str(payload.working_dir)),
+            and image_has_path(
+                self._docker,
+                image_id,
+                str(payload.working_dir),
+                labels=helper_labels(self._installation),
+            ),
         )
         self._definitions.put(definition)
         self._definitions.forget(event.workflow_id, below_generation=event.generation)

@@ -8,6 +8,7 @@ from chronoverse.settings import (
     ContainerSettings,
     DockerSettings,
     HealthSettings,
+    InstallationSettings,
     KafkaSettings,
     PostgresSettings,
     RedisSettings,
@@ -23,6 +24,7 @@ class Settings(
     HealthSettings,
     SecretSettings,
     ContainerSettings,
+    InstallationSettings,
 ):
     """Everything the workflow-worker reads from the environment."""
 

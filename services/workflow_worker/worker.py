@@ -42,13 +42,17 @@ class WorkflowWorker:
             docker_client, redis_client, lock_ttl_s=s.pull_lock_ttl_s, wait_s=s.pull_wait_s
         )
         secrets = SecretBox.from_settings(s)
+        definitions = DefinitionCache(redis_client, secrets, ttl_s=s.definition_cache_ttl_s)
+        # Entries from before definitions were sealed hold env values in clear: drop them.
+        definitions.purge_cleartext()
         builder = Builder(
             pool,
             images,
             docker_client,
-            DefinitionCache(redis_client, secrets, ttl_s=s.definition_cache_ttl_s),
+            definitions,
             secrets=secrets,
             policy=ContainerPolicy.from_settings(s),
+            installation=s.installation,
             stop_grace_s=s.stop_grace_s,
         )
         loop: ConsumerLoop[WorkflowEvent] = ConsumerLoop(

@@ -507,6 +507,11 @@ def test_a_volume_keeps_files_between_runs_and_is_its_owners_alone(
         )
         assert user.http.delete("/volumes/cache").status_code == 204
         assert user.http.get("/volumes").json() == {"volumes": []}
+        # Mounted again at once, before or after the janitor's sweep: an empty volume.
+        assert user.trigger(workflow["id"]).status_code == 201
+        third = finished(user, workflow, 3)[0]
+        assert lines_of(stack, third["id"]) == ["wrote"]
+        assert user.http.delete("/volumes/cache").status_code == 204
         wait_until(
             lambda: not client.volumes.list(filters={"name": mine["docker_name"]}),
             timeout_s=30,

@@ -69,6 +69,7 @@ def builder(
         cache,
         secrets=BOX,
         policy=ContainerPolicy(),
+        installation=f"test-{uuid.uuid4().hex[:8]}",
     )
 
 
@@ -249,3 +250,26 @@ def test_the_reaper_removes_containers_no_lease_owns(docker_client: docker.Docke
                 container.remove(force=True)
             except docker.errors.NotFound:
                 pass
+
+
+def test_an_old_cleartext_definition_is_purged_when_the_worker_starts(
+    redis_client: redis.Redis, cache: DefinitionCache
+) -> None:
+    workflow_id = uuid.uuid4()
+    # As the code before sealed definitions cached them: JSON, env in clear, no expiry.
+    redis_client.set(cache_key(workflow_id, 1), b'{"v": 1, "env": {"A": "s3cret"}}')
+    sealed = cache_key(workflow_id, 2)
+    redis_client.set(sealed, BOX.encrypt(b"{}"))
+    assert cache.purge_cleartext() >= 1
+    assert redis_client.exists(cache_key(workflow_id, 1)) == 0
+    assert redis_client.exists(sealed) == 1
+    redis_client.delete(sealed)
+
+
+def test_a_working_dir_docker_cannot_stat_fails_nothing_at_build(
+    conn: Any, builder: Builder
+) -> None:
+    # Docker answers 500 for a path under a file; the build must not crash the worker.
+    workflow_id = container_workflow(conn, "local/busybox:latest", working_dir="/bin/sh/x")
+    builder.apply(event(workflow_id))
+    assert build_state(conn, workflow_id) == ("COMPLETED", None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Network
 from typing import Any
 from uuid import UUID
@@ -13,11 +15,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from chronoverse.domain import WorkflowKind
 from chronoverse.egress import EgressPolicy
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.consumer import Record
 from chronoverse.postgres import Pool, create_pool
 from chronoverse.scheduling import RetryPolicy, RunResult, decide_outcome
+from chronoverse.secrets import SecretBox, generate_key, seal_payload
 from chronoverse.settings import PostgresSettings
 from services.execution_worker.executor import Executor
 from services.execution_worker.leases import LeaseKeeper
@@ -28,6 +32,8 @@ pytestmark = pytest.mark.integration
 POLICY = RetryPolicy(max_attempts=2, base_delay_s=0, max_delay_s=0)
 # The endpoints are local test servers.
 EGRESS = EgressPolicy(allow=(IPv4Network("127.0.0.0/8"),))
+# HEARTBEAT header values are stored sealed with this key, as the server would store them.
+SECRETS = SecretBox([generate_key()])
 
 
 @pytest.fixture
@@ -53,6 +59,7 @@ def executor(pool: Pool) -> Iterator[Executor]:
             policy=POLICY,
             http=http,
             egress=EGRESS,
+            secrets=SECRETS,
             concurrency=4,
         )
         yield executor
@@ -195,6 +202,82 @@ def test_http_status_is_compared(conn: Any, executor: Executor, endpoint: Endpoi
     assert "expected HTTP 204" in failed["error"] and "got 200" in failed["error"]
 
 
+class HeaderRecorder:
+    """A local HTTP server on 127.0.0.1 that answers 200 and keeps each request's headers."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.headers.append(dict(self.headers.items()))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/healthz"
+
+    def __enter__(self) -> HeaderRecorder:
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
+def sealed_heartbeat(url: str, headers: dict[str, str], box: SecretBox = SECRETS) -> dict[str, Any]:
+    """A HEARTBEAT payload as Postgres stores it: header values sealed."""
+    return seal_payload(box, WorkflowKind.HEARTBEAT, {"endpoint": url, "headers": headers}, None)
+
+
+def test_the_peer_receives_the_plain_header_values(conn: Any, executor: Executor) -> None:
+    with HeaderRecorder() as server:
+        payload = sealed_heartbeat(server.url, {"Authorization": "Bearer s3cret"})
+        assert payload["headers"]["Authorization"].startswith("enc:v1:")
+        workflow_id = make_workflow(conn, make_user(conn), payload=payload)
+        message = queue_job(conn, workflow_id)
+        executor.execute(message)
+        assert job(conn, message.job_id)["status"] == "COMPLETED"
+        [received] = server.headers
+    assert received["Authorization"] == "Bearer s3cret"
+
+
+def test_headers_sealed_with_another_key_are_a_user_failure(conn: Any, executor: Executor) -> None:
+    with HeaderRecorder() as server:
+        other = SecretBox([generate_key()])
+        payload = sealed_heartbeat(server.url, {"Authorization": "Bearer s3cret"}, other)
+        workflow_id = make_workflow(conn, make_user(conn), payload=payload)
+        message = queue_job(conn, workflow_id)
+        executor.execute(message)
+        assert server.headers == []  # nothing sent
+    failed = job(conn, message.job_id)
+    assert (failed["status"], failed["failure_kind"]) == ("FAILED", "USER")
+    assert failed["error"].startswith("cannot read the payload's secrets: ")
+    assert "enc:v1:" not in failed["error"]
+
+
+def test_an_invalid_stored_payload_does_not_echo_its_values(conn: Any, executor: Executor) -> None:
+    # A header value with a line break no longer validates; the error must not quote it.
+    payload = sealed_heartbeat("http://127.0.0.1:9/x", {"X-Token": "s3cret\r\nInjected: 1"})
+    workflow_id = make_workflow(conn, make_user(conn), payload=payload)
+    message = queue_job(conn, workflow_id)
+    executor.execute(message)
+    failed = job(conn, message.job_id)
+    assert (failed["status"], failed["failure_kind"]) == ("FAILED", "USER")
+    assert failed["error"].startswith("stored payload is invalid: payload.headers")
+    assert "line break" in failed["error"]
+    assert "s3cret" not in failed["error"] and "input" not in failed["error"]
+
+
 def test_a_slow_endpoint_times_out(conn: Any, executor: Executor, endpoint: Endpoint) -> None:
     endpoint.delay_s = 3
     workflow_id = make_workflow(
@@ -280,7 +363,13 @@ def test_a_system_failure_is_retried_then_counted(conn: Any, pool: Pool) -> None
     message = queue_job(conn, workflow_id)
     with Broken() as http:
         executor = Executor(
-            pool=pool, worker_id="w", lease_s=30, policy=POLICY, http=http, egress=EGRESS
+            pool=pool,
+            worker_id="w",
+            lease_s=30,
+            policy=POLICY,
+            http=http,
+            egress=EGRESS,
+            secrets=SECRETS,
         )
         executor.execute(message)
         first = job(conn, message.job_id)

@@ -29,7 +29,7 @@ from chronoverse.domain import FailureKind
 from chronoverse.egress import EgressPolicy, Resolver, policy_from_settings
 from chronoverse.payloads import HeartbeatPayload
 from chronoverse.scheduling import RunResult
-from chronoverse.settings import EgressSettings, PostgresSettings
+from chronoverse.settings import EgressSettings, PostgresSettings, RedisSettings
 from services.execution_worker.heartbeat import run_heartbeat
 
 pytestmark = pytest.mark.integration
@@ -182,6 +182,42 @@ def test_the_configured_postgres_port_is_refused_without_connecting(
         result = run_heartbeat(heartbeat(f"http://localhost:{port}/"), never, policy, RESOLVER)
     error = assert_user_failure(result)
     assert BLOCKED in error and f"127.0.0.1:{port}" in error and "stack" in error
+    assert sent == []  # refused before any connection
+
+
+class RedisAndEgress(RedisSettings, EgressSettings):
+    """What a worker's settings say about Redis and egress."""
+
+
+def test_the_configured_redis_port_is_refused_without_connecting(
+    environ: Mapping[str, str],
+) -> None:
+    # Everything allowed: only the stack rule can refuse. Never skipped: nothing is sent, and a
+    # Redis host name (a compose service in CI) is only resolved, by the system's resolver.
+    settings = RedisAndEgress.from_environ(
+        {**environ, "CHRONOVERSE_EGRESS_ALLOW_CIDRS": "0.0.0.0/0,::/0"}
+    )
+    redis_url = urlsplit(settings.redis_url)
+    host = redis_url.hostname or "localhost"
+    port = redis_url.port or 6379
+
+    def resolver(name: str, to_port: int, /) -> Sequence[tuple[Any, Any, Any, Any, Any]]:
+        if name in {"localhost", "monitored.test"}:
+            return RESOLVER(name, to_port)
+        return socket.getaddrinfo(name, to_port, type=socket.SOCK_STREAM)
+
+    policy = policy_from_settings(settings, resolver=resolver)
+    sent: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    url_host = f"[{host}]" if ":" in host else host
+    with httpx.Client(transport=httpx.MockTransport(record)) as never:
+        result = run_heartbeat(heartbeat(f"http://{url_host}:{port}/"), never, policy, resolver)
+    error = assert_user_failure(result)
+    assert BLOCKED in error and f":{port}" in error and "stack" in error
     assert sent == []  # refused before any connection
 
 

@@ -11,9 +11,11 @@ pytestmark = pytest.mark.integration
 
 EXPECTED_COLUMNS = {
     "users": {"id", "email", "password_hash", "created_at"},
+    "job_volumes": {"job_id", "user_id", "name"},
     "volumes": {
         "user_id",
         "name",
+        "id",
         "created_at",
         "last_used_at",
         "size_bytes",

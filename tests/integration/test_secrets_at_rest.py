@@ -170,6 +170,32 @@ def test_creating_with_the_mask_is_refused(http: httpx.Client, user: dict[str, s
     assert [d["field"] for d in refused.json()["error"]["details"]] == ["payload.headers.X-Key"]
 
 
+def test_a_value_sealed_with_another_key_is_a_409_not_a_500(
+    server: RunningServer, http: httpx.Client, user: dict[str, str]
+) -> None:
+    workflow_id = http.post("/workflows", json=HEARTBEAT, headers=user).json()["id"]
+    # As if the key it was sealed with had been dropped from CHRONOVERSE_SECRET_KEYS.
+    other = SecretBox([generate_key()])
+    stored = {**HEARTBEAT["payload"], "headers": {"Authorization": other.seal(BEARER)}}  # type: ignore[dict-item]
+    with psycopg.connect(server.database_url) as conn:
+        conn.execute(
+            "UPDATE workflows SET payload = %s WHERE id = %s", (Jsonb(stored), workflow_id)
+        )
+    payload = {**HEARTBEAT["payload"], "headers": {"Authorization": MASK}}  # type: ignore[dict-item]
+    refused = http.put(f"/workflows/{workflow_id}", json={"payload": payload}, headers=user)
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "secret_unreadable"
+    assert "cannot be decrypted with the configured keys" in error["message"]
+    assert "chronoverse migrate" in error["message"]
+    assert "enc:v1:" not in refused.text
+    assert_masked(refused.text)
+    # Reading still works: responses never open the values.
+    shown = http.get(f"/workflows/{workflow_id}", headers=user)
+    assert shown.status_code == 200
+    assert shown.json()["payload"]["headers"] == {"Authorization": MASK}
+
+
 # --- gRPC ---------------------------------------------------------------------------------------
 
 
@@ -206,10 +232,37 @@ def test_grpc_responses_mask_values(server: RunningServer, grpc_channel: grpc.Ch
     )
 
 
+def test_grpc_maps_an_unreadable_secret_to_failed_precondition(
+    server: RunningServer, grpc_channel: grpc.Channel
+) -> None:
+    auth: Metadata = login(grpc_channel)
+    stub = workflows_pb2_grpc.WorkflowServiceStub(grpc_channel)
+    created = stub.CreateWorkflow(
+        workflows_pb2.CreateWorkflowRequest(
+            name="grpc-other-key",
+            kind="HEARTBEAT",
+            payload_json=json.dumps(HEARTBEAT["payload"]),
+            interval=60,
+        ),
+        metadata=auth,
+    )
+    other = SecretBox([generate_key()])
+    stored = {**HEARTBEAT["payload"], "headers": {"Authorization": other.seal(BEARER)}}  # type: ignore[dict-item]
+    with psycopg.connect(server.database_url) as conn:
+        conn.execute("UPDATE workflows SET payload = %s WHERE id = %s", (Jsonb(stored), created.id))
+    keep = json.dumps({**HEARTBEAT["payload"], "headers": {"Authorization": MASK}})  # type: ignore[dict-item]
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UpdateWorkflow(
+            workflows_pb2.UpdateWorkflowRequest(id=created.id, payload_json=keep), metadata=auth
+        )
+    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "cannot be decrypted with the configured keys" in (info.value.details() or "")
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 
 
-def invoke(env: Mapping[str, str], *args: str, input: str | None = None) -> Result:
+def invoke(env: Mapping[str, str | None], *args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), env=dict(env), input=input, catch_exceptions=False)
 
 
@@ -317,11 +370,14 @@ def test_the_migration_step_encrypts_stored_values_once(database_url: str) -> No
     assert table_text(database_url) == before
 
 
-def migrate_env(environ: Mapping[str, str], database_url: str, keys: str | None) -> dict[str, str]:
-    env = {k: v for k, v in environ.items() if k != "CHRONOVERSE_SECRET_KEYS"}
+def migrate_env(
+    environ: Mapping[str, str], database_url: str, keys: str | None
+) -> dict[str, str | None]:
+    """The CLI's environment; ``keys=None`` unsets the key even where the process has one
+    (`make test` exports .run/env)."""
+    env: dict[str, str | None] = dict(environ)
     env["CHRONOVERSE_DATABASE_URL"] = database_url
-    if keys is not None:
-        env["CHRONOVERSE_SECRET_KEYS"] = keys
+    env["CHRONOVERSE_SECRET_KEYS"] = keys
     return env
 
 
@@ -383,6 +439,23 @@ def test_the_server_refuses_to_start_without_a_key(environ: Mapping[str, str]) -
     }
     result = subprocess.run(
         [sys.executable, "-m", "services.server"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "CHRONOVERSE_SECRET_KEYS" in result.stderr
+    assert "generate-key" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["services.workflow_worker", "services.execution_worker"])
+def test_the_workers_refuse_to_start_without_a_key(environ: Mapping[str, str], module: str) -> None:
+    env = {**os.environ, **environ}
+    env |= {"CHRONOVERSE_SECRET_KEYS": "", "CHRONOVERSE_HEALTH_PORT": str(free_port())}
+    result = subprocess.run(
+        [sys.executable, "-m", module],
         cwd=ROOT,
         env=env,
         capture_output=True,

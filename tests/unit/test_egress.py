@@ -99,6 +99,55 @@ def test_an_ipv4_mapped_address_is_judged_as_ipv4() -> None:
     assert refused(EgressPolicy(allow=LOOPBACK), "::ffff:127.0.0.1") is None
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:0:7f00:1",  # SIIT ::ffff:0:127.0.0.1
+        "::ffff:0:127.0.0.1",
+        "64:ff9b:1::7f00:1",  # local-use NAT64 around 127.0.0.1
+        "64:ff9b:1:ab::7f00:1",
+        "64:ff9b::7f00:1",
+        "::7f00:1",  # IPv4-compatible
+    ],
+)
+def test_ipv6_forms_that_embed_ipv4_are_judged_by_the_embedded_address(address: str) -> None:
+    assert "127.0.0.1" in (refused(EgressPolicy(), address) or "")
+    assert "loopback" in (refused(EgressPolicy(), address) or "")
+    # Allowing the IPv6 range does not help; allowing the embedded loopback does.
+    assert refused(EgressPolicy(allow=(IPv6Network("::/0"),)), address) is not None
+    assert refused(EgressPolicy(allow=LOOPBACK), address) is None
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("::ffff:0:a9fe:a9fe", "metadata"),
+        ("64:ff9b:1::a9fe:a9fe", "metadata"),
+        ("::ffff:0:a00:5", "private"),
+        ("64:ff9b:1::a00:5", "private"),
+    ],
+)
+def test_embedded_forms_of_refused_ipv4_addresses(address: str, kind: str) -> None:
+    assert kind in (refused(EgressPolicy(), address) or "")
+
+
+def test_embedded_public_ipv4_is_allowed() -> None:
+    assert refused(EgressPolicy(), "::ffff:0:5db8:d70e", 443) is None
+    assert refused(EgressPolicy(), "64:ff9b:1::5db8:d70e", 443) is None
+
+
+def test_embedded_forms_hit_the_stacks_own_ports() -> None:
+    policy = EgressPolicy(allow=EVERYTHING, denied_endpoints=((LOOPBACK[0], 6379),))
+    assert "this Chronoverse stack" in (refused(policy, "::ffff:0:7f00:1", 6379) or "")
+    assert "this Chronoverse stack" in (refused(policy, "64:ff9b:1::7f00:1", 6379) or "")
+
+
+@pytest.mark.parametrize("address", ["fec0::1", "feff:ffff::1", "fec0:0:0:1::5"])
+def test_deprecated_site_local_is_not_public(address: str) -> None:
+    assert "site-local" in (refused(EgressPolicy(), address) or "")
+    assert refused(EgressPolicy(allow=(IPv6Network("fec0::/10"),)), address) is None
+
+
 def test_the_stacks_own_ports_are_refused_even_on_an_allowed_address() -> None:
     policy = EgressPolicy(allow=EVERYTHING, denied_endpoints=((LOOPBACK[0], 5432),))
     assert "this Chronoverse stack" in (refused(policy, "127.0.0.1", 5432) or "")

@@ -85,3 +85,9 @@ def test_oversized_payload() -> None:
 
 def test_http_options_without_endpoint_name_the_endpoint() -> None:
     assert fields(WorkflowKind.HEARTBEAT, {"expected_status_code": 204}) == {"payload.endpoint"}
+
+
+@pytest.mark.parametrize("working_dir", ["work", "/a/../b", "/a//b", "/proc/self", "/dev"])
+def test_a_working_dir_is_absolute_normalised_and_not_a_kernel_path(working_dir: str) -> None:
+    raw = {"image": "busybox", "working_dir": working_dir}
+    assert fields(WorkflowKind.CONTAINER, raw) == {"payload.working_dir"}
