@@ -26,34 +26,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from chronoverse.domain import FailureKind
-from chronoverse.egress import EgressPolicy, Resolver, policy_from_settings
+from chronoverse.egress import EgressPolicy, policy_from_settings
 from chronoverse.payloads import HeartbeatPayload
 from chronoverse.scheduling import RunResult
 from chronoverse.settings import EgressSettings, PostgresSettings, RedisSettings
 from services.execution_worker.heartbeat import run_heartbeat
+from tests.resolvers import fake_resolver
 
 pytestmark = pytest.mark.integration
 
 LOOPBACK_ONLY = EgressPolicy(allow=(IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")))
 BLOCKED = "blocked by the egress policy"
-
-
-def fake_resolver(answers: Mapping[str, Sequence[str]]) -> Resolver:
-    def resolver(host: str, port: int, /) -> list[tuple[Any, Any, Any, Any, Any]]:
-        if host not in answers:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [
-            (
-                socket.AF_INET6 if ":" in address else socket.AF_INET,
-                socket.SOCK_STREAM,
-                6,
-                "",
-                (address, port, 0, 0) if ":" in address else (address, port),
-            )
-            for address in answers[host]
-        ]
-
-    return resolver
 
 
 # Real DNS knows neither name: a request that reaches the server went to the checked address.

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
-from typing import Any
 
 import pytest
 
 from chronoverse.egress import (
     EgressPolicy,
-    Resolver,
     check_address,
     check_endpoint,
     literal_refusal,
@@ -22,30 +18,11 @@ from chronoverse.errors import ConfigurationError, EgressRefused, UnresolvableHo
 from chronoverse.settings import EgressSettings
 from services.execution_worker.settings import Settings as ExecutionSettings
 from services.server.settings import Settings as ServerSettings
+from tests.resolvers import fake_resolver
 
 LOOPBACK = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
 EVERYTHING = (IPv4Network("0.0.0.0/0"), IPv6Network("::/0"))
 SECRET = {"CHRONOVERSE_SECRET_KEYS": "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI="}
-
-
-def fake_resolver(answers: Mapping[str, Sequence[str]]) -> Resolver:
-    """getaddrinfo over a fixed table; an unknown name fails as DNS would."""
-
-    def resolver(host: str, port: int, /) -> list[tuple[Any, Any, Any, Any, Any]]:
-        if host not in answers:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [
-            (
-                socket.AF_INET6 if ":" in address else socket.AF_INET,
-                socket.SOCK_STREAM,
-                6,
-                "",
-                (address, port, 0, 0) if ":" in address else (address, port),
-            )
-            for address in answers[host]
-        ]
-
-    return resolver
 
 
 def refused(policy: EgressPolicy, address: str, port: int = 80) -> str | None:
