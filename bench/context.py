@@ -10,10 +10,11 @@ from typing import Any
 
 import click
 
-from bench.database import Conn, connect, create_user
+from bench.database import connect, create_user
 from bench.environment import Infrastructure
 from bench.measure import rss_now
 from bench.stack import FETCH_WAIT_MAX_MS, Service, Stack
+from chronoverse.postgres import Conn
 
 # Each worker's idle RSS is read after this long at rest: imports done, pools and consumers settled.
 SETTLE_S = 5.0

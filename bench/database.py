@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from chronoverse.postgres import Conn
 from chronoverse.sql import Queries
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 def connect(database_url: str) -> Conn:

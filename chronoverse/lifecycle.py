@@ -9,16 +9,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from chronoverse.domain import Topic, Workflow
-from chronoverse.postgres import QUERIES
+from chronoverse.postgres import QUERIES, Conn
 
 MESSAGE_VERSION = 1
 SCHEDULER_CHANNEL = "chronoverse_scheduler"
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 def event_body(event: str, workflow: Workflow) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from chronoverse.sql import Queries
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 
 
-Pool = ConnectionPool[psycopg.Connection[dict[str, Any]]]
+# The one connection type: rows as dicts. Every module that takes a connection names it so.
+Conn = psycopg.Connection[dict[str, Any]]
+Pool = ConnectionPool[Conn]
 
 
 def create_pool(settings: PostgresSettings, *, name: str, open: bool = True) -> Pool:

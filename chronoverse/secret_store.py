@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from chronoverse.domain import WorkflowKind
 from chronoverse.errors import ConfigurationError
-from chronoverse.postgres import QUERIES
+from chronoverse.postgres import QUERIES, Conn
 from chronoverse.secrets import (
     MASK,
     SEALED_PREFIX,
@@ -41,7 +41,6 @@ KEY_REQUIRED = (
     "value for every service) and run `chronoverse migrate` again"
 )
 
-Conn = psycopg.Connection[dict[str, Any]]
 Transform = Callable[[WorkflowKind, Mapping[str, Any]], dict[str, Any]]
 
 

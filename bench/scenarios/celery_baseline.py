@@ -21,11 +21,12 @@ import redis
 
 from bench import celery_app
 from bench.context import BenchContext
-from bench.database import QUERIES, Conn, connect
+from bench.database import QUERIES, connect
 from bench.environment import BenchError
 from bench.measure import wait_for
 from bench.results import Compare, Metric, ScenarioResult, Subject, Target
 from bench.scenarios import heartbeat
+from chronoverse.postgres import Conn
 
 NAME = "celery"
 REPEATS = 5

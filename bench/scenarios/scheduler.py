@@ -15,7 +15,6 @@ import uuid
 from bench.context import BenchContext
 from bench.database import (
     QUERIES,
-    Conn,
     connect,
     create_user,
     flag,
@@ -26,6 +25,7 @@ from bench.environment import BenchError
 from bench.measure import wait_for
 from bench.results import Compare, Metric, ScenarioResult, Target
 from bench.stack import Service
+from chronoverse.postgres import Conn
 
 NAME = "scheduler"
 WORKFLOWS = 20_000

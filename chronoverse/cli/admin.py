@@ -116,7 +116,7 @@ def users() -> None:
 )
 def users_create(email: str, password: str) -> None:
     # Imported here: the server package is only needed by this command.
-    from services.server.auth import Accounts
+    from chronoverse.accounts import Accounts
 
     settings = _settings()
     pool = create_pool(

@@ -41,7 +41,7 @@ from chronoverse.egress import EgressPolicy
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.consumer import Record
 from chronoverse.payloads import HeartbeatPayload, field_errors
-from chronoverse.postgres import Pool
+from chronoverse.postgres import Conn, Pool
 from chronoverse.scheduling import (
     Outcome,
     RetryPolicy,
@@ -57,7 +57,6 @@ from services.execution_worker.leases import LeaseBook
 
 logger = logging.getLogger(__name__)
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
-Conn = psycopg.Connection[dict[str, Any]]
 
 DUPLICATES = Counter(
     "chronoverse_job_messages_unclaimable",

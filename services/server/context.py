@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 
 from chronoverse import redis_store
+from chronoverse.accounts import Accounts
 from chronoverse.postgres import Pool, create_pool
 from chronoverse.secrets import SecretBox
-from services.server.auth import Accounts
 from services.server.settings import Settings
 from services.server.workflows import PayloadRules
 

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from chronoverse import __version__
+from chronoverse.accounts import Principal
 from chronoverse.domain import BuildStatus, JobStatus, JobTrigger, WorkflowKind
 from chronoverse.errors import (
     AuthenticationError,
@@ -29,6 +30,7 @@ from chronoverse.errors import (
     NotFoundError,
 )
 from chronoverse.logs import LogLine
+from chronoverse.postgres import Conn
 from chronoverse.secrets import SecretError, mask_payload
 from chronoverse.v1 import (
     auth_pb2,
@@ -41,7 +43,6 @@ from chronoverse.v1 import (
     workflows_pb2_grpc,
 )
 from services.server import idempotency, jobs, workflows
-from services.server.auth import Principal
 from services.server.context import ServerContext
 from services.server.http_errors import secret_unreadable_message
 from services.server.logs import FollowEvent, LogEnd, LogFollower
@@ -225,7 +226,7 @@ class WorkflowService(workflows_pb2_grpc.WorkflowServiceServicer):
             )
         body = parse_model(WorkflowCreate, data)
 
-        def operation(conn: workflows.Conn) -> tuple[int, Any]:
+        def operation(conn: Conn) -> tuple[int, Any]:
             created = workflows.create(
                 conn,
                 who.user_id,
@@ -376,7 +377,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         workflow_id = _uuid(request.workflow_id, "workflow_id")
         key = _metadata(context, "idempotency-key")
 
-        def operation(conn: workflows.Conn) -> tuple[int, Any]:
+        def operation(conn: Conn) -> tuple[int, Any]:
             job = jobs.run_now(conn, who.user_id, workflow_id, idempotency_key=key)
             return 201, JobOut.of(job).model_dump(mode="json")
 

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError
+from chronoverse.postgres import Conn
 from chronoverse.sql import Queries
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 @dataclass(frozen=True, kw_only=True)

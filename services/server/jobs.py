@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -13,13 +12,13 @@ from chronoverse import lifecycle
 from chronoverse.domain import BuildStatus, JobStatus, JobTrigger, Workflow
 from chronoverse.errors import ConflictError, NotFoundError
 from chronoverse.jobs import Job
+from chronoverse.postgres import Conn
 from chronoverse.sql import Queries
 from services.server import workflows
 from services.server.pagination import decode_cursor, encode_cursor
 from services.server.schemas import DEFAULT_PAGE_SIZE
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 @dataclass(frozen=True, kw_only=True)

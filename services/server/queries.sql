@@ -1,28 +1,5 @@
 -- Queries of the server. Every workflow query is scoped by user_id: another user's row is absent.
 
--- name: insert_user
-INSERT INTO users (email, password_hash) VALUES (%(email)s, %(password_hash)s)
-RETURNING id, email, created_at
-
--- name: user_by_email
-SELECT id, email, password_hash, created_at FROM users WHERE lower(email) = lower(%(email)s)
-
--- name: insert_token
-INSERT INTO api_tokens (user_id, token_hash, name, expires_at)
-VALUES (%(user_id)s, %(token_hash)s, %(name)s, %(expires_at)s)
-RETURNING id
-
--- name: authenticate_token
-UPDATE api_tokens SET last_used_at = now()
-WHERE token_hash = %(token_hash)s
-  AND revoked_at IS NULL
-  AND (expires_at IS NULL OR expires_at > now())
-RETURNING id, user_id
-
--- name: revoke_token
-UPDATE api_tokens SET revoked_at = now()
-WHERE id = %(token_id)s AND user_id = %(user_id)s AND revoked_at IS NULL
-
 -- name: insert_workflow
 INSERT INTO workflows (user_id, name, kind, payload, interval_minutes,
                        max_consecutive_job_failures_allowed, next_run_at)

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psycopg
-
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
+from chronoverse.postgres import Conn
 from chronoverse.sql import Queries
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 @dataclass(frozen=True, kw_only=True)

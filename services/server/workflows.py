@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from chronoverse import lifecycle
@@ -27,6 +26,7 @@ from chronoverse.payloads import (
     Payload,
     parse_payload,
 )
+from chronoverse.postgres import Conn
 from chronoverse.secrets import SecretBox, open_payload, seal_payload
 from chronoverse.sql import Queries
 from services.server import volumes
@@ -36,8 +36,6 @@ from services.server.settings import Settings
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 TERMINATED_BY_USER = "terminated by the user"
-
-Conn = psycopg.Connection[dict[str, Any]]
 
 
 @dataclass(frozen=True, kw_only=True)

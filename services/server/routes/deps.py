@@ -7,11 +7,11 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from chronoverse.accounts import Principal
 from chronoverse.errors import AuthenticationError
+from chronoverse.postgres import Conn
 from services.server import idempotency
-from services.server.auth import Principal
 from services.server.context import ServerContext
-from services.server.workflows import Conn
 
 bearer = HTTPBearer(auto_error=False, description="A token from POST /auth/login.")
 

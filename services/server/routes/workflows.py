@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from chronoverse.domain import BuildStatus, WorkflowKind
+from chronoverse.postgres import Conn
 from services.server import idempotency, workflows
 from services.server.http_errors import ERRORS
 from services.server.routes.deps import Auth, Context, IdempotencyKey, run_idempotent
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
 def create_workflow(
     body: WorkflowCreate, who: Auth, context: Context, key: IdempotencyKey = None
 ) -> JSONResponse:
-    def operation(conn: workflows.Conn) -> tuple[int, Any]:
+    def operation(conn: Conn) -> tuple[int, Any]:
         created = workflows.create(
             conn, who.user_id, body, secrets=context.secrets, rules=context.rules
         )
@@ -100,7 +101,7 @@ def update_workflow(
 def terminate_workflow(
     workflow_id: UUID, who: Auth, context: Context, key: IdempotencyKey = None
 ) -> JSONResponse:
-    def operation(conn: workflows.Conn) -> tuple[int, Any]:
+    def operation(conn: Conn) -> tuple[int, Any]:
         done = workflows.terminate(conn, who.user_id, workflow_id)
         return 200, WorkflowOut.of(done).model_dump(mode="json")
 

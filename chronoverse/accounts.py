@@ -1,4 +1,6 @@
-"""Users and bearer tokens: registration, login, authentication and revocation.
+"""Accounts: users and bearer tokens (registration, login, authentication, revocation).
+
+Shared by the server's edges and the CLI's `users create`, so it lives in the core package.
 
 Passwords are hashed with Argon2id. A token is 32 random bytes shown once to the user; only its
 SHA-256 is stored, so a database leak reveals no usable token.
@@ -11,7 +13,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID
 
 import psycopg
@@ -20,10 +21,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from chronoverse.domain import User
 from chronoverse.errors import AuthenticationError, ConflictError, FieldError, InvalidFieldsError
-from chronoverse.postgres import Pool
-from chronoverse.sql import Queries
+from chronoverse.postgres import QUERIES, Pool
 
-QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 TOKEN_PREFIX = "cv_"
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
 MIN_PASSWORD = 8
