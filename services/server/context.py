@@ -14,7 +14,7 @@ from chronoverse.accounts import Accounts
 from chronoverse.postgres import Pool, create_pool
 from chronoverse.secrets import SecretBox
 from services.server.settings import Settings
-from services.server.workflows import PayloadRules
+from services.server.store.workflows import PayloadRules
 
 
 class ServerContext:

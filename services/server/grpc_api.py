@@ -42,7 +42,6 @@ from chronoverse.v1 import (
     workflows_pb2,
     workflows_pb2_grpc,
 )
-from services.server import idempotency, jobs, workflows
 from services.server.context import ServerContext
 from services.server.http_errors import secret_unreadable_message
 from services.server.logs import FollowEvent, LogEnd, LogFollower
@@ -56,6 +55,7 @@ from services.server.schemas import (
     WorkflowUpdate,
     parse_model,
 )
+from services.server.store import idempotency, jobs, workflows
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")

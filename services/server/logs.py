@@ -31,7 +31,7 @@ from chronoverse.logs import LogLine
 from chronoverse.postgres import Pool
 from chronoverse.sql import Queries
 
-QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
+QUERIES = Queries.load(Path(__file__).parent / "store" / "queries.sql")
 PAGE = 1000
 # A finished job whose end marker never arrived (its worker died while shipping) ends anyway.
 MISSING_END_AFTER = timedelta(seconds=60)

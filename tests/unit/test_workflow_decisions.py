@@ -7,9 +7,9 @@ import pytest
 from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
 from chronoverse.errors import ConflictError, InvalidFieldsError
 from chronoverse.secrets import MASK, SecretBox, generate_key
-from services.server.pagination import decode_cursor, encode_cursor
 from services.server.schemas import WorkflowUpdate
-from services.server.workflows import like_pattern, plan_update
+from services.server.store.pagination import decode_cursor, encode_cursor
+from services.server.store.workflows import like_pattern, plan_update
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BOX = SecretBox([generate_key()])

@@ -10,8 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from chronoverse.accounts import Principal
 from chronoverse.errors import AuthenticationError
 from chronoverse.postgres import Conn
-from services.server import idempotency
 from services.server.context import ServerContext
+from services.server.store import idempotency
 
 bearer = HTTPBearer(auto_error=False, description="A token from POST /auth/login.")
 

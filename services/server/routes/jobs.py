@@ -8,10 +8,10 @@ from fastapi.responses import JSONResponse
 
 from chronoverse.domain import JobStatus, JobTrigger
 from chronoverse.postgres import Conn
-from services.server import idempotency, jobs
 from services.server.http_errors import ERRORS
 from services.server.routes.deps import Auth, Context, IdempotencyKey, run_idempotent
 from services.server.schemas import MAX_PAGE_SIZE, JobOut, JobPageOut
+from services.server.store import idempotency, jobs
 
 router = APIRouter(prefix="/workflows/{workflow_id}/jobs", tags=["jobs"], responses=ERRORS)
 

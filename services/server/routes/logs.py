@@ -13,11 +13,12 @@ from chronoverse.domain import LogStream
 from chronoverse.errors import FieldError, InvalidFieldsError
 from chronoverse.jobs import Job
 from chronoverse.logs import LogLine, lines_to_json
-from services.server import jobs, logs
+from services.server import logs
 from services.server.context import ServerContext
 from services.server.http_errors import ERRORS
 from services.server.routes.deps import Auth, Context
 from services.server.schemas import LogLineOut, LogPageOut
+from services.server.store import jobs
 
 router = APIRouter(tags=["logs"], responses=ERRORS)
 MAX_PAGE = 1000

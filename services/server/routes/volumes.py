@@ -7,10 +7,10 @@ from fastapi.responses import Response
 
 from chronoverse.definitions import volume_name
 from chronoverse.payloads import VOLUME_NAME_PATTERN
-from services.server import volumes
 from services.server.http_errors import ERRORS
 from services.server.routes.deps import Auth, Context
 from services.server.schemas import VolumeListOut, VolumeOut
+from services.server.store import volumes
 
 router = APIRouter(prefix="/volumes", tags=["volumes"], responses=ERRORS)
 

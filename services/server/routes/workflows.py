@@ -8,7 +8,6 @@ from fastapi.responses import JSONResponse
 
 from chronoverse.domain import BuildStatus, WorkflowKind
 from chronoverse.postgres import Conn
-from services.server import idempotency, workflows
 from services.server.http_errors import ERRORS
 from services.server.routes.deps import Auth, Context, IdempotencyKey, run_idempotent
 from services.server.schemas import (
@@ -18,6 +17,7 @@ from services.server.schemas import (
     WorkflowPage,
     WorkflowUpdate,
 )
+from services.server.store import idempotency, workflows
 
 router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
 

@@ -29,10 +29,10 @@ from chronoverse.payloads import (
 from chronoverse.postgres import Conn
 from chronoverse.secrets import SecretBox, open_payload, seal_payload
 from chronoverse.sql import Queries
-from services.server import volumes
-from services.server.pagination import decode_cursor, encode_cursor
 from services.server.schemas import DEFAULT_PAGE_SIZE, WorkflowCreate, WorkflowUpdate
 from services.server.settings import Settings
+from services.server.store import volumes
+from services.server.store.pagination import decode_cursor, encode_cursor
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 TERMINATED_BY_USER = "terminated by the user"

@@ -14,9 +14,9 @@ from chronoverse.errors import ConflictError, NotFoundError
 from chronoverse.jobs import Job
 from chronoverse.postgres import Conn
 from chronoverse.sql import Queries
-from services.server import workflows
-from services.server.pagination import decode_cursor, encode_cursor
 from services.server.schemas import DEFAULT_PAGE_SIZE
+from services.server.store import workflows
+from services.server.store.pagination import decode_cursor, encode_cursor
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 
