@@ -36,10 +36,11 @@ test-unit: install  ## Unit tests only (no infrastructure).
 bench: services  ## Benchmarks (not part of `make test`): a table, and JSON in bench/results/. BENCH_ARGS="--help" for options.
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
-lint: install  ## ruff, and mypy strict on the source.
+lint: install  ## ruff, mypy strict on the source, and the import rules (lint-imports).
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install  ## Apply ruff's formatting and fixes.
 	$(VENV)/bin/ruff format .

@@ -40,7 +40,7 @@ class ApiUser:
             state = self.http.get(f"/workflows/{workflow_id}").json()
             if state["build_status"] == "COMPLETED":
                 return
-            if state["build_status"] in {"FAILED", "CANCELED"} or time.monotonic() > deadline:
+            if state["build_status"] == "FAILED" or time.monotonic() > deadline:
                 raise BenchError(f"workflow {workflow_id} did not build: {state}")
             time.sleep(0.05)
 

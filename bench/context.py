@@ -13,11 +13,14 @@ import click
 from bench.database import connect, create_user
 from bench.environment import Infrastructure
 from bench.measure import rss_now
-from bench.stack import FETCH_WAIT_MAX_MS, Service, Stack
+from bench.stack import Service, Stack
 from chronoverse.postgres import Conn
 
 # Each worker's idle RSS is read after this long at rest: imports done, pools and consumers settled.
 SETTLE_S = 5.0
+# tansu holds a fetch for its whole wait even when messages arrive (Apache Kafka answers at once):
+# a short wait keeps the broker from adding its latency.
+FETCH_WAIT_MAX_MS = "20"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,15 +62,16 @@ class BenchContext:
     def new_stack(self, name: str, *, overrides: dict[str, str] | None = None) -> tuple[Stack, str]:
         """A stack (not started) on a fresh database and fresh topics; and the database URL."""
         database_url = self.infra.create_database()
-        prefix = f"bench{uuid.uuid4().hex[:8]}."
-        self.infra.create_topics(prefix)
         stack = Stack(
             self.infra.environ,
-            database_url=database_url,
-            topic_prefix=prefix,
-            log_dir=self.options.run_dir / name,
-            overrides=overrides,
+            database_url,
+            self.options.run_dir / name,
+            label="bench",
+            CHRONOVERSE_LOG_LEVEL="INFO",
+            CHRONOVERSE_KAFKA_FETCH_WAIT_MAX_MS=FETCH_WAIT_MAX_MS,
+            **(overrides or {}),
         )
+        self.infra.create_topics(stack.topic_prefix)
         return stack, database_url
 
     def full_stack_config(self) -> dict[str, Any]:
@@ -100,7 +104,7 @@ class BenchContext:
             self.progress(
                 f"starting the full stack ({len(services)} processes, logs in {stack.log_dir})"
             )
-            stack.start(services)
+            stack.start_all(services)
             conn = connect(database_url)
             user_id = create_user(conn)
             self.progress(f"letting it settle for {SETTLE_S:.0f}s before reading idle memory")
@@ -117,6 +121,6 @@ class BenchContext:
     def close(self) -> None:
         if self._full is not None:
             self._full.conn.close()
-            self._full.stack.stop()
+            self._full.stack.stop_all()
             self._full = None
         self.infra.cleanup()

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import dict_row
 
+from chronoverse import lifecycle
 from chronoverse.postgres import Conn
 from chronoverse.sql import Queries
 
@@ -31,7 +32,7 @@ def seed_due_heartbeats(conn: Conn, user_id: uuid.UUID, count: int) -> None:
     """Insert ``count`` due liveness workflows and wake the scheduler, in one transaction."""
     with conn.transaction():
         conn.execute(QUERIES.insert_due_heartbeats, {"user_id": user_id, "count": count})
-        conn.execute(QUERIES.notify_scheduler)
+        lifecycle.wake_scheduler(conn)  # what a completed build does
 
 
 def flag(conn: Conn, query: str) -> bool:

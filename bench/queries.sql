@@ -5,7 +5,7 @@ INSERT INTO users (email, password_hash) VALUES (%(email)s, 'bench: no login') R
 
 -- name: reset
 -- Between repeats: no workflow, job, log line or event of the previous one remains.
-TRUNCATE workflows, jobs, job_logs, skipped_runs, outbox
+TRUNCATE workflows, jobs, job_logs, job_volumes, skipped_runs, outbox
 
 -- name: insert_due_heartbeats
 -- Liveness HEARTBEATs whose build is done and whose first slot is now. The interval is the
@@ -13,10 +13,6 @@ TRUNCATE workflows, jobs, job_logs, skipped_runs, outbox
 INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, build_status, next_run_at)
 SELECT %(user_id)s, 'bench-' || g, 'HEARTBEAT', '{}'::jsonb, 10080, 'COMPLETED', now()
 FROM generate_series(1, %(count)s) AS g
-
--- name: notify_scheduler
--- What a completed build does: wake the scheduling workers now rather than at their next poll.
-SELECT pg_notify('chronoverse_scheduler', '')
 
 -- name: all_published
 -- True once no workflow is due and no job waits to be published: every job is committed, its

@@ -23,11 +23,12 @@ class WorkflowKind(enum.StrEnum):
 
 
 class BuildStatus(enum.StrEnum):
+    """Where the build of a workflow's generation is; a new generation starts again at QUEUED."""
+
     QUEUED = "QUEUED"
     STARTED = "STARTED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
-    CANCELED = "CANCELED"
 
 
 class JobStatus(enum.StrEnum):

@@ -1,7 +1,8 @@
-"""Workflow state changes that several services make: events to the outbox, and termination.
+"""Workflow state changes that several services make: outbox events, termination, wake-ups.
 
 Each function runs on the caller's connection, inside the caller's transaction, so the change,
-its outbox event and any cancelled jobs commit together.
+its outbox event and any cancelled jobs commit together. A wake-up is a NOTIFY on the scheduling
+workers' channel, delivered when that transaction commits.
 """
 
 from __future__ import annotations
@@ -9,34 +10,23 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from chronoverse.domain import Topic, Workflow
+from chronoverse.events import WorkflowEvent, WorkflowEventType
 from chronoverse.postgres import QUERIES, Conn
 
-MESSAGE_VERSION = 1
-SCHEDULER_CHANNEL = "chronoverse_scheduler"
 
-
-def event_body(event: str, workflow: Workflow) -> dict[str, Any]:
-    """The `workflows` topic message for an event (versioned, snake_case)."""
-    return {
-        "v": MESSAGE_VERSION,
-        "type": event,
-        "workflow_id": str(workflow.id),
-        "user_id": str(workflow.user_id),
-        "kind": workflow.kind.value,
-        "generation": workflow.generation,
-    }
-
-
-def emit(conn: Conn, event: str, workflow: Workflow) -> None:
+def emit(conn: Conn, event_type: WorkflowEventType, workflow: Workflow) -> None:
+    """Write the workflow's event to the outbox, to reach the `workflows` topic on commit."""
+    event = WorkflowEvent.of(event_type, workflow)
     conn.execute(
         QUERIES.insert_outbox,
         {
             "topic": Topic.WORKFLOWS.value,
             "key": str(workflow.id),
-            "payload": Jsonb(event_body(event, workflow)),
+            "payload": Jsonb(event.to_json()),
         },
     )
 
@@ -55,10 +45,15 @@ def terminate(
         return None
     workflow = Workflow.from_row(row)
     conn.execute(QUERIES.cancel_pending_jobs, {"workflow_id": workflow_id, "reason": reason})
-    emit(conn, "workflow.terminated", workflow)
+    emit(conn, WorkflowEventType.TERMINATED, workflow)
     return workflow
 
 
 def wake_scheduler(conn: Conn) -> None:
     """Wake the scheduling workers when this transaction commits (LISTEN/NOTIFY)."""
     conn.execute(QUERIES.notify_scheduler)
+
+
+def listen_for_wakeups(conn: psycopg.Connection[Any]) -> None:
+    """Have this (autocommit) connection receive :func:`wake_scheduler`'s notifications."""
+    conn.execute(QUERIES.listen_scheduler)

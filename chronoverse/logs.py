@@ -1,4 +1,5 @@
-"""Job log lines: splitting a container's output into lines, and the `job_logs` messages.
+"""Job log lines: splitting a container's output into lines, the `job_logs` topic messages, and
+the live messages on the Redis channel `job_logs:<job_id>`.
 
 Pure: no I/O. A :class:`LineSplitter` takes raw output chunks of both streams as they arrive and
 returns complete lines, each with a ``seq`` unique across both streams. A line longer than
@@ -8,6 +9,7 @@ returns complete lines, each with a ``seq`` unique across both streams. A line l
 from __future__ import annotations
 
 import codecs
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -204,3 +206,36 @@ def decode_log_message(key: bytes | None, value: bytes | None) -> LogMessage:
     except (KeyError, ValueError, TypeError) as exc:
         raise MalformedMessageError(f"bad log message: {exc}") from exc
     raise MalformedMessageError(f"unknown log message type {data.get('type')!r}")
+
+
+# --- the live Redis channel ---------------------------------------------------------------------
+# Once the log processor has stored a batch, it publishes each job's part on `job_logs:<job_id>`
+# for live viewers: ``{"type": "lines", "lines": [...]}`` or ``{"type": "end", "last_seq": n}``.
+# The channel names the job. There is no size cap: one message may carry the lines of many topic
+# messages.
+
+
+def live_channel(job_id: UUID | str) -> str:
+    """The Redis pub/sub channel of a job's live log lines."""
+    return f"job_logs:{job_id}"
+
+
+def encode_live_lines(lines: Iterable[LogLine]) -> bytes:
+    return encode({"type": "lines", "lines": lines_to_json(lines)})
+
+
+def encode_live_end(last_seq: int) -> bytes:
+    return encode({"type": "end", "last_seq": last_seq})
+
+
+def decode_live(job_id: UUID, data: bytes | str) -> LogMessage:
+    """A message received on ``live_channel(job_id)``; anything else is malformed."""
+    try:
+        decoded = json.loads(data)
+        if decoded["type"] == "lines":
+            return LinesMessage(job_id=job_id, lines=lines_from_json(decoded["lines"]))
+        if decoded["type"] == "end":
+            return EndMessage(job_id=job_id, last_seq=int(decoded["last_seq"]))
+    except (ValueError, KeyError, TypeError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        raise MalformedMessageError(f"bad live log message: {exc}") from exc
+    raise MalformedMessageError(f"unknown live log message type {decoded['type']!r}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -77,6 +78,17 @@ class _Payload(BaseModel):
         return self.model_dump(mode="json", exclude={"kind"})
 
 
+def is_liveness(kind: str, payload: object) -> bool:
+    """A liveness job: a HEARTBEAT whose payload has no endpoint (or a null one), nothing to run.
+
+    The one definition in Python; the SQL function ``chronoverse_is_liveness``
+    (migrations/0006_liveness.sql) is the same predicate for queries, and a test checks they agree.
+    """
+    if kind != WorkflowKind.HEARTBEAT:
+        return False
+    return not isinstance(payload, Mapping) or payload.get("endpoint") is None
+
+
 class HeartbeatPayload(_Payload):
     """Empty: a liveness job. With ``endpoint``: an HTTP request whose status is compared."""
 
@@ -113,7 +125,7 @@ class HeartbeatPayload(_Payload):
 
     @property
     def is_liveness(self) -> bool:
-        return self.endpoint is None
+        return is_liveness(WorkflowKind.HEARTBEAT, {"endpoint": self.endpoint})
 
     def to_json(self) -> dict[str, Any]:
         return {} if self.is_liveness else super().to_json()

@@ -41,6 +41,9 @@ INSERT INTO outbox (topic, key, payload) VALUES (%(topic)s, %(key)s, %(payload)s
 -- name: notify_scheduler
 SELECT pg_notify('chronoverse_scheduler', '')
 
+-- name: listen_scheduler
+LISTEN chronoverse_scheduler
+
 -- name: workflows_with_unsealed_secrets
 -- Secret values at rest (chronoverse.secret_store): the secret field of each kind is
 -- chronoverse.secrets.SECRET_FIELDS, CONTAINER env and HEARTBEAT headers.

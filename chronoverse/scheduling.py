@@ -1,6 +1,7 @@
-"""Pure scheduling decisions: which slot runs, which are skipped, when a retry may run.
+"""Pure scheduling decisions: which slot runs, which are skipped, what a job's result becomes.
 
-No I/O. The scheduling worker feeds these functions rows and writes back what they decide.
+No I/O. The scheduling worker and the execution worker feed these functions rows and results, and
+write back what they decide.
 
 **Catch-up.** A workflow's slots are ``next_run_at + k * interval``. When the scheduler finds
 several slots already due (it was down, or the workflow's build finished late), only the latest
@@ -9,12 +10,16 @@ Nothing is replayed in bulk, and nothing is silently dropped.
 
 **Overlap.** When the previous job of the workflow is still PENDING, QUEUED or RUNNING, the slot is
 skipped and recorded as an OVERLAP skip; the schedule moves on.
+
+**Outcomes.** A run's result becomes an outcome under the retry policy (USER failures are final,
+SYSTEM ones retry with backoff); a job of a workflow terminated while it ran is CANCELED instead;
+a counted failure that reaches the workflow's limit terminates it.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -133,7 +138,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
-    status: JobStatus  # COMPLETED, FAILED, or PENDING for a retry
+    status: JobStatus  # COMPLETED, FAILED, PENDING for a retry, or CANCELED
     failure_kind: FailureKind | None
     error: str | None
     exit_code: int | None
@@ -176,6 +181,18 @@ def decide_outcome(
     )
 
 
-def termination_reason(failures: int, last_error: str | None) -> str:
+def cancel_if_terminated(outcome: Outcome, *, workflow_terminated: bool) -> Outcome:
+    """A job whose workflow was terminated while it ran is CANCELED, not failed or retried: its
+    container was stopped on purpose, and the failure does not count. A success stays one."""
+    if not workflow_terminated or outcome.status is JobStatus.COMPLETED:
+        return outcome
+    return replace(outcome, status=JobStatus.CANCELED, failure_kind=None, counts_as_failure=False)
+
+
+def decide_termination(failures: int, *, limit: int, last_error: str | None) -> str | None:
+    """The reason to terminate a workflow whose consecutive failures now number ``failures``, or
+    None while they stay under its ``limit``."""
+    if failures < limit:
+        return None
     last = last_error or "unknown"
     return f"terminated after {failures} consecutive failed jobs; last error: {last}"

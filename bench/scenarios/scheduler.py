@@ -24,7 +24,6 @@ from bench.database import (
 from bench.environment import BenchError
 from bench.measure import wait_for
 from bench.results import Compare, Metric, ScenarioResult, Target
-from bench.stack import Service
 from chronoverse.postgres import Conn
 
 NAME = "scheduler"
@@ -40,11 +39,11 @@ def run(ctx: BenchContext) -> ScenarioResult:
     two: list[float] = []
     with stack, connect(database_url) as conn:
         user_id = create_user(conn)
-        stack.start([Service(name="scheduling-worker-1", service="scheduling-worker")])
+        stack.start("scheduling-worker-1", "scheduling-worker")
         for repeat in range(repeats):
             one.append(_measure(conn, user_id, count))
             ctx.progress(f"{NAME} 1 worker, {repeat + 1}/{repeats}: {one[-1]:,.0f} jobs/s")
-        stack.start([Service(name="scheduling-worker-2", service="scheduling-worker")])
+        stack.start("scheduling-worker-2", "scheduling-worker")
         for repeat in range(repeats):
             two.append(_measure(conn, user_id, count))
             ctx.progress(f"{NAME} 2 workers, {repeat + 1}/{repeats}: {two[-1]:,.0f} jobs/s")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,25 +10,54 @@ import click
 from chronoverse import __version__
 from chronoverse.cli.admin import healthcheck_command, migrate_command, topics, users
 from chronoverse.cli.config import ClientConfig, default_config_path
+from chronoverse.cli.errors import json_requested, reported
 from chronoverse.cli.jobs import jobs, trigger
 from chronoverse.cli.logs import logs
-from chronoverse.cli.output import ApiErrorExit
 from chronoverse.cli.secrets import secrets
 from chronoverse.cli.volumes import volumes
 from chronoverse.cli.workflows import workflows
 from chronoverse.client import ApiError
-from chronoverse.errors import ChronoverseError
 from chronoverse.logconfig import configure_logging
+
+_JSON = "chronoverse.json"
 
 
 class _Group(click.Group):
-    """Shows an API error as its message and the bad fields, with exit status 1."""
+    """Reports every expected failure one way: text on stderr, or JSON on stdout with --json.
+
+    Whether JSON was asked for is read from the raw arguments, so that a usage error (an
+    unknown option, a missing value) is JSON too when the line says ``--json``.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        as_json = json_requested(args)
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except Exception as exc:
+            _report(exc, as_json=as_json)
+            raise
+        ctx.meta[_JSON] = as_json
+        return ctx
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ApiError as exc:
-            raise ApiErrorExit(exc) from exc
+        except Exception as exc:
+            _report(exc, as_json=bool(ctx.meta.get(_JSON)))
+            raise
+
+
+def _report(exc: BaseException, *, as_json: bool) -> None:
+    """Raise what click should show instead of ``exc``, if anything; else return."""
+    shown = reported(exc, as_json=as_json)
+    if shown is not exc:
+        raise shown from exc
 
 
 @click.group(
@@ -39,7 +67,11 @@ class _Group(click.Group):
     "CHRONOVERSE_SERVER_URL/CHRONOVERSE_TOKEN, then the config file that "
     "`chronoverse login` writes. Admin commands (migrate, topics, users, secrets) read "
     "CHRONOVERSE_DATABASE_URL, CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS and "
-    "CHRONOVERSE_SECRET_KEYS.",
+    "CHRONOVERSE_SECRET_KEYS.\n\n"
+    "Commands that print a resource or a list take --json (after the command name): the "
+    "result as JSON on stdout, and on any failure the API's error object, "
+    '{"error": {"code", "message", "details"}}, on stdout too, with exit status 1 '
+    "(2 for a usage error).",
 )
 @click.version_option(__version__)
 @click.option(
@@ -86,7 +118,9 @@ def register(config: ClientConfig, email: str, password: str) -> None:
 def login(config: ClientConfig, email: str, password: str) -> None:
     with config.client(authenticated=False) as client:
         issued = client.login(email, password)
-    config.save(server_url=config.resolved_server_url, token=issued["token"])
+    config.save(
+        {**config.stored(), "server_url": config.resolved_server_url, "token": issued["token"]}
+    )
     click.echo(
         f"logged in to {config.resolved_server_url} as {email}; token saved to {config.path}"
     )
@@ -95,11 +129,18 @@ def login(config: ClientConfig, email: str, password: str) -> None:
 @cli.command(help="Revoke the token and remove it from the config file.")
 @click.pass_obj
 def logout(config: ClientConfig) -> None:
+    token = config.resolved_token
     with config.client() as client:
-        client.logout()
+        try:
+            client.logout()
+        except ApiError as exc:
+            # Already expired or revoked: nothing to revoke, but still forget it.
+            if exc.status != 401:
+                raise
     stored = config.stored()
-    stored.pop("token", None)
-    config.save(**stored)
+    # A token given by --token or CHRONOVERSE_TOKEN is not the saved one: keep the saved one.
+    if stored.get("token") == token:
+        config.save({key: value for key, value in stored.items() if key != "token"})
     click.echo("logged out")
 
 
@@ -116,8 +157,4 @@ cli.add_command(healthcheck_command)
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except ChronoverseError as exc:
-        logging.getLogger(__name__).debug("command failed", exc_info=exc)
-        raise SystemExit(f"error: {exc}") from exc
+    cli()

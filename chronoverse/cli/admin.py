@@ -11,10 +11,11 @@ from datetime import timedelta
 import click
 from pydantic import Field
 
-from chronoverse.errors import ConfigurationError
+from chronoverse.cli.errors import CliError
+from chronoverse.cli.output import json_option, print_json
 from chronoverse.kafka.admin import ensure_topics, list_topics
 from chronoverse.migrate import migrate
-from chronoverse.postgres import create_pool
+from chronoverse.postgres import create_pool, ping
 from chronoverse.secret_store import seal_stored
 from chronoverse.secrets import SecretBox
 from chronoverse.settings import ENV_PREFIX, KafkaSettings, PostgresSettings, SecretSettings
@@ -23,7 +24,12 @@ from chronoverse.settings import ENV_PREFIX, KafkaSettings, PostgresSettings, Se
 class AdminSettings(PostgresSettings, KafkaSettings):
     """What the administrative commands read from the environment."""
 
-    token_ttl_days: int = 30
+    token_ttl_days: int = Field(
+        30,
+        ge=1,
+        le=36500,
+        description="Lifetime in days of the token that `chronoverse users create` prints.",
+    )
     secret_keys: str = Field(
         "",
         description="Required by `chronoverse secrets rotate`, and by `chronoverse migrate` when "
@@ -41,10 +47,8 @@ class AdminSettings(PostgresSettings, KafkaSettings):
 
 
 def _settings() -> AdminSettings:
-    try:
-        return AdminSettings.from_environ()
-    except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from exc
+    # An invalid setting raises ConfigurationError, which the CLI reports in one line naming it.
+    return AdminSettings.from_environ()
 
 
 @click.command(
@@ -56,17 +60,11 @@ def _settings() -> AdminSettings:
 )
 def migrate_command() -> None:
     settings = _settings()
-    try:
-        box = settings.optional_secret_box()
-    except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from exc
+    box = settings.optional_secret_box()
     applied = migrate(settings.database_url)
     for migration in applied:
         click.echo(f"applied {migration.version:04d}_{migration.name}")
-    try:
-        sealed = seal_stored(settings.database_url, box)
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from exc
+    sealed = seal_stored(settings.database_url, box)
     if sealed.workflows:
         click.echo(f"encrypted the secret values of {sealed.workflows} workflows")
     if sealed.responses:
@@ -93,8 +91,8 @@ def topics_create(partitions: int | None) -> None:
     click.echo(f"created: {', '.join(created)}" if created else "topics already exist")
 
 
-@topics.command("list", help="List the broker's topics.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@topics.command("list", help="List the broker's topics (--json: a JSON array of names).")
+@json_option
 def topics_list(as_json: bool) -> None:
     names = sorted(list_topics(_settings()))
     click.echo(json.dumps(names) if as_json else "\n".join(names))
@@ -105,20 +103,28 @@ def users() -> None:
     pass
 
 
-@users.command("create", help="Create a user and print a bearer token for it.")
+@users.command(
+    "create",
+    help="Create a user and print a bearer token for it (shown once). Reads "
+    "CHRONOVERSE_DATABASE_URL; the token lives CHRONOVERSE_TOKEN_TTL_DAYS days. With --json, "
+    "print {id, email, token, expires_at}.",
+)
 @click.option("--email", required=True, help="The user's email address.")
 @click.option(
     "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="The password (prompted for when omitted; 8 to 1024 characters).",
+    help="The password, 8 to 1024 characters [default: prompted for, on stderr].",
 )
-def users_create(email: str, password: str) -> None:
-    # Imported here: the server package is only needed by this command.
+@json_option
+def users_create(email: str, password: str | None, as_json: bool) -> None:
+    # Imported here: importing it hashes a dummy password, a cost no other command should pay.
     from chronoverse.accounts import Accounts
 
     settings = _settings()
+    if password is None:
+        # On stderr, so that stdout holds only the result (JSON with --json).
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    # Fails fast with libpq's reason; the pool alone would retry for 30 seconds first.
+    ping(settings.database_url, timeout_s=10)
     pool = create_pool(
         settings.model_copy(update={"database_pool_min_size": 0, "database_pool_max_size": 1}),
         name="cli",
@@ -129,6 +135,16 @@ def users_create(email: str, password: str) -> None:
         issued = accounts.issue_token(email, token_name="cli users create")
     finally:
         pool.close()
+    if as_json:
+        print_json(
+            {
+                "id": str(user.id),
+                "email": user.email,
+                "token": issued.token,
+                "expires_at": issued.expires_at.isoformat(),
+            }
+        )
+        return
     click.echo(f"created user {user.email} ({user.id})")
     click.echo(f"token (shown once, expires {issued.expires_at:%Y-%m-%d}): {issued.token}")
 
@@ -163,7 +179,7 @@ def healthcheck_command(port: int, host: str, path: str, timeout: float) -> None
         status, body = exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise click.ClickException(f"{url}: {reason}") from exc
+        raise CliError("unreachable", f"{url}: {reason}") from exc
     if status != 200:
-        raise click.ClickException(f"{url} answered {status}: {body.decode(errors='replace')}")
+        raise CliError("unhealthy", f"{url} answered {status}: {body.decode(errors='replace')}")
     click.echo(f"{url}: {status}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
+from chronoverse.cli.errors import CliError
 from chronoverse.client import Client
 
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
@@ -34,7 +34,7 @@ class ClientConfig:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise click.ClickException(f"cannot read {self.path}: {exc}") from exc
+            raise CliError("config_unreadable", f"cannot read {self.path}: {exc}") from exc
         return data if isinstance(data, dict) else {}
 
     @property
@@ -45,9 +45,9 @@ class ClientConfig:
     def resolved_token(self) -> str | None:
         return self.token or self.stored().get("token")
 
-    def save(self, **values: Any) -> None:
-        data = {**self.stored(), **values}
-        data = {k: v for k, v in data.items() if v is not None}
+    def save(self, values: Mapping[str, Any]) -> None:
+        """Write exactly ``values`` (a key left out is removed from the file)."""
+        data = {k: v for k, v in values.items() if v is not None}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # The token is a credential: readable by its owner only.
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -57,7 +57,8 @@ class ClientConfig:
     def client(self, *, authenticated: bool = True) -> Client:
         token = self.resolved_token
         if authenticated and not token:
-            raise click.ClickException(
-                "not logged in: run `chronoverse login`, or pass --token / set CHRONOVERSE_TOKEN"
+            raise CliError(
+                "not_logged_in",
+                "not logged in: run `chronoverse login`, or pass --token / set CHRONOVERSE_TOKEN",
             )
         return Client(self.resolved_server_url, token=token if authenticated else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from chronoverse.cli.config import ClientConfig
-from chronoverse.cli.output import collect_pages, print_json, print_record, print_table
+from chronoverse.cli.output import collect_pages, json_option, print_json, print_record, print_table
 
 JOB_COLUMNS = ("ID", "STATUS", "TRIGGER", "SCHEDULED", "STARTED", "ATTEMPT", "ERROR")
 STATUSES = ["PENDING", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"]
@@ -18,7 +18,7 @@ def _short_time(value: str | None) -> str:
 @click.command(help="Run a workflow now (a MANUAL job) and print the job.")
 @click.argument("workflow_id")
 @click.option("--idempotency-key", help="Retrying with the same key starts one job only.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @click.pass_obj
 def trigger(
     config: ClientConfig, workflow_id: str, idempotency_key: str | None, as_json: bool
@@ -45,7 +45,7 @@ def jobs() -> None:
 @click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True)
 @click.option("--cursor", help="Continue from a previous page's next_cursor.")
 @click.option("--all", "fetch_all", is_flag=True, help="Follow cursors to the last page.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @click.pass_obj
 def list_(
     config: ClientConfig,
@@ -95,7 +95,7 @@ def list_(
 @jobs.command("get", help="Show one job.")
 @click.argument("workflow_id")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @click.pass_obj
 def get(config: ClientConfig, workflow_id: str, job_id: str, as_json: bool) -> None:
     with config.client() as client:

@@ -1,4 +1,4 @@
-"""Printing results: aligned tables for people, JSON for scripts, readable API errors."""
+"""Printing results: aligned tables for people, JSON for scripts (see ``errors`` for failures)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
-
-from chronoverse.client import ApiError
 
 
 def collect_pages(
@@ -22,6 +20,14 @@ def collect_pages(
         cursor = page["next_cursor"]
         if not fetch_all or cursor is None:
             return found, cursor
+
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print JSON for scripts; a failure prints the API\'s {"error": …} object, also on stdout.',
+)
 
 
 def print_json(value: Any) -> None:
@@ -45,12 +51,3 @@ def print_record(record: dict[str, Any]) -> None:
     for key, value in record.items():
         shown = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
         click.echo(f"{key.ljust(width)}  {'' if shown is None else shown}")
-
-
-class ApiErrorExit(click.ClickException):
-    """An API error as the CLI shows it: the message, then each bad field."""
-
-    def __init__(self, error: ApiError) -> None:
-        lines = [error.message]
-        lines += [f"  {d.get('field')}: {d.get('message')}" for d in error.details]
-        super().__init__("\n".join(lines))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from chronoverse.cli.admin import AdminSettings
-from chronoverse.errors import ConfigurationError
 from chronoverse.secret_store import rotate_stored
 from chronoverse.secrets import generate_key
 
@@ -46,10 +45,7 @@ def generate_key_command() -> None:
     Running it twice is harmless.""",
 )
 def rotate_command() -> None:
-    try:
-        settings = AdminSettings.from_environ()
-        box = settings.secret_box()
-    except ConfigurationError as exc:
-        raise click.UsageError(str(exc)) from exc
+    settings = AdminSettings.from_environ()
+    box = settings.secret_box()
     count = rotate_stored(settings.database_url, box)
     click.echo(f"encrypted the secret values of {count} workflows again with the first key")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from chronoverse.cli.config import ClientConfig
-from chronoverse.cli.output import print_json, print_table
+from chronoverse.cli.output import json_option, print_json, print_table
 
 VOLUME_COLUMNS = ("NAME", "SIZE", "LAST USED", "WORKFLOWS", "DOCKER VOLUME")
 
@@ -32,7 +32,7 @@ def volumes() -> None:
 
 
 @volumes.command("list", help="List your volumes with their sizes and the workflows using them.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @click.pass_obj
 def list_(config: ClientConfig, as_json: bool) -> None:
     with config.client() as client:

@@ -1,4 +1,5 @@
-"""`chronoverse workflows …`: create, list, get, update, terminate and delete over the HTTP API."""
+"""`chronoverse workflows …`: create, list, get, update, wait for the build, terminate and delete,
+over the HTTP API."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Any, TypeVar
 
 import click
 
+from chronoverse.cli.builds import DEFAULT_TIMEOUT_S, wait_for_build
 from chronoverse.cli.config import ClientConfig
-from chronoverse.cli.output import collect_pages, print_json, print_record, print_table
+from chronoverse.cli.output import collect_pages, json_option, print_json, print_record, print_table
+from chronoverse.client import Client
 
 LIST_COLUMNS = ("ID", "NAME", "KIND", "EVERY", "BUILD", "STATE", "FAILURES", "CREATED")
 
@@ -44,7 +47,26 @@ def _show(workflow: dict[str, Any], as_json: bool) -> None:
         print_record({**workflow, "state": _state(workflow)})
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def _built(client: Client, workflow_id: str, timeout_s: float) -> Any:
+    return wait_for_build(lambda: client.get_workflow(workflow_id), timeout_s=timeout_s)
+
+
+wait_options = [
+    click.option(
+        "--wait",
+        is_flag=True,
+        help="Then wait until the build is COMPLETED (exit 1 if it FAILED), as `workflows wait` "
+        "does, and print the built workflow.",
+    ),
+    click.option(
+        "--wait-timeout",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_TIMEOUT_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --wait: how long to wait.",
+    ),
+]
 payload_options = [
     click.option("--payload", help='The payload as JSON, e.g. \'{"image": "busybox"}\'.'),
     click.option(
@@ -74,9 +96,11 @@ def workflows() -> None:
 
 @workflows.command(
     "create",
-    help="Create a workflow. Example:\n\n"
+    help="Create a workflow. Jobs run once its build is COMPLETED: at once for a HEARTBEAT "
+    "(as soon as the workflow worker sees it), after the image is pulled and checked for a "
+    "CONTAINER; --wait waits for that. Example:\n\n"
     "  chronoverse workflows create --name hello --kind CONTAINER --interval 5 "
-    '--payload \'{"image": "local/busybox:latest", "command": ["echo", "hi"]}\'',
+    '--payload \'{"image": "local/busybox:latest", "command": ["echo", "hi"]}\' --wait',
 )
 @click.option("--name", required=True, help="A name, 1 to 200 characters.")
 @click.option(
@@ -91,6 +115,7 @@ def workflows() -> None:
 )
 @_with(payload_options)
 @click.option("--idempotency-key", help="Retrying with the same key creates nothing twice.")
+@_with(wait_options)
 @json_option
 @click.pass_context
 def create(
@@ -102,6 +127,8 @@ def create(
     payload: str | None,
     payload_file: Path | None,
     idempotency_key: str | None,
+    wait: bool,
+    wait_timeout: float,
     as_json: bool,
 ) -> None:
     body: dict[str, Any] = {
@@ -114,22 +141,24 @@ def create(
         body["max_consecutive_job_failures_allowed"] = max_failures
     with _config(ctx).client() as client:
         workflow = client.create_workflow(body, idempotency_key=idempotency_key)
+        if not as_json:
+            click.echo(
+                f"created workflow {workflow['id']} ({workflow['kind']}, every "
+                f"{workflow['interval']} min, build {workflow['build_status']})"
+            )
+        if wait:
+            workflow = _built(client, workflow["id"], wait_timeout)
+            if not as_json:
+                click.echo(f"workflow {workflow['id']} is built (COMPLETED)")
     if as_json:
         print_json(workflow)
-    else:
-        click.echo(
-            f"created workflow {workflow['id']} ({workflow['kind']}, every "
-            f"{workflow['interval']} min, build {workflow['build_status']})"
-        )
 
 
 @workflows.command("list", help="List workflows, newest first.")
 @click.option("--kind", type=click.Choice(["HEARTBEAT", "CONTAINER"], case_sensitive=False))
 @click.option(
     "--build-status",
-    type=click.Choice(
-        ["QUEUED", "STARTED", "COMPLETED", "FAILED", "CANCELED"], case_sensitive=False
-    ),
+    type=click.Choice(["QUEUED", "STARTED", "COMPLETED", "FAILED"], case_sensitive=False),
 )
 @click.option("--terminated/--active", default=None, help="Only terminated, or only active ones.")
 @click.option("--name", help="Only names containing this text (case-insensitive).")
@@ -202,13 +231,15 @@ def get(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
     "update",
     help="Change a workflow; options you omit keep their values. A --payload replaces the "
     'whole payload; env and headers values are shown as "***", and sending "***" back for a '
-    "key keeps its stored value.",
+    "key keeps its stored value. A changed CONTAINER payload is built again: --wait waits "
+    "for that build.",
 )
 @click.argument("workflow_id")
 @click.option("--name")
 @click.option("--interval", type=int, help="Minutes between runs (1..10080).")
 @click.option("--max-failures", type=int)
 @_with(payload_options)
+@_with(wait_options)
 @json_option
 @click.pass_context
 def update(
@@ -219,6 +250,8 @@ def update(
     max_failures: int | None,
     payload: str | None,
     payload_file: Path | None,
+    wait: bool,
+    wait_timeout: float,
     as_json: bool,
 ) -> None:
     changes: dict[str, Any] = {}
@@ -237,7 +270,36 @@ def update(
         )
     with _config(ctx).client() as client:
         workflow = client.update_workflow(workflow_id, changes)
+        if wait:
+            workflow = _built(client, workflow_id, wait_timeout)
     _show(workflow, as_json)
+
+
+@workflows.command(
+    "wait",
+    help="Wait until a workflow's build is COMPLETED, so that `trigger` can run it. Exits 0 "
+    "then; exits 1 with the reason if the build FAILED, the workflow is terminated, or "
+    "--timeout passes first. With --json, prints the workflow (or the error, with the "
+    "workflow as it was last seen).",
+)
+@click.argument("workflow_id")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_TIMEOUT_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait; a CONTAINER build pulls its image first.",
+)
+@json_option
+@click.pass_context
+def wait(ctx: click.Context, workflow_id: str, timeout: float, as_json: bool) -> None:
+    with _config(ctx).client() as client:
+        workflow = _built(client, workflow_id, timeout)
+    if as_json:
+        print_json(workflow)
+    else:
+        click.echo(f"workflow {workflow['id']} is built (COMPLETED)")
 
 
 @workflows.command("terminate", help="Stop a workflow for good; its history is kept.")

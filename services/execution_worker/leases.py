@@ -11,21 +11,15 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
 from uuid import UUID
 
-from chronoverse.domain import WorkflowKind, utcnow
-from chronoverse.postgres import Pool
+from chronoverse.domain import utcnow
 from chronoverse.runtime import every
 from chronoverse.scheduling import RetryPolicy, RunResult, decide_outcome
-from chronoverse.sql import Queries
-
-if TYPE_CHECKING:
-    from services.execution_worker.executor import Executor
+from services.execution_worker import metrics
+from services.execution_worker.store import JobStore
 
 logger = logging.getLogger(__name__)
-QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 
 WORKER_LOST = "worker lost: its lease expired before it recorded a result"
 
@@ -55,47 +49,36 @@ class LeaseKeeper:
 
     def __init__(
         self,
-        executor: Executor,
+        store: JobStore,
+        leases: LeaseBook,
         *,
-        pool: Pool,
-        lease_s: float,
         policy: RetryPolicy,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._executor = executor
-        self._pool = pool
-        self._lease_s = lease_s
+        self._store = store
+        self._leases = leases
         self._policy = policy
         self._clock = clock
 
     def run(self, stop: threading.Event) -> None:
         """Renew and recover on separate threads: slow recovery must never delay renewal."""
+        lease_s = self._store.lease_s
         recovery = threading.Thread(
             target=every,
-            args=(stop, self._lease_s / 2, self.recover_expired),
+            args=(stop, lease_s / 2, self.recover_expired),
             kwargs={"name": "lease recovery"},
             name="lease-recovery",
             daemon=True,
         )
         recovery.start()
-        every(stop, self._lease_s / 3, self.renew, name="lease renewal")
+        every(stop, lease_s / 3, self.renew, name="lease renewal")
         recovery.join(timeout=5)
 
     def renew(self) -> None:
-        held = self._executor.leases.snapshot()
+        held = self._leases.snapshot()
         if not held:
             return
-        with self._pool.connection() as conn:
-            rows = conn.execute(
-                QUERIES.renew_leases,
-                {
-                    "ids": list(held),
-                    "tokens": list(held.values()),
-                    "lease_s": self._lease_s,
-                },
-            ).fetchall()
-        lost = set(held) - {row["id"] for row in rows}
-        for job_id in lost:
+        for job_id in set(held) - self._store.renew(held):
             logger.warning(
                 "lost the lease of job %s; its result will be discarded",
                 job_id,
@@ -108,23 +91,20 @@ class LeaseKeeper:
         Each job gets its own transaction; the write is conditional on the token that lapsed, so
         when two workers recover the same job, one of them changes nothing.
         """
-        with self._pool.connection() as conn:
-            rows = conn.execute(QUERIES.expired_leases, {"limit": limit}).fetchall()
-        for row in rows:
-            with self._pool.connection() as conn:
-                outcome = decide_outcome(
-                    RunResult.system_failure(WORKER_LOST),
-                    attempt=row["attempt"],
-                    policy=self._policy,
-                    now=self._clock(),
-                )
-                logger.warning(
-                    "recovering job %s from %s: lease expired",
-                    row["id"],
-                    row["lease_owner"],
-                    extra={"action": "lease_expired", "job_id": str(row["id"])},
-                )
-                self._executor.apply(
-                    conn, row["id"], row["lease_token"], WorkflowKind(row["kind"]), outcome
-                )
-        return len(rows)
+        lapsed = self._store.lapsed(limit)
+        for lease in lapsed:
+            outcome = decide_outcome(
+                RunResult.system_failure(WORKER_LOST),
+                attempt=lease.attempt,
+                policy=self._policy,
+                now=self._clock(),
+            )
+            logger.warning(
+                "recovering job %s from %s: lease expired",
+                lease.job_id,
+                lease.lease_owner,
+                extra={"action": "lease_expired", "job_id": str(lease.job_id)},
+            )
+            recorded = self._store.record_lapsed(lease, outcome)
+            metrics.recorded(lease.job_id, lease.lease_token, lease.kind, recorded)
+        return len(lapsed)

@@ -1,11 +1,11 @@
--- Queries of the execution worker. Every write after the claim checks the lease token (fencing):
--- a worker that lost its lease changes nothing.
+-- Queries of the execution worker, run by its JobStore (store.py). Every write after the claim
+-- checks the lease token (fencing): a worker that lost its lease changes nothing.
 
 -- name: claim_jobs
 -- Takes these jobs from PENDING/QUEUED to RUNNING under a new lease token; a duplicate or stale
--- message finds nothing. With liveness_only, only the liveness HEARTBEATs among them (no
--- endpoint: nothing to run), which are claimed together; the rest are left for a claim one at a
--- time, when a slot is free to run them.
+-- message finds nothing. With liveness_only, only the liveness HEARTBEATs among them
+-- (chronoverse_is_liveness, migrations/0006_liveness.sql: nothing to run), which are claimed
+-- together; the rest are left for a claim one at a time, when a slot is free to run them.
 UPDATE jobs AS j
 SET status = 'RUNNING',
     attempt = j.attempt + 1,
@@ -19,7 +19,7 @@ WHERE j.id = ANY(%(ids)b::uuid[])
   AND j.run_after <= now()
   AND w.id = j.workflow_id
   AND w.terminated_at IS NULL
-  AND (NOT %(liveness_only)s OR (w.kind = 'HEARTBEAT' AND w.payload ->> 'endpoint' IS NULL))
+  AND (NOT %(liveness_only)s OR chronoverse_is_liveness(w.kind, w.payload))
 RETURNING j.id, j.workflow_id, j.user_id, j.trigger, j.attempt, j.lease_token, j.queued_at,
           j.started_at, w.kind, w.payload, w.generation
 

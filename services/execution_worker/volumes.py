@@ -1,61 +1,106 @@
-"""Named volumes of CONTAINER jobs: their rows in Postgres, their Docker volumes, their sizes.
+"""Named volumes of CONTAINER jobs: their Docker volumes, created on first use, removed and sized.
 
-A job's first use of a volume writes its row (``touch``) and creates the Docker volume. The server
-never touches Docker: ``DELETE /volumes/{name}`` only deletes the row, and the :class:`Janitor`
-of every execution worker then removes Docker volumes of its installation that no row owns
-(Docker refuses while a container still uses one; the next sweep tries again). The janitor also
-records each volume's size for ``GET /volumes``.
+A job's first use of a volume writes its row (:meth:`JobStore.touch_volume`) and creates the
+Docker volume (:func:`ensure_volume`). The server never touches Docker: ``DELETE
+/volumes/{name}`` only deletes the row, and the :class:`Janitor` of every execution worker then
+removes Docker volumes of its installation that no row owns (Docker refuses while a container
+still uses one; the next sweep tries again). The janitor also records each volume's size for
+``GET /volumes``.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-from pathlib import Path
+import tarfile
 from typing import Any
 from uuid import UUID
 
 import docker
 from docker.errors import APIError, NotFound
-from prometheus_client import Counter
+from docker.types import Mount
 
 from chronoverse.definitions import (
     LABEL_INSTALLATION,
     LABEL_USER,
     LABEL_VOLUME,
     LABEL_VOLUME_ID,
+    ContainerDefinition,
+    VolumeSpec,
+    helper_labels,
     volume_name,
 )
-from chronoverse.postgres import Pool
-from chronoverse.sql import Queries
+from services.execution_worker.metrics import VOLUMES_REMOVED
+from services.execution_worker.store import JobStore
 
 logger = logging.getLogger(__name__)
-QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 
-VOLUMES_REMOVED = Counter(
-    "chronoverse_volumes_removed", "Docker volumes removed because their owner deleted them."
-)
+# Sticky and writable by all, like /tmp: a new volume's root belongs to root, the job does not.
+VOLUME_ROOT_MODE = 0o1777
 
 
-class VolumeRows:
-    """The execution worker's side of the ``volumes`` table."""
+def ensure_volume(
+    docker_client: docker.DockerClient,
+    volume: VolumeSpec,
+    definition: ContainerDefinition,
+    *,
+    volume_id: str,
+    installation: str,
+) -> None:
+    """The owner's named volume, created on first use with a root the job may write to.
 
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
+    The row's id labels the Docker volume: a volume left from a row its owner deleted (the
+    janitor has not removed it yet) is removed here, so its data is never mounted again.
+    """
+    try:
+        existing = docker_client.volumes.get(volume.source)
+    except NotFound:
+        existing = None
+    if existing is not None:
+        if (existing.attrs.get("Labels") or {}).get(LABEL_VOLUME_ID) == volume_id:
+            return
+        existing.remove(force=True)  # a deleted volume's leftovers (or not one of ours)
+    docker_client.volumes.create(
+        name=volume.source,
+        labels={
+            LABEL_INSTALLATION: installation,
+            LABEL_USER: definition.user_id,
+            LABEL_VOLUME: volume.name,
+            LABEL_VOLUME_ID: volume_id,
+        },
+    )
+    # A new volume's root is root's and 0755, and the job runs as nobody. Docker can change
+    # it without running anything: a container that is created, never started, mounts the
+    # volume, and the archive API sets the mode of its mount point.
+    helper = docker_client.containers.create(
+        image=definition.image_id,
+        entrypoint=["/nonexistent"],
+        network_mode="none",
+        labels=helper_labels(installation),
+        mounts=[Mount(target="/volume", source=volume.source, type="volume")],
+    )
+    try:
+        helper.put_archive("/", _directory_tar("volume", VOLUME_ROOT_MODE))
+    finally:
+        helper.remove(force=True)
 
-    def touch(self, user_id: UUID, name: str, job_id: UUID) -> UUID:
-        """Record that ``job_id`` mounts the volume (creating its row); return the row's id."""
-        with self._pool.connection() as conn:
-            row = conn.execute(
-                QUERIES.touch_volume, {"user_id": user_id, "name": name, "job_id": job_id}
-            ).fetchone()
-        assert row is not None
-        return UUID(str(row["id"]))
+
+def _directory_tar(name: str, mode: int) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        entry = tarfile.TarInfo(name)
+        entry.type = tarfile.DIRTYPE
+        entry.mode = mode
+        tar.addfile(entry)
+    return buffer.getvalue()
 
 
 class Janitor:
-    def __init__(self, docker_client: docker.DockerClient, pool: Pool, *, installation: str):
+    """Removes Docker volumes whose row is gone, and records the others' sizes."""
+
+    def __init__(self, docker_client: docker.DockerClient, store: JobStore, *, installation: str):
         self._docker = docker_client
-        self._pool = pool
+        self._store = store
         self._installation = installation
 
     def sweep(self) -> int:
@@ -72,13 +117,7 @@ class Janitor:
             found[owner] = volume
         if not found:
             return 0
-        pairs = list(found)
-        with self._pool.connection() as conn:
-            rows = conn.execute(
-                QUERIES.known_volumes,
-                {"user_ids": [p[0] for p in pairs], "names": [p[1] for p in pairs]},
-            ).fetchall()
-        ids = {(row["user_id"], row["name"]): str(row["id"]) for row in rows}
+        ids = self._store.volume_ids(list(found))
         known = set(ids)
         removed = 0
         for owner, volume in found.items():
@@ -118,12 +157,4 @@ class Janitor:
             if (size := sizes.get(volume_name(user_id, name))) is not None:
                 measured.append((user_id, name, size))
         if measured:
-            with self._pool.connection() as conn:
-                conn.execute(
-                    QUERIES.record_volume_sizes,
-                    {
-                        "user_ids": [m[0] for m in measured],
-                        "names": [m[1] for m in measured],
-                        "sizes": [m[2] for m in measured],
-                    },
-                )
+            self._store.record_volume_sizes(measured)

@@ -1,4 +1,4 @@
-"""The execution-worker process: the `jobs` consumer, the executor, leases and the reaper."""
+"""The execution-worker process: wires the `jobs` consumer, the executor, leases and the reapers."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ from chronoverse.postgres import create_pool
 from chronoverse.runtime import every
 from chronoverse.scheduling import RetryPolicy
 from chronoverse.secrets import SecretBox
-from services.execution_worker.containers import ContainerRunner, Reaper, Sandbox
+from services.execution_worker.containers import ContainerRunner
 from services.execution_worker.executor import Executor
-from services.execution_worker.leases import LeaseKeeper
+from services.execution_worker.leases import LeaseBook, LeaseKeeper
 from services.execution_worker.logship import LogShipper
+from services.execution_worker.reaper import Reaper
+from services.execution_worker.sandbox import Sandbox
 from services.execution_worker.settings import Settings
-from services.execution_worker.volumes import Janitor, VolumeRows
+from services.execution_worker.store import JobStore
+from services.execution_worker.volumes import Janitor
 
 CONSUMER_GROUP = "chronoverse-execution-worker"
 
@@ -58,6 +61,8 @@ class ExecutionWorker:
             s.model_copy(update={"database_pool_max_size": s.concurrency + 3}),
             name="execution-worker",
         )
+        store = JobStore(pool, owner=s.worker_id, lease_s=s.lease_s)
+        leases = LeaseBook()
         # trust_env=False: HTTP(S)_PROXY / ALL_PROXY from the environment would send heartbeats
         # through a proxy, which then connects to addresses the egress guard never checked.
         http = httpx.Client(
@@ -81,16 +86,15 @@ class ExecutionWorker:
                 nofile=s.container_nofile,
             ),
             shippers=lambda job_id: LogShipper(log_producer, logs_topic, job_id),
-            touch_volume=VolumeRows(pool).touch,
+            touch_volume=store.touch_volume,
             stop_grace_s=s.stop_grace_s,
             max_log_chars=s.max_log_chars_per_job,
             installation=s.installation,
         )
         executor = Executor(
+            store=store,
+            leases=leases,
             containers=runner,
-            pool=pool,
-            worker_id=s.worker_id,
-            lease_s=s.lease_s,
             policy=policy,
             http=http,
             egress=policy_from_settings(s),
@@ -99,12 +103,12 @@ class ExecutionWorker:
         )
         reaper = Reaper(
             docker_client,
-            owned=executor.owned,
-            mine=lambda: set(executor.leases.snapshot()),
+            owned=store.owned,
+            mine=lambda: set(leases.snapshot()),
             installation=s.installation,
         )
-        janitor = Janitor(docker_client, pool, installation=s.installation)
-        keeper = LeaseKeeper(executor, pool=pool, lease_s=s.lease_s, policy=policy)
+        janitor = Janitor(docker_client, store, installation=s.installation)
+        keeper = LeaseKeeper(store, leases, policy=policy)
         background_stop = threading.Event()
         background = [
             threading.Thread(

@@ -8,7 +8,6 @@ any gap from Postgres, so a lost Redis message delays nothing and duplicates no 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,15 @@ import redis
 from prometheus_client import Counter
 
 from chronoverse.kafka.consumer import Record
-from chronoverse.logs import EndMessage, LinesMessage, LogLine, LogMessage, lines_to_json
+from chronoverse.logs import (
+    EndMessage,
+    LinesMessage,
+    LogLine,
+    LogMessage,
+    encode_live_end,
+    encode_live_lines,
+    live_channel,
+)
 from chronoverse.postgres import Pool
 from chronoverse.sql import Queries
 
@@ -28,10 +35,6 @@ QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 LINES_STORED = Counter("chronoverse_log_lines_stored", "Log lines written to Postgres.")
 LOGS_CLOSED = Counter("chronoverse_log_streams_closed", "Jobs whose log end marker was stored.")
 FANOUT_FAILURES = Counter("chronoverse_log_fanout_failures", "Batches not published on Redis.")
-
-
-def channel(job_id: UUID | str) -> str:
-    return f"job_logs:{job_id}"
 
 
 class LogProcessor:
@@ -77,12 +80,9 @@ class LogProcessor:
         try:
             pipe = self._redis.pipeline(transaction=False)
             for job_id, job_lines in lines.items():
-                pipe.publish(
-                    channel(job_id),
-                    json.dumps({"type": "lines", "lines": lines_to_json(job_lines)}),
-                )
+                pipe.publish(live_channel(job_id), encode_live_lines(job_lines))
             for job_id, last_seq in ends.items():
-                pipe.publish(channel(job_id), json.dumps({"type": "end", "last_seq": last_seq}))
+                pipe.publish(live_channel(job_id), encode_live_end(last_seq))
             pipe.execute()
         except redis.RedisError as exc:
             # Stored already: viewers read it from Postgres. Not worth redelivering the batch.

@@ -63,9 +63,6 @@ FOR UPDATE SKIP LOCKED
 -- name: mark_outbox_published
 UPDATE outbox SET published_at = now() WHERE id = ANY(%(ids)b::bigint[])
 
--- name: listen
-LISTEN chronoverse_scheduler
-
 -- name: prune_outbox
 DELETE FROM outbox WHERE id IN (
     SELECT id FROM outbox

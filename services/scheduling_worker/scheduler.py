@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from prometheus_client import Counter, Histogram
 
+from chronoverse import lifecycle
 from chronoverse.domain import Topic, utcnow
 from chronoverse.errors import ChronoverseError, PublishError
 from chronoverse.jobs import JobMessage
@@ -216,7 +217,7 @@ class Scheduler:
             try:
                 if listener is None or listener.closed:
                     listener = psycopg.connect(self._settings.database_url, autocommit=True)
-                    listener.execute(QUERIES.listen)
+                    lifecycle.listen_for_wakeups(listener)
                 busy = self.run_once()
                 backoff = 0.5
                 if not busy:

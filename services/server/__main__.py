@@ -15,7 +15,7 @@ from chronoverse.errors import ConfigurationError
 from chronoverse.logconfig import configure_logging
 from services.server.app import create_app
 from services.server.context import ServerContext
-from services.server.grpc_api import create_grpc_server
+from services.server.grpc import create_grpc_server
 from services.server.settings import Settings
 
 logger = logging.getLogger(__name__)

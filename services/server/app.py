@@ -1,14 +1,16 @@
-"""The HTTP/JSON API application: routers, the size limit and error handling."""
+"""The HTTP/JSON edge: routers over the application layer, the size limit and error handling."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from chronoverse import __version__
 from services.server.context import ServerContext
 from services.server.http_errors import BodySizeLimit, install_error_handlers
 from services.server.routes import auth, jobs, logs, operations, volumes, workflows
+from services.server.routes.deps import known_query_parameters
+from services.server.usecases import Application
 
 
 def create_app(context: ServerContext) -> FastAPI:
@@ -22,8 +24,10 @@ def create_app(context: ServerContext) -> FastAPI:
         version=__version__,
         summary="Scheduled HEARTBEAT and CONTAINER workflows, their jobs and live logs.",
         lifespan=lifespan,
+        dependencies=[Depends(known_query_parameters)],
     )
-    app.state.context = context
+    # Every route is a thin adapter over the application layer, as every gRPC method is.
+    app.state.application = Application(context)
     app.add_middleware(BodySizeLimit, max_bytes=context.settings.max_request_bytes)
     install_error_handlers(app)
     for router in (

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronoverse.errors import (
@@ -35,9 +35,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
             "secret cannot be decrypted (`secret_unreadable`)."
         ),
         413: "The request body is over the size limit.",
+        415: "The body is not sent as `Content-Type: application/json`.",
         422: "Invalid fields; `details` names each.",
     }.items()
 }
+# What a 405's Allow header may list: every method some route of the path answers.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def secret_unreadable_message(exc: SecretError) -> str:
@@ -65,7 +68,12 @@ def error_response(
 
 
 class BodySizeLimit:
-    """Refuse bodies over the limit with 413, by Content-Length or while streaming."""
+    """Refuse bodies over the limit with 413, by Content-Length or while streaming.
+
+    A chunked body has no Content-Length, so the body is read here, up to the limit, before the
+    application runs: an error raised from inside the application's own body read would reach
+    the client as FastAPI's 400 "error parsing the body" instead.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -78,30 +86,52 @@ class BodySizeLimit:
         too_large = error_response(
             413, "request_too_large", f"request bodies are limited to {self.max_bytes} bytes"
         )
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
+        length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await too_large(scope, receive, send)
             return
+        read: list[Message] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
+            read.append(message)
+            if message["type"] != "http.request":  # the client went away
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await too_large(scope, receive, send)
+        async def replay() -> Message:
+            return read.pop(0) if read else await receive()
+
+        await self.app(scope, replay, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path answers: each asked of the router as routing would."""
+    # Not a walk over route paths: FastAPI nests included routers, and only they know their prefix.
+    routes = request.app.router.routes
+
+    def answers(method: str) -> bool:
+        probe = {**request.scope, "method": method}
+        return any(route.matches(probe)[0] is Match.FULL for route in routes)
+
+    return [method for method in _METHODS if answers(method)]
+
+
+def unsupported_media_type(request: Request) -> JSONResponse:
+    """A body FastAPI did not parse as JSON because its Content-Type is missing or another."""
+    sent = request.headers.get("content-type")
+    as_sent = f"was sent as {sent!r}" if sent else "was sent without a Content-Type"
+    return error_response(
+        415,
+        "unsupported_media_type",
+        "the request body must be JSON sent with `Content-Type: application/json`",
+        [FieldError("body", f"{as_sent}; send it with `Content-Type: application/json`")],
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -145,12 +175,17 @@ def install_error_handlers(app: FastAPI) -> None:
                 return error_response(400, "malformed_json", "the request body is not valid JSON")
             loc = [str(p) for p in error.get("loc", ())]
             where = loc[0] if loc else "body"
+            if loc == ["body"] and isinstance(error.get("input"), bytes):
+                # FastAPI parses a body as JSON only when its Content-Type says so.
+                return unsupported_media_type(request)
             path = ".".join(loc[1:]) or where
             message = str(error.get("msg", "is invalid"))
             if error.get("type") == "extra_forbidden":
                 message = "is not a known field"
-            elif error.get("type") == "missing" and where == "body" and len(loc) == 1:
+            elif loc == ["body"] and error.get("type") == "missing":
                 path, message = "body", "a JSON object body is required"
+            elif loc == ["body"] and error.get("type") == "model_attributes_type":
+                message = "must be a JSON object"
             details.append(FieldError(path, message.removeprefix("Value error, ")))
         return error_response(422, "invalid_fields", "the request has invalid fields", details)
 
@@ -163,14 +198,7 @@ def install_error_handlers(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})
         if exc.status_code == 405:
             # Starlette names only the first matching route's methods; list every route's.
-            path = request.url.path
-            methods = {
-                method
-                for route in request.app.router.routes
-                if isinstance(route, APIRoute) and route.path_regex.match(path)
-                for method in (route.methods or set()) - {"HEAD"}
-            }
-            response.headers["Allow"] = ", ".join(sorted(methods))
+            response.headers["Allow"] = ", ".join(allowed_methods(request))
         return response
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

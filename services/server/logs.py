@@ -14,7 +14,6 @@ duplicate. It ends once the job is over and its last line was sent.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import psycopg
 import redis
 
 from chronoverse.domain import JobStatus, LogStream, WorkflowKind
-from chronoverse.logs import LogLine
+from chronoverse.logs import LinesMessage, LogLine, decode_live, live_channel
 from chronoverse.postgres import Pool
 from chronoverse.sql import Queries
 
@@ -115,7 +114,7 @@ class LogFollower:
         lines of one live message. A reader on another thread (the SSE route) then pays one
         hand-over per batch rather than per line."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(f"job_logs:{self._job_id}")  # before reading Postgres: nothing slips by
+        pubsub.subscribe(live_channel(self._job_id))  # before reading Postgres: nothing slips by
         try:
             while True:
                 yield from self._from_database()
@@ -155,11 +154,10 @@ class LogFollower:
         return now - self._gap_since >= GAP_WAIT_S
 
     def _from_live(self, message: dict[str, Any]) -> Iterator[LogLine]:
-        data = json.loads(message["data"])
-        if data.get("type") != "lines":
+        live = decode_live(self._job_id, message["data"])
+        if not isinstance(live, LinesMessage):
             return  # an end marker: the next _over() check sees it in Postgres
-        for raw in data["lines"]:
-            line = LogLine.from_json(raw)
+        for line in live.lines:
             if line.seq <= self._last:
                 continue  # already sent
             if line.seq != self._last + 1:

@@ -17,7 +17,9 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     WithJsonSchema,
+    field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from chronoverse.domain import (
     BuildStatus,
@@ -108,6 +110,13 @@ class WorkflowUpdate(_Strict):
     payload: RawPayload | None = None
     interval: Interval | None = None
     max_consecutive_job_failures_allowed: FailureLimit | None = None
+    # Not changeable and not in the schema: declared only so that sending it says why it is refused.
+    kind: SkipJsonSchema[Any] = Field(None, exclude=True)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_is_fixed(cls, value: object) -> None:
+        raise ValueError("cannot change: a workflow keeps the kind it was created with")
 
 
 class WorkflowOut(BaseModel):
@@ -255,3 +264,47 @@ class VolumeOut(BaseModel):
 
 class VolumeListOut(BaseModel):
     volumes: list[VolumeOut]
+
+
+# --- list queries: one validator for the HTTP query string and the gRPC request ------------------
+
+
+class _Query(BaseModel):
+    # Lax (not strict): HTTP hands over query strings ("50" for 50); unknown names are refused.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PageCursor = Annotated[
+    str | None,
+    Field(max_length=512, description="`next_cursor` of the previous page."),
+]
+PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE, description="Items per page.")]
+
+
+class WorkflowQuery(_Query):
+    kind: WorkflowKind | None = None
+    build_status: BuildStatus | None = None
+    terminated: bool | None = None
+    name: Annotated[
+        str | None, Field(max_length=200, description="Substring of the name, case-insensitive.")
+    ] = None
+    limit: PageLimit = DEFAULT_PAGE_SIZE
+    cursor: PageCursor = None
+
+
+class JobQuery(_Query):
+    status: JobStatus | None = None
+    trigger: JobTrigger | None = None
+    limit: PageLimit = DEFAULT_PAGE_SIZE
+    cursor: PageCursor = None
+
+
+MAX_LOG_PAGE = 1000
+
+
+class LogQuery(_Query):
+    cursor: Annotated[
+        str | None, Field(max_length=20, description="`next_cursor` of the previous page.")
+    ] = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LOG_PAGE)] = 500
+    stream: LogStream | None = None

@@ -1,7 +1,8 @@
 """Build events from the `workflows` topic.
 
 A CONTAINER build goes QUEUED → STARTED → COMPLETED or FAILED for the event's generation: the
-image is made present per the pull policy and resolved to its ID, and the container definition is
+image is made present per the pull policy and resolved to its ID, it must have something to run
+(the payload's `command` or the image's ENTRYPOINT or CMD), and the container definition is
 cached in Redis. A HEARTBEAT needs nothing built: its event takes the build straight to COMPLETED
 through the same path. Terminate and delete events stop the workflow's running containers.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
@@ -23,46 +23,19 @@ from chronoverse.containers import image_has_path
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.definitions import LABEL_WORKFLOW, define, helper_labels
 from chronoverse.domain import BuildStatus, WorkflowKind
-from chronoverse.errors import InvalidFieldsError, MalformedMessageError
+from chronoverse.errors import InvalidFieldsError
+from chronoverse.events import WorkflowEvent
 from chronoverse.kafka.consumer import Record
-from chronoverse.messages import decode_object
 from chronoverse.payloads import ContainerPayload, ContainerPolicy, parse_payload
 from chronoverse.postgres import Pool
 from chronoverse.secrets import SecretBox, SecretError, open_payload
 from chronoverse.sql import Queries
-from services.workflow_worker.images import Images, ImageUnavailableError
+from services.workflow_worker.images import Images, ImageUnavailableError, missing_command
 
 logger = logging.getLogger(__name__)
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
-BUILD_EVENTS = {"workflow.created", "workflow.updated"}
-KNOWN_EVENTS = BUILD_EVENTS | {"workflow.terminated", "workflow.deleted"}
 
 BUILDS = Counter("chronoverse_builds", "Build outcomes by kind.", ["kind", "status"])
-
-
-@dataclass(frozen=True, kw_only=True)
-class WorkflowEvent:
-    type: str
-    workflow_id: UUID
-    kind: WorkflowKind
-    generation: int
-
-
-def decode_workflow_event(key: bytes | None, value: bytes | None) -> WorkflowEvent:
-    data = decode_object(key, value)
-    if data.get("v") != lifecycle.MESSAGE_VERSION or data.get("type") not in KNOWN_EVENTS:
-        raise MalformedMessageError(
-            f"unsupported event v={data.get('v')!r} type={data.get('type')!r}"
-        )
-    try:
-        return WorkflowEvent(
-            type=str(data["type"]),
-            workflow_id=UUID(str(data["workflow_id"])),
-            kind=WorkflowKind(data["kind"]),
-            generation=int(data["generation"]),
-        )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise MalformedMessageError(f"bad workflow event: {exc}") from exc
 
 
 class Builder:
@@ -92,7 +65,7 @@ class Builder:
             self.apply(record.value)
 
     def apply(self, event: WorkflowEvent) -> None:
-        if event.type in BUILD_EVENTS:
+        if event.type.needs_build:
             self._build(event)
         elif event.kind is WorkflowKind.CONTAINER:
             self._stop_containers(event.workflow_id)
@@ -132,8 +105,13 @@ class Builder:
         assert isinstance(payload, ContainerPayload)
         try:
             image_id = self._images.ensure(payload.image, payload.pull_policy)
+            nothing_to_run = missing_command(payload, self._images.argv(image_id))
         except ImageUnavailableError as exc:
             self._finish(event, BuildStatus.FAILED, exc.message)
+            return
+        if nothing_to_run is not None:
+            # Docker would refuse every job of this generation with the same words.
+            self._finish(event, BuildStatus.FAILED, nothing_to_run)
             return
         definition = define(
             event.workflow_id,

@@ -1,4 +1,4 @@
-"""Making sure a CONTAINER workflow's image is present, per its pull policy.
+"""Making sure a CONTAINER workflow's image is present, per its pull policy, and runs something.
 
 With several workflow workers, one image is pulled once: the puller holds a Redis lock (renewed
 while the pull runs) and the others wait for it, then find the image present.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import docker
 import redis
@@ -17,6 +19,7 @@ from docker.errors import APIError, ImageNotFound
 from redis.exceptions import LockError
 
 from chronoverse.errors import ChronoverseError
+from chronoverse.payloads import ContainerPayload
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,40 @@ class ImageUnavailableError(ChronoverseError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageArgv:
+    """What an image runs when a container names no command: its ENTRYPOINT and CMD."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ImageArgv:
+        """From the ``Config`` of ``docker image inspect`` (either may be null)."""
+        return cls(
+            entrypoint=tuple(config.get("Entrypoint") or ()), cmd=tuple(config.get("Cmd") or ())
+        )
+
+
+def missing_command(payload: ContainerPayload, image: ImageArgv) -> str | None:
+    """Why a container of ``payload`` would have nothing to run, or None if it has something.
+
+    Docker's own rule, said at build time rather than by every job: a payload ``command`` is
+    the entrypoint (an empty one drops the image's); ``args``, or else the image's CMD when no
+    command is given, follow it; with neither, Docker refuses "No command specified".
+    """
+    if payload.command:
+        return None
+    entrypoint = image.entrypoint if payload.command is None else ()
+    if entrypoint or payload.args or image.cmd:
+        return None
+    if payload.command is None:
+        why = f"the image {payload.image} has neither ENTRYPOINT nor CMD"
+    else:
+        why = f"an empty `command` drops the ENTRYPOINT and the image {payload.image} has no CMD"
+    return f"No command specified: {why}; set `command` in the payload"
 
 
 class Images:
@@ -70,6 +107,14 @@ class Images:
         if local is None:
             raise ImageUnavailableError(f"image {image} was pulled but is not present")
         return local
+
+    def argv(self, image_id: str) -> ImageArgv:
+        """The ENTRYPOINT and CMD of a present image."""
+        try:
+            config = self._docker.images.get(image_id).attrs.get("Config") or {}
+        except ImageNotFound as exc:  # removed since it was made present
+            raise ImageUnavailableError(f"image {image_id} is no longer present") from exc
+        return ImageArgv.from_config(config)
 
     def _local_id(self, image: str) -> str | None:
         try:

@@ -8,12 +8,13 @@ from chronoverse import containers, redis_store
 from chronoverse.checks import kafka_check, postgres_check, redis_check
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.domain import Topic
+from chronoverse.events import WorkflowEvent
 from chronoverse.health import Check
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
 from chronoverse.payloads import ContainerPolicy
 from chronoverse.postgres import create_pool
 from chronoverse.secrets import SecretBox
-from services.workflow_worker.builds import Builder, WorkflowEvent, decode_workflow_event
+from services.workflow_worker.builds import Builder
 from services.workflow_worker.images import Images
 from services.workflow_worker.settings import Settings
 
@@ -64,7 +65,7 @@ class WorkflowWorker:
                 max_batch_size=100,
                 concurrency=4,
             ),
-            decode=decode_workflow_event,
+            decode=WorkflowEvent.decode,
             handle=builder.handle,
         )
         try:

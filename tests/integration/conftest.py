@@ -15,7 +15,7 @@ import uvicorn
 
 from services.server.app import create_app
 from services.server.context import ServerContext
-from services.server.grpc_api import create_grpc_server
+from services.server.grpc import create_grpc_server
 from services.server.settings import Settings
 from tests.conftest import wait_until
 

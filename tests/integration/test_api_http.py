@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -537,3 +538,113 @@ def test_openapi_and_interactive_docs(http: httpx.Client) -> None:
     assert {"/workflows", "/workflows/{workflow_id}", "/auth/login"} <= set(spec["paths"])
     assert http.get("/docs").status_code == 200
     assert json.dumps(spec)  # serialisable
+
+
+# --- errors that tell the truth -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/workflows", {"GET", "POST"}),
+        ("PATCH", "/workflows/00000000-0000-0000-0000-000000000000", {"GET", "PUT", "DELETE"}),
+        ("GET", "/workflows/00000000-0000-0000-0000-000000000000/terminate", {"POST"}),
+        ("POST", "/openapi.json", {"GET", "HEAD"}),
+    ],
+)
+def test_a_405_lists_every_method_of_the_path_in_allow(
+    http: httpx.Client, user: dict[str, str], method: str, path: str, allowed: set[str]
+) -> None:
+    response = http.request(method, path, headers=user)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert set(response.headers["Allow"].split(", ")) == allowed
+
+
+def _chunks(body: bytes, size: int = 1024) -> Iterator[bytes]:
+    # A generator makes httpx send `Transfer-Encoding: chunked`, with no Content-Length.
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_a_chunked_body_over_the_limit_is_413(
+    http: httpx.Client, user: dict[str, str], server: RunningServer
+) -> None:
+    big = json.dumps(
+        _container(args=["x" * 1000] * (server.settings.max_request_bytes // 1000 + 2))
+    )
+    assert len(big) > server.settings.max_request_bytes
+    response = http.post(
+        "/workflows",
+        content=_chunks(big.encode()),
+        headers={**user, "Content-Type": "application/json"},
+    )
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_a_chunked_body_under_the_limit_is_read_whole(
+    http: httpx.Client, user: dict[str, str]
+) -> None:
+    body = json.dumps({**HEARTBEAT, "name": "n" * 200}).encode()
+    response = http.post(
+        "/workflows",
+        content=_chunks(body, size=16),
+        headers={**user, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "n" * 200
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_not_sent_as_json_is_415_naming_the_header(
+    http: httpx.Client, user: dict[str, str], content_type: str | None
+) -> None:
+    # What `curl -d '{...}'` sends: JSON, but labelled as a form (or not labelled at all).
+    headers = {**user, **({"Content-Type": content_type} if content_type else {})}
+    response = http.post("/workflows", content=json.dumps(HEARTBEAT).encode(), headers=headers)
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in error["message"]
+    [detail] = error["details"]
+    assert detail["field"] == "body"
+    assert "Content-Type: application/json" in detail["message"]
+
+
+def test_a_json_body_that_is_not_an_object_is_422(http: httpx.Client, user: dict[str, str]) -> None:
+    response = http.post("/workflows", json=[HEARTBEAT], headers=user)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {"field": "body", "message": "must be a JSON object"}
+    ]
+
+
+@pytest.mark.parametrize("kind", ["CONTAINER", "HEARTBEAT", None])
+def test_an_update_says_the_kind_cannot_change(
+    http: httpx.Client, user: dict[str, str], kind: str | None
+) -> None:
+    workflow = create(http, user).json()
+    response = http.put(
+        f"/workflows/{workflow['id']}", json={"kind": kind, "name": "renamed"}, headers=user
+    )
+    assert response.status_code == 422
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "kind"
+    assert detail["message"].startswith("cannot change")
+    assert http.get(f"/workflows/{workflow['id']}", headers=user).json()["name"] == "ping"
+
+
+def test_canceled_is_not_a_build_status(http: httpx.Client, user: dict[str, str]) -> None:
+    # Nothing sets it: a filter on it could only ever return nothing.
+    response = http.get("/workflows", params={"build_status": "CANCELED"}, headers=user)
+    assert response.status_code == 422
+    assert "build_status" in error_fields(response)
+    spec = http.get("/openapi.json").json()
+    assert spec["components"]["schemas"]["BuildStatus"]["enum"] == [
+        "QUEUED",
+        "STARTED",
+        "COMPLETED",
+        "FAILED",
+    ]

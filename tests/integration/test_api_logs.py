@@ -18,6 +18,8 @@ from click.testing import CliRunner
 from httpx_sse import connect_sse
 
 from chronoverse.cli import cli
+from chronoverse.domain import LogStream
+from chronoverse.logs import LogLine, encode_live_end, encode_live_lines, live_channel
 from chronoverse.v1 import jobs_pb2, jobs_pb2_grpc
 from tests.integration.conftest import RunningServer, new_user
 
@@ -61,6 +63,19 @@ def add_lines(db: Any, job_id: Any, seqs: range) -> None:
             "INSERT INTO job_logs (job_id, seq, stream, ts, line) VALUES (%s, %s, %s, %s, %s)",
             (job_id, seq, "stdout" if seq % 2 == 0 else "stderr", datetime.now(UTC), f"line {seq}"),
         )
+
+
+def log_lines(seqs: range) -> list[LogLine]:
+    """The lines :func:`add_lines` stores, as the log processor publishes them."""
+    return [
+        LogLine(
+            seq=seq,
+            stream=LogStream.STDOUT if seq % 2 == 0 else LogStream.STDERR,
+            ts=datetime.now(UTC),
+            line=f"line {seq}",
+        )
+        for seq in seqs
+    ]
 
 
 def test_pages_oldest_first_with_a_stream_filter(
@@ -108,18 +123,14 @@ def test_sse_goes_live_then_ends(
     def produce() -> None:
         time.sleep(0.5)
         add_lines(db, job_id, range(3, 6))  # stored first, then published, like the processor
-        lines = [
-            {"seq": s, "stream": "stdout", "ts": datetime.now(UTC).isoformat(), "line": f"line {s}"}
-            for s in range(3, 6)
-        ]
-        publisher.publish(f"job_logs:{job_id}", json.dumps({"type": "lines", "lines": lines}))
+        publisher.publish(live_channel(job_id), encode_live_lines(log_lines(range(3, 6))))
         time.sleep(0.3)
         db.execute(
             "UPDATE jobs SET status = 'COMPLETED', finished_at = now(), logs_last_seq = 5, "
             "logs_closed_at = now() WHERE id = %s",
             (job_id,),
         )
-        publisher.publish(f"job_logs:{job_id}", json.dumps({"type": "end", "last_seq": 5}))
+        publisher.publish(live_channel(job_id), encode_live_end(5))
 
     thread = threading.Thread(target=produce)
     thread.start()
@@ -149,11 +160,7 @@ def test_sse_waits_for_an_earlier_batch_committed_after_a_later_one(
     def late_batch() -> None:
         time.sleep(0.5)
         add_lines(db, job_id, range(3, 5))
-        lines = [
-            {"seq": s, "stream": "stdout", "ts": datetime.now(UTC).isoformat(), "line": f"line {s}"}
-            for s in range(3, 5)
-        ]
-        publisher.publish(f"job_logs:{job_id}", json.dumps({"type": "lines", "lines": lines}))
+        publisher.publish(live_channel(job_id), encode_live_lines(log_lines(range(3, 5))))
 
     thread = threading.Thread(target=late_batch)
     thread.start()

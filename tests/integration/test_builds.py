@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 import uuid
@@ -22,12 +23,13 @@ from chronoverse.definitions import (
     cache_key,
 )
 from chronoverse.domain import WorkflowKind
+from chronoverse.events import WorkflowEvent, WorkflowEventType
 from chronoverse.payloads import ContainerPolicy
 from chronoverse.postgres import Pool, create_pool
 from chronoverse.secrets import SecretBox, generate_key, seal_payload
 from chronoverse.settings import PostgresSettings
-from services.execution_worker.containers import Reaper
-from services.workflow_worker.builds import Builder, WorkflowEvent
+from services.execution_worker.reaper import Reaper
+from services.workflow_worker.builds import Builder
 from services.workflow_worker.images import Images
 from tests.factories import make_user, make_workflow
 
@@ -83,10 +85,16 @@ def container_workflow(conn: Any, image: str, **payload: Any) -> uuid.UUID:
 
 
 def event(
-    workflow_id: uuid.UUID, generation: int = 1, kind: str = "workflow.created"
+    workflow_id: uuid.UUID,
+    generation: int = 1,
+    kind: WorkflowEventType = WorkflowEventType.CREATED,
 ) -> WorkflowEvent:
     return WorkflowEvent(
-        type=kind, workflow_id=workflow_id, kind=WorkflowKind.CONTAINER, generation=generation
+        type=kind,
+        workflow_id=workflow_id,
+        user_id=uuid.uuid4(),  # the builder reads the owner from the workflow's row
+        kind=WorkflowKind.CONTAINER,
+        generation=generation,
     )
 
 
@@ -130,10 +138,10 @@ def test_a_new_generation_drops_the_old_and_termination_drops_all(
         "UPDATE workflows SET generation = 2, build_status = 'QUEUED' WHERE id = %s",
         (workflow_id,),
     )
-    builder.apply(event(workflow_id, generation=2, kind="workflow.updated"))
+    builder.apply(event(workflow_id, generation=2, kind=WorkflowEventType.UPDATED))
     assert redis_client.exists(cache_key(workflow_id, 1)) == 0
     assert cache.get(workflow_id, 2) is not None
-    builder.apply(event(workflow_id, generation=2, kind="workflow.deleted"))
+    builder.apply(event(workflow_id, generation=2, kind=WorkflowEventType.DELETED))
     assert redis_client.exists(cache_key(workflow_id, 2)) == 0
 
 
@@ -273,3 +281,72 @@ def test_a_working_dir_docker_cannot_stat_fails_nothing_at_build(
     workflow_id = container_workflow(conn, "local/busybox:latest", working_dir="/bin/sh/x")
     builder.apply(event(workflow_id))
     assert build_state(conn, workflow_id) == ("COMPLETED", None)
+
+
+@pytest.fixture(scope="module")
+def argv_images(docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
+    """Local images (no registry here) that run nothing, only their CMD, only their ENTRYPOINT."""
+    suffix = uuid.uuid4().hex[:8]
+    # Reset both even on the bare one: the test must not depend on how local/busybox was made.
+    dockerfiles = {
+        "bare": "ENTRYPOINT []\nCMD []",
+        "cmd": 'ENTRYPOINT []\nCMD ["echo", "hi"]',
+        "entrypoint": 'ENTRYPOINT ["echo"]\nCMD []',
+    }
+    tags = {name: f"local/chronoverse-test-{name}:{suffix}" for name in dockerfiles}
+    try:
+        for name, lines in dockerfiles.items():
+            dockerfile = f"FROM local/busybox:latest\n{lines}\n".encode()
+            docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=tags[name], rm=True)
+        yield tags
+    finally:
+        for tag in tags.values():
+            try:
+                docker_client.images.remove(tag, force=True)
+            except docker.errors.ImageNotFound:
+                pass
+
+
+@pytest.mark.parametrize(
+    ("image", "command", "args", "error"),
+    [
+        ("bare", None, [], "No command specified: the image {image} has neither ENTRYPOINT"),
+        ("bare", [], [], "No command specified: an empty `command` drops the ENTRYPOINT"),
+        ("entrypoint", [], [], "No command specified: an empty `command` drops the ENTRYPOINT"),
+        ("bare", None, ["echo", "hi"], None),
+        ("bare", ["echo"], [], None),
+        ("cmd", None, [], None),
+        ("cmd", [], [], None),
+        ("entrypoint", None, [], None),
+    ],
+)
+def test_a_build_fails_when_its_containers_would_have_nothing_to_run(
+    conn: Any,
+    builder: Builder,
+    cache: DefinitionCache,
+    docker_client: docker.DockerClient,
+    argv_images: dict[str, str],
+    image: str,
+    command: list[str] | None,
+    args: list[str],
+    error: str | None,
+) -> None:
+    tag = argv_images[image]
+    workflow_id = container_workflow(conn, tag, command=command, args=args)
+    builder.apply(event(workflow_id))
+    status, build_error = build_state(conn, workflow_id)
+    if error is None:
+        assert (status, build_error) == ("COMPLETED", None)
+    else:
+        assert status == "FAILED"
+        assert build_error is not None and build_error.startswith(error.format(image=tag))
+        assert cache.get(workflow_id, 1) is None
+    # The build says what Docker says when a job creates its container (as the executor does).
+    try:
+        docker_client.containers.create(
+            tag, entrypoint=command, command=args or None, network_mode="none"
+        ).remove(force=True)
+        refused = None
+    except docker.errors.APIError as exc:
+        refused = str(exc.explanation)
+    assert (refused == "No command specified") is (error is not None), refused

@@ -1,4 +1,5 @@
-"""The executor against real Postgres: claims, outcomes, failure counting, fencing, recovery."""
+"""The executor and its job store against real Postgres: claims, outcomes, failure counting,
+fencing, recovery, and the liveness predicate that the claim shares with Python."""
 
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from chronoverse.domain import WorkflowKind
 from chronoverse.egress import EgressPolicy
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.consumer import Record
+from chronoverse.payloads import is_liveness
 from chronoverse.postgres import Pool, create_pool
 from chronoverse.scheduling import RetryPolicy, RunResult, decide_outcome
 from chronoverse.secrets import SecretBox, generate_key, seal_payload
 from chronoverse.settings import PostgresSettings
 from services.execution_worker.executor import Executor
-from services.execution_worker.leases import LeaseKeeper
+from services.execution_worker.leases import LeaseBook, LeaseKeeper
+from services.execution_worker.store import JobStore
 from tests.factories import Endpoint, make_user, make_workflow
 
 pytestmark = pytest.mark.integration
@@ -50,12 +54,16 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 
 
 @pytest.fixture
-def executor(pool: Pool) -> Iterator[Executor]:
+def store(pool: Pool) -> JobStore:
+    return JobStore(pool, owner="test-worker", lease_s=30)
+
+
+@pytest.fixture
+def executor(store: JobStore) -> Iterator[Executor]:
     with httpx.Client() as http:
         executor = Executor(
-            pool=pool,
-            worker_id="test-worker",
-            lease_s=30,
+            store=store,
+            leases=LeaseBook(),
             policy=POLICY,
             http=http,
             egress=EGRESS,
@@ -169,15 +177,15 @@ def test_only_liveness_jobs_are_claimed_together(
     assert endpoint.hits == 0
 
 
-def test_a_batch_of_successes_is_fenced_by_each_lease(conn: Any, executor: Executor) -> None:
+def test_a_batch_of_successes_is_fenced_by_each_lease(conn: Any, store: JobStore) -> None:
     user_id = make_user(conn)
     kept, lost = (queue_job(conn, make_workflow(conn, user_id)) for _ in range(2))
-    claims = executor.claim_liveness([kept.job_id, lost.job_id])
+    claims = store.claim([kept.job_id, lost.job_id], liveness_only=True)
     assert {c.job_id for c in claims} == {kept.job_id, lost.job_id}
     # Another worker recovered one of them meanwhile: its token moved on.
     conn.execute("UPDATE jobs SET lease_token = lease_token + 1 WHERE id = %s", (lost.job_id,))
 
-    executor.record_completed(claims)
+    assert [f.job_id for f in store.complete(claims)] == [kept.job_id]
 
     assert job(conn, kept.job_id)["status"] == "COMPLETED"
     assert (job(conn, lost.job_id)["status"], job(conn, lost.job_id)["lease_token"]) == (
@@ -363,9 +371,8 @@ def test_a_system_failure_is_retried_then_counted(conn: Any, pool: Pool) -> None
     message = queue_job(conn, workflow_id)
     with Broken() as http:
         executor = Executor(
-            pool=pool,
-            worker_id="w",
-            lease_s=30,
+            store=JobStore(pool, owner="w", lease_s=30),
+            leases=LeaseBook(),
             policy=POLICY,
             http=http,
             egress=EGRESS,
@@ -383,18 +390,18 @@ def test_a_system_failure_is_retried_then_counted(conn: Any, pool: Pool) -> None
 
 
 def test_a_lost_lease_is_recovered_and_the_old_worker_is_fenced_off(
-    conn: Any, pool: Pool, executor: Executor
+    conn: Any, store: JobStore, executor: Executor
 ) -> None:
     workflow_id = make_workflow(conn, make_user(conn))
     message = queue_job(conn, workflow_id)
     # Worker A claims the job, then stalls past its lease.
-    claim = executor._claim(message.job_id)
-    assert claim is not None and claim.lease_token == 1
+    [claim] = store.claim([message.job_id])
+    assert claim.lease_token == 1
     conn.execute(
         "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
         (message.job_id,),
     )
-    keeper = LeaseKeeper(executor, pool=pool, lease_s=30, policy=POLICY)
+    keeper = LeaseKeeper(store, LeaseBook(), policy=POLICY)
     assert keeper.recover_expired() == 1
     recovered = job(conn, message.job_id)
     assert recovered["status"] == "PENDING" and "worker lost" in recovered["error"]
@@ -405,34 +412,33 @@ def test_a_lost_lease_is_recovered_and_the_old_worker_is_fenced_off(
     stale = decide_outcome(
         RunResult.user_failure("late"), attempt=1, policy=POLICY, now=datetime.now(UTC)
     )
-    assert executor.record(message.job_id, claim.lease_token, claim.kind, stale) is False
+    assert store.record(message.job_id, claim.lease_token, stale).written is False
     final = job(conn, message.job_id)
     assert (final["status"], final["attempt"], final["error"]) == ("COMPLETED", 2, None)
     assert workflow(conn, workflow_id)["consecutive_job_failures_count"] == 0
 
 
-def test_leases_are_renewed(conn: Any, pool: Pool, executor: Executor) -> None:
+def test_leases_are_renewed(conn: Any, pool: Pool, store: JobStore) -> None:
     workflow_id = make_workflow(conn, make_user(conn))
     message = queue_job(conn, workflow_id)
-    claim = executor._claim(message.job_id)
-    assert claim is not None
+    [claim] = store.claim([message.job_id])
     conn.execute(
         "UPDATE jobs SET lease_expires_at = now() + interval '1 second' WHERE id = %s",
         (message.job_id,),
     )
-    executor.leases.add(claim.job_id, claim.lease_token)
-    LeaseKeeper(executor, pool=pool, lease_s=600, policy=POLICY).renew()
+    leases = LeaseBook()
+    leases.add(claim.job_id, claim.lease_token)
+    LeaseKeeper(JobStore(pool, owner="test-worker", lease_s=600), leases, policy=POLICY).renew()
     expires = conn.execute(
         "SELECT lease_expires_at - now() AS left FROM jobs WHERE id = %s", (message.job_id,)
     ).fetchone()["left"]
     assert expires.total_seconds() > 500
 
 
-def test_a_retry_of_a_terminated_workflow_s_job_is_cancelled(conn: Any, executor: Executor) -> None:
+def test_a_retry_of_a_terminated_workflow_s_job_is_cancelled(conn: Any, store: JobStore) -> None:
     workflow_id = make_workflow(conn, make_user(conn))
     message = queue_job(conn, workflow_id)
-    claim = executor._claim(message.job_id)
-    assert claim is not None
+    [claim] = store.claim([message.job_id])
     conn.execute(
         "UPDATE workflows SET terminated_at = now(), terminated_reason = 'by test' WHERE id = %s",
         (workflow_id,),
@@ -440,16 +446,20 @@ def test_a_retry_of_a_terminated_workflow_s_job_is_cancelled(conn: Any, executor
     retry = decide_outcome(
         RunResult.system_failure("flaky"), attempt=1, policy=POLICY, now=datetime.now(UTC)
     )
-    assert executor.record(message.job_id, claim.lease_token, claim.kind, retry)
+    recorded = store.record(message.job_id, claim.lease_token, retry)
+    assert recorded.written and recorded.outcome.status == "CANCELED"
+    assert not recorded.outcome.counts_as_failure
     cancelled = job(conn, message.job_id)
     assert (cancelled["status"], cancelled["error"]) == ("CANCELED", "by test")
+    assert workflow(conn, workflow_id)["consecutive_job_failures_count"] == 0
 
 
-def test_a_stopping_worker_hands_its_jobs_back(conn: Any, executor: Executor) -> None:
+def test_a_stopping_worker_hands_its_jobs_back(
+    conn: Any, store: JobStore, executor: Executor
+) -> None:
     workflow_id = make_workflow(conn, make_user(conn))
     message = queue_job(conn, workflow_id)
-    claim = executor._claim(message.job_id)
-    assert claim is not None
+    [claim] = store.claim([message.job_id])
     executor.leases.add(claim.job_id, claim.lease_token)
     assert executor.hand_back_all() == 1
     handed = job(conn, message.job_id)
@@ -457,5 +467,32 @@ def test_a_stopping_worker_hands_its_jobs_back(conn: Any, executor: Executor) ->
     assert "handed back" in handed["error"]
     # The interrupted run finishing late changes nothing.
     late = decide_outcome(RunResult.success(), attempt=1, policy=POLICY, now=datetime.now(UTC))
-    assert executor.record(message.job_id, claim.lease_token, claim.kind, late) is False
+    assert store.record(message.job_id, claim.lease_token, late).written is False
     assert job(conn, message.job_id)["status"] == "PENDING"
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "expected"),
+    [
+        ("HEARTBEAT", {}, True),
+        ("HEARTBEAT", {"endpoint": None}, True),
+        ("HEARTBEAT", {"endpoint": "https://example.com/healthz"}, False),
+        ("HEARTBEAT", {"endpoint": ""}, False),
+        ("HEARTBEAT", {"endpoint": 5}, False),
+        ("HEARTBEAT", {"headers": {"X-Token": "enc:v1:abc"}}, True),
+        ("HEARTBEAT", {"method": "HEAD", "timeout_seconds": 5}, True),
+        ("HEARTBEAT", {"Endpoint": "https://example.com/"}, True),
+        ("HEARTBEAT", [], True),
+        ("HEARTBEAT", "https://example.com/", True),
+        ("CONTAINER", {}, False),
+        ("CONTAINER", {"endpoint": None}, False),
+        ("CONTAINER", {"image": "local/busybox:latest"}, False),
+    ],
+)
+def test_sql_and_python_agree_on_what_a_liveness_job_is(
+    conn: Any, kind: str, payload: Any, expected: bool
+) -> None:
+    row = conn.execute(
+        "SELECT chronoverse_is_liveness(%s, %s) AS live", (kind, Jsonb(payload))
+    ).fetchone()
+    assert (row["live"], is_liveness(kind, payload)) == (expected, expected)

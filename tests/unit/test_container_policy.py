@@ -22,7 +22,7 @@ from chronoverse.errors import ConfigurationError, InvalidFieldsError
 from chronoverse.payloads import ContainerPayload, ContainerPolicy, parse_payload
 from chronoverse.secrets import SecretBox, generate_key
 from chronoverse.settings import ContainerSettings
-from services.execution_worker.containers import Sandbox
+from services.execution_worker.sandbox import Sandbox
 
 POLICY = ContainerPolicy(
     networks=("none", "jobs"),

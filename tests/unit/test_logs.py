@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -12,10 +13,14 @@ from chronoverse.logs import (
     LinesMessage,
     LineSplitter,
     LogLine,
+    decode_live,
     decode_log_message,
     encode_end,
     encode_lines,
     encode_lines_bounded,
+    encode_live_end,
+    encode_live_lines,
+    live_channel,
 )
 from chronoverse.payloads import ContainerPayload, ContainerPolicy
 from services.server.logs import Idle, LogEnd, is_over
@@ -75,6 +80,21 @@ def test_log_messages_round_trip_and_reject_garbage() -> None:
     ]:
         with pytest.raises(MalformedMessageError):
             decode_log_message(None, bad)
+
+
+def test_live_messages_round_trip_and_reject_garbage() -> None:
+    job_id = uuid4()
+    lines = LineSplitter().feed(OUT, b"x\ny\n", T) + LineSplitter(first_seq=2).feed(ERR, b"z\n", T)
+    assert live_channel(job_id) == f"job_logs:{job_id}"
+    assert decode_live(job_id, encode_live_lines(lines)) == LinesMessage(
+        job_id=job_id, lines=tuple(lines)
+    )
+    assert decode_live(job_id, encode_live_end(7)) == EndMessage(job_id=job_id, last_seq=7)
+    # The format servers and log processors of other versions read: kept as it was.
+    assert json.loads(encode_live_end(7)) == {"type": "end", "last_seq": 7}
+    for bad in [b"", b"[]", b"{not json", b'{"type": "x"}', b'{"type": "lines"}', b"\xff"]:
+        with pytest.raises(MalformedMessageError):
+            decode_live(job_id, bad)
 
 
 def test_definitions_round_trip() -> None:

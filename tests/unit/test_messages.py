@@ -1,6 +1,11 @@
+import json
+from uuid import uuid4
+
 import pytest
 
+from chronoverse.domain import WorkflowKind
 from chronoverse.errors import MalformedMessageError
+from chronoverse.events import WorkflowEvent, WorkflowEventType
 from chronoverse.messages import MAX_MESSAGE_BYTES, decode_object, encode
 
 
@@ -21,3 +26,50 @@ def test_round_trip() -> None:
 def test_malformed_values_are_rejected_with_a_reason(value: bytes | None, reason: str) -> None:
     with pytest.raises(MalformedMessageError, match=reason):
         decode_object(None, value)
+
+
+def test_workflow_events_round_trip_in_the_documented_format() -> None:
+    event = WorkflowEvent(
+        type=WorkflowEventType.TERMINATED,
+        workflow_id=uuid4(),
+        user_id=uuid4(),
+        kind=WorkflowKind.CONTAINER,
+        generation=3,
+    )
+    assert WorkflowEvent.decode(b"k", event.encode()) == event
+    assert json.loads(event.encode()) == {
+        "v": 1,
+        "type": "workflow.terminated",
+        "workflow_id": str(event.workflow_id),
+        "user_id": str(event.user_id),
+        "kind": "CONTAINER",
+        "generation": 3,
+    }
+    assert [t for t in WorkflowEventType if t.needs_build] == [
+        WorkflowEventType.CREATED,
+        WorkflowEventType.UPDATED,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"v": 2}, "unsupported"),
+        ({"type": "workflow.paused"}, "unsupported"),
+        ({"type": ["workflow.created"]}, "unsupported"),
+        ({"kind": "CRON"}, "bad workflow event"),
+        ({"workflow_id": "x"}, "bad workflow event"),
+        ({"generation": None}, "bad workflow event"),
+    ],
+)
+def test_malformed_workflow_events_are_rejected(changes: dict[str, object], reason: str) -> None:
+    body = {
+        "v": 1,
+        "type": "workflow.created",
+        "workflow_id": str(uuid4()),
+        "user_id": str(uuid4()),
+        "kind": "HEARTBEAT",
+        "generation": 1,
+    }
+    with pytest.raises(MalformedMessageError, match=reason):
+        WorkflowEvent.decode(None, encode({**body, **changes}))

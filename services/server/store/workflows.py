@@ -18,6 +18,7 @@ from chronoverse import lifecycle
 from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
 from chronoverse.egress import EgressPolicy, literal_refusal, policy_from_settings
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
+from chronoverse.events import WorkflowEventType
 from chronoverse.payloads import (
     DEFAULT_POLICY,
     ContainerPayload,
@@ -127,7 +128,7 @@ def create(
     ).fetchone()
     assert row is not None
     workflow = Workflow.from_row(row)
-    lifecycle.emit(conn, "workflow.created", workflow)
+    lifecycle.emit(conn, WorkflowEventType.CREATED, workflow)
     return workflow
 
 
@@ -199,7 +200,7 @@ def update(
     ).fetchone()
     assert updated is not None  # the row is locked and not terminated
     workflow = Workflow.from_row(updated)
-    lifecycle.emit(conn, "workflow.updated", workflow)
+    lifecycle.emit(conn, WorkflowEventType.UPDATED, workflow)
     return workflow
 
 
@@ -216,7 +217,7 @@ def delete(conn: Conn, user_id: UUID, workflow_id: UUID) -> None:
     """Terminate (so workers stop its work), then delete the workflow and its history."""
     workflow = terminate(conn, user_id, workflow_id, reason="deleted by the user")
     conn.execute(QUERIES.delete_workflow, {"id": workflow_id, "user_id": user_id})
-    lifecycle.emit(conn, "workflow.deleted", workflow)
+    lifecycle.emit(conn, WorkflowEventType.DELETED, workflow)
 
 
 # --- pure decisions -----------------------------------------------------------------------------

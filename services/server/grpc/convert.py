@@ -1,0 +1,89 @@
+"""The gRPC edge's converters: the application layer's results as protobuf messages."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from chronoverse.errors import FieldError, InvalidFieldsError
+from chronoverse.logs import LogLine
+from chronoverse.secrets import mask_payload
+from chronoverse.v1 import jobs_pb2, workflows_pb2
+from services.server.schemas import JobOut, WorkflowOut
+
+
+def timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def uuid(value: str, field: str = "id") -> UUID:
+    """A UUID field of a request; an invalid one is INVALID_ARGUMENT naming the field."""
+    try:
+        return UUID(value)
+    except ValueError as exc:
+        raise InvalidFieldsError([FieldError(field, "must be a UUID")]) from exc
+
+
+def workflow(data: WorkflowOut | dict[str, Any]) -> workflows_pb2.Workflow:
+    """A workflow result, or its JSON form (what idempotent replays store), as a message."""
+    out = data if isinstance(data, WorkflowOut) else WorkflowOut.model_validate(data)
+    message = workflows_pb2.Workflow(
+        id=str(out.id),
+        user_id=str(out.user_id),
+        name=out.name,
+        kind=out.kind.value,
+        # Masked by WorkflowOut.of already; again here for responses saved before masking.
+        payload_json=json.dumps(mask_payload(out.kind, out.payload)),
+        interval=out.interval,
+        max_consecutive_job_failures_allowed=out.max_consecutive_job_failures_allowed,
+        consecutive_job_failures_count=out.consecutive_job_failures_count,
+        build_status=out.build_status.value,
+        generation=out.generation,
+        created_at=timestamp(out.created_at),
+        updated_at=timestamp(out.updated_at),
+    )
+    if out.build_error is not None:
+        message.build_error = out.build_error
+    if out.terminated_at is not None:
+        message.terminated_at.CopyFrom(timestamp(out.terminated_at))
+    if out.terminated_reason is not None:
+        message.terminated_reason = out.terminated_reason
+    return message
+
+
+def job(data: JobOut | dict[str, Any]) -> jobs_pb2.Job:
+    """A job result, or its JSON form, as a message."""
+    out = data if isinstance(data, JobOut) else JobOut.model_validate(data)
+    message = jobs_pb2.Job(
+        id=str(out.id),
+        workflow_id=str(out.workflow_id),
+        status=out.status.value,
+        trigger=out.trigger.value,
+        scheduled_at=timestamp(out.scheduled_at),
+        attempt=out.attempt,
+    )
+    for field in ("queued_at", "started_at", "completed_at"):
+        value = getattr(out, field)
+        if value is not None:
+            getattr(message, field).CopyFrom(timestamp(value))
+    if out.exit_code is not None:
+        message.exit_code = out.exit_code
+    if out.failure_kind is not None:
+        message.failure_kind = out.failure_kind.value
+    if out.error is not None:
+        message.error = out.error
+    return message
+
+
+def log_line(line: LogLine) -> jobs_pb2.LogEvent:
+    return jobs_pb2.LogEvent(
+        line=jobs_pb2.LogLine(
+            seq=line.seq, stream=line.stream.value, ts=timestamp(line.ts), line=line.line
+        )
+    )

@@ -1,0 +1,82 @@
+"""gRPC JobService: manual runs, a workflow's jobs, and following a job's logs."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+
+import grpc
+
+from chronoverse.logs import LogLine
+from chronoverse.v1 import jobs_pb2, jobs_pb2_grpc
+from services.server.grpc import convert
+from services.server.grpc.base import Servicer, fields, metadata
+from services.server.grpc.errors import handles_errors
+from services.server.logs import FollowEvent, LogEnd
+from services.server.schemas import JobQuery, parse_model
+from services.server.usecases import JobRef
+
+
+class JobService(Servicer, jobs_pb2_grpc.JobServiceServicer):
+    @handles_errors
+    def RunWorkflow(
+        self, request: jobs_pb2.RunWorkflowRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.Job:
+        who = self.who(context)
+        workflow_id = convert.uuid(request.workflow_id, "workflow_id")
+        key = metadata(context, "idempotency-key")
+        return convert.job(self.api.jobs.run(who, workflow_id, idempotency_key=key).body)
+
+    @handles_errors
+    def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListJobsResponse:
+        who = self.who(context)
+        data = fields(request, ("status", "trigger"))
+        if request.limit:  # 0 is proto3's unset: the default page size
+            data["limit"] = request.limit
+        if request.cursor:
+            data["cursor"] = request.cursor
+        query = parse_model(JobQuery, data)
+        workflow_id = convert.uuid(request.workflow_id, "workflow_id")
+        page = self.api.jobs.list(who, workflow_id, query)
+        return jobs_pb2.ListJobsResponse(
+            jobs=[convert.job(j) for j in page.jobs], next_cursor=page.next_cursor or ""
+        )
+
+    @handles_errors
+    def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.Job:
+        who = self.who(context)
+        workflow_id = convert.uuid(request.workflow_id, "workflow_id")
+        return convert.job(self.api.jobs.get(who, workflow_id, convert.uuid(request.id)))
+
+    def StreamLogs(
+        self, request: jobs_pb2.StreamLogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[jobs_pb2.LogEvent]:
+        events = self._follow(request, context)
+        try:
+            for event in events:
+                if not context.is_active():
+                    return
+                if isinstance(event, LogLine):
+                    yield convert.log_line(event)
+                elif isinstance(event, LogEnd):
+                    yield jobs_pb2.LogEvent(end=jobs_pb2.LogEnd(last_seq=event.last_seq))
+                    return
+        finally:
+            events.close()
+
+    @handles_errors
+    def _follow(
+        self, request: jobs_pb2.StreamLogsRequest, context: grpc.ServicerContext
+    ) -> Generator[FollowEvent, None, None]:
+        """Check the caller, the job and the start before the stream begins."""
+        who = self.who(context)
+        ref = JobRef(
+            job_id=convert.uuid(request.job_id, "job_id"),
+            workflow_id=convert.uuid(request.workflow_id, "workflow_id"),
+        )
+        after = request.after_seq if request.HasField("after_seq") else None
+        follower = self.api.logs.follow(who, ref, after=after, after_field="after_seq")
+        return follower.__iter__()

@@ -1,0 +1,98 @@
+"""Workflow use cases: create, get, list, update, terminate, delete, each for its owner only."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from chronoverse.accounts import Principal
+from chronoverse.postgres import Conn
+from services.server.context import ServerContext
+from services.server.schemas import (
+    WorkflowCreate,
+    WorkflowOut,
+    WorkflowPage,
+    WorkflowQuery,
+    WorkflowUpdate,
+)
+from services.server.store import workflows
+from services.server.usecases.idempotent import Replayable, run_once
+
+
+class WorkflowCases:
+    def __init__(self, context: ServerContext) -> None:
+        self._context = context
+
+    def create(
+        self, who: Principal, request: WorkflowCreate, *, idempotency_key: str | None
+    ) -> Replayable:
+        context = self._context
+
+        def operation(conn: Conn) -> tuple[int, dict[str, Any]]:
+            created = workflows.create(
+                conn, who.user_id, request, secrets=context.secrets, rules=context.rules
+            )
+            return 201, WorkflowOut.of(created).model_dump(mode="json")
+
+        return run_once(
+            context,
+            who,
+            idempotency_key,
+            method="POST",
+            path="/workflows",
+            canonical_body=request.model_dump_json(),
+            operation=operation,
+        )
+
+    def get(self, who: Principal, workflow_id: UUID) -> WorkflowOut:
+        with self._context.transaction() as conn:
+            return WorkflowOut.of(workflows.get(conn, who.user_id, workflow_id))
+
+    def list(self, who: Principal, query: WorkflowQuery) -> WorkflowPage:
+        page_filter = workflows.ListFilter(
+            kind=query.kind,
+            build_status=query.build_status,
+            terminated=query.terminated,
+            name_contains=query.name,
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+        with self._context.transaction() as conn:
+            page = workflows.list_page(conn, who.user_id, page_filter)
+        return WorkflowPage(
+            workflows=[WorkflowOut.of(w) for w in page.workflows], next_cursor=page.next_cursor
+        )
+
+    def update(self, who: Principal, workflow_id: UUID, request: WorkflowUpdate) -> WorkflowOut:
+        context = self._context
+        with context.transaction() as conn:
+            updated = workflows.update(
+                conn,
+                who.user_id,
+                workflow_id,
+                request,
+                secrets=context.secrets,
+                rules=context.rules,
+            )
+            return WorkflowOut.of(updated)
+
+    def terminate(
+        self, who: Principal, workflow_id: UUID, *, idempotency_key: str | None
+    ) -> Replayable:
+        def operation(conn: Conn) -> tuple[int, dict[str, Any]]:
+            done = workflows.terminate(conn, who.user_id, workflow_id)
+            return 200, WorkflowOut.of(done).model_dump(mode="json")
+
+        return run_once(
+            self._context,
+            who,
+            idempotency_key,
+            method="POST",
+            path=f"/workflows/{workflow_id}/terminate",
+            canonical_body="",
+            operation=operation,
+        )
+
+    def delete(self, who: Principal, workflow_id: UUID) -> None:
+        with self._context.transaction() as conn:
+            workflows.delete(conn, who.user_id, workflow_id)

@@ -1,0 +1,436 @@
+"""HTTP and gRPC give the same outcome for the same request: one application layer under both.
+
+Each case is a short scenario written once against :class:`Edge`, run through a real HTTP client
+and a real gRPC channel against one real server, and reduced to outcome classes ("ok",
+"invalid:<fields>", "not_found", "conflict", "unauthenticated"). Both edges must give the same
+classes, and the ones the case expects. A check that exists on one edge only fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+import httpx
+import psycopg
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from chronoverse.v1 import (
+    auth_pb2,
+    auth_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    workflows_pb2,
+    workflows_pb2_grpc,
+)
+from tests.integration.conftest import RunningServer
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "correct horse"
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: str  # ok, invalid:<sorted fields>, not_found, conflict, unauthenticated, internal
+    body: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.body["id"])
+
+
+class Edge(Protocol):
+    def register(self, email: str, password: str) -> Answer: ...
+    def login(self, email: str, password: str) -> Answer: ...
+    def use(self, token: str | None) -> None: ...
+    def create(self, data: dict[str, Any], key: str | None = None) -> Answer: ...
+    def get(self, workflow_id: str) -> Answer: ...
+    def list(self, **query: Any) -> Answer: ...
+    def update(self, workflow_id: str, data: dict[str, Any]) -> Answer: ...
+    def terminate(self, workflow_id: str, key: str | None = None) -> Answer: ...
+    def delete(self, workflow_id: str) -> Answer: ...
+    def run(self, workflow_id: str, key: str | None = None) -> Answer: ...
+    def jobs(self, workflow_id: str, **query: Any) -> Answer: ...
+    def job(self, workflow_id: str, job_id: str) -> Answer: ...
+    def follow(self, workflow_id: str, job_id: str, after: int) -> Answer: ...
+
+
+class HttpEdge:
+    def __init__(self, client: httpx.Client) -> None:
+        self._client = client
+        self._headers: dict[str, str] = {}
+
+    def _answer(self, response: httpx.Response) -> Answer:
+        body = response.json() if response.content else {}
+        if "workflows" in body:
+            body["ids"] = [w["id"] for w in body["workflows"]]
+        status = response.status_code
+        if status < 300:
+            return Answer("ok", body)
+        if status == 422:
+            fields = sorted({d["field"] for d in body["error"]["details"]})
+            return Answer("invalid:" + ",".join(fields), body)
+        return Answer(
+            {401: "unauthenticated", 404: "not_found", 409: "conflict"}.get(status, "internal"),
+            body,
+        )
+
+    def _send(self, method: str, path: str, key: str | None = None, **kwargs: Any) -> Answer:
+        headers = dict(self._headers)
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self._answer(self._client.request(method, path, headers=headers, **kwargs))
+
+    def register(self, email: str, password: str) -> Answer:
+        return self._send("POST", "/auth/register", json={"email": email, "password": password})
+
+    def login(self, email: str, password: str) -> Answer:
+        return self._send("POST", "/auth/login", json={"email": email, "password": password})
+
+    def use(self, token: str | None) -> None:
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def create(self, data: dict[str, Any], key: str | None = None) -> Answer:
+        return self._send("POST", "/workflows", key, json=data)
+
+    def get(self, workflow_id: str) -> Answer:
+        return self._send("GET", f"/workflows/{workflow_id}")
+
+    def list(self, **query: Any) -> Answer:
+        return self._send("GET", "/workflows", params=query)
+
+    def update(self, workflow_id: str, data: dict[str, Any]) -> Answer:
+        return self._send("PUT", f"/workflows/{workflow_id}", json=data)
+
+    def terminate(self, workflow_id: str, key: str | None = None) -> Answer:
+        return self._send("POST", f"/workflows/{workflow_id}/terminate", key)
+
+    def delete(self, workflow_id: str) -> Answer:
+        return self._send("DELETE", f"/workflows/{workflow_id}")
+
+    def run(self, workflow_id: str, key: str | None = None) -> Answer:
+        return self._send("POST", f"/workflows/{workflow_id}/jobs", key)
+
+    def jobs(self, workflow_id: str, **query: Any) -> Answer:
+        return self._send("GET", f"/workflows/{workflow_id}/jobs", params=query)
+
+    def job(self, workflow_id: str, job_id: str) -> Answer:
+        return self._send("GET", f"/workflows/{workflow_id}/jobs/{job_id}")
+
+    def follow(self, workflow_id: str, job_id: str, after: int) -> Answer:
+        path = f"/workflows/{workflow_id}/jobs/{job_id}/logs/stream"
+        with self._client.stream(
+            "GET", path, params={"after": after}, headers=self._headers
+        ) as response:
+            if response.status_code == 200:
+                return Answer("ok", {})
+            response.read()
+            return self._answer(response)
+
+
+_CODES = {
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.ALREADY_EXISTS: "conflict",
+    grpc.StatusCode.FAILED_PRECONDITION: "conflict",
+    grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
+}
+
+
+class GrpcEdge:
+    def __init__(self, channel: grpc.Channel) -> None:
+        self._auth = auth_pb2_grpc.AuthServiceStub(channel)
+        self._workflows = workflows_pb2_grpc.WorkflowServiceStub(channel)
+        self._jobs = jobs_pb2_grpc.JobServiceStub(channel)
+        self._metadata: tuple[tuple[str, str], ...] = ()
+
+    def _call(self, method: Callable[..., Any], request: Any, key: str | None = None) -> Answer:
+        metadata = self._metadata + ((("idempotency-key", key),) if key is not None else ())
+        try:
+            reply = method(request, metadata=metadata)
+        except grpc.RpcError as error:
+            code = error.code()  # type: ignore[attr-defined]
+            if code is grpc.StatusCode.INVALID_ARGUMENT:
+                status = rpc_status.from_call(error)  # type: ignore[arg-type]
+                fields: set[str] = set()
+                for detail in status.details if status else ():
+                    bad = error_details_pb2.BadRequest()
+                    detail.Unpack(bad)
+                    fields |= {v.field for v in bad.field_violations}
+                return Answer("invalid:" + ",".join(sorted(fields)), {})
+            return Answer(_CODES.get(code, f"internal:{code}"), {})
+        body: dict[str, Any] = {}
+        if hasattr(reply, "id"):
+            body["id"] = reply.id
+        if hasattr(reply, "workflows"):
+            body["ids"] = [w.id for w in reply.workflows]
+        if hasattr(reply, "token"):
+            body["token"] = reply.token
+        return Answer("ok", body)
+
+    def register(self, email: str, password: str) -> Answer:
+        return self._call(
+            self._auth.Register, auth_pb2.RegisterRequest(email=email, password=password)
+        )
+
+    def login(self, email: str, password: str) -> Answer:
+        return self._call(self._auth.Login, auth_pb2.LoginRequest(email=email, password=password))
+
+    def use(self, token: str | None) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def create(self, data: dict[str, Any], key: str | None = None) -> Answer:
+        fields = dict(data)
+        if "payload" in fields:
+            payload = fields.pop("payload")
+            fields["payload_json"] = payload if isinstance(payload, str) else json.dumps(payload)
+        request = workflows_pb2.CreateWorkflowRequest(**fields)
+        return self._call(self._workflows.CreateWorkflow, request, key)
+
+    def get(self, workflow_id: str) -> Answer:
+        request = workflows_pb2.GetWorkflowRequest(id=workflow_id)
+        return self._call(self._workflows.GetWorkflow, request)
+
+    def list(self, **query: Any) -> Answer:
+        request = workflows_pb2.ListWorkflowsRequest(**query)
+        return self._call(self._workflows.ListWorkflows, request)
+
+    def update(self, workflow_id: str, data: dict[str, Any]) -> Answer:
+        request = workflows_pb2.UpdateWorkflowRequest(id=workflow_id, **data)
+        return self._call(self._workflows.UpdateWorkflow, request)
+
+    def terminate(self, workflow_id: str, key: str | None = None) -> Answer:
+        request = workflows_pb2.TerminateWorkflowRequest(id=workflow_id)
+        return self._call(self._workflows.TerminateWorkflow, request, key)
+
+    def delete(self, workflow_id: str) -> Answer:
+        request = workflows_pb2.DeleteWorkflowRequest(id=workflow_id)
+        return self._call(self._workflows.DeleteWorkflow, request)
+
+    def run(self, workflow_id: str, key: str | None = None) -> Answer:
+        request = jobs_pb2.RunWorkflowRequest(workflow_id=workflow_id)
+        return self._call(self._jobs.RunWorkflow, request, key)
+
+    def jobs(self, workflow_id: str, **query: Any) -> Answer:
+        request = jobs_pb2.ListJobsRequest(workflow_id=workflow_id, **query)
+        return self._call(self._jobs.ListJobs, request)
+
+    def job(self, workflow_id: str, job_id: str) -> Answer:
+        request = jobs_pb2.GetJobRequest(workflow_id=workflow_id, id=job_id)
+        return self._call(self._jobs.GetJob, request)
+
+    def follow(self, workflow_id: str, job_id: str, after: int) -> Answer:
+        request = jobs_pb2.StreamLogsRequest(
+            workflow_id=workflow_id, job_id=job_id, after_seq=after
+        )
+        stream = self._jobs.StreamLogs(request, metadata=self._metadata, timeout=5)
+        try:
+            next(iter(stream))
+        except grpc.RpcError as error:
+            if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:  # type: ignore[attr-defined]
+                return Answer("ok", {})  # streaming, nothing to say yet
+            return self._call(_raise(error), None)
+        finally:
+            stream.cancel()
+        return Answer("ok", {})
+
+
+def _raise(error: grpc.RpcError) -> Callable[..., Any]:
+    def method(request: Any, metadata: Any) -> Any:
+        raise error
+
+    return method
+
+
+def signed_in(edge: Edge) -> str:
+    """Register and log in a fresh user on this edge; return the email."""
+    email = f"parity-{uuid.uuid4().hex[:10]}@example.com"
+    assert edge.register(email, PASSWORD).outcome == "ok"
+    edge.use(edge.login(email, PASSWORD).body["token"])
+    return email
+
+
+HEARTBEAT = {"name": "ping", "kind": "HEARTBEAT", "interval": 5}
+
+
+def built(server: RunningServer, workflow_id: str) -> str:
+    """Mark the workflow's build COMPLETED, as the workflow worker (not running here) would."""
+    with psycopg.connect(server.database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE workflows SET build_status = 'COMPLETED' WHERE id = %s", (workflow_id,)
+        )
+    return workflow_id
+
+
+# --- the cases: each returns the outcome classes of its steps --------------------------------
+
+
+def validation_limits(edge: Edge, server: RunningServer) -> list[str]:
+    signed_in(edge)
+    return [
+        edge.create({**HEARTBEAT, "name": "n" * 201}).outcome,
+        edge.create({**HEARTBEAT, "interval": 0}).outcome,
+        edge.create({**HEARTBEAT, "payload": "{not json"}).outcome,
+        edge.create({**HEARTBEAT, "payload": {"endpoint": "ftp://x"}}).outcome,
+        edge.list(name="n" * 201).outcome,
+        edge.list(cursor="c" * 513).outcome,
+        edge.list(cursor="not-a-cursor").outcome,
+        edge.list(limit=201).outcome,
+        edge.list(kind="SOMETHING").outcome,
+        # The same class; the field is named by each edge's own request (path workflow_id, id).
+        edge.get("not-a-uuid").outcome.partition(":")[0],
+        edge.update(edge.create(HEARTBEAT).id, {"interval": 0}).outcome,
+        edge.jobs(edge.create(HEARTBEAT).id, limit=500).outcome,
+        edge.jobs(edge.create(HEARTBEAT).id, status="NOPE").outcome,
+        edge.create(HEARTBEAT, key="has space").outcome,
+    ]
+
+
+VALIDATION_EXPECTED = [
+    "invalid:name",
+    "invalid:interval",
+    "invalid:payload",
+    "invalid:payload.endpoint",
+    "invalid:name",
+    "invalid:cursor",
+    "invalid:cursor",
+    "invalid:limit",
+    "invalid:kind",
+    "invalid",
+    "invalid:interval",
+    "invalid:limit",
+    "invalid:status",
+    "invalid:Idempotency-Key",
+]
+
+
+def credentials(edge: Edge, server: RunningServer) -> list[str]:
+    email = f"creds-{uuid.uuid4().hex[:10]}@example.com"
+    return [
+        edge.register("not-an-email", PASSWORD).outcome,
+        edge.register(email, "short").outcome,
+        edge.register(email, PASSWORD).outcome,
+        edge.register(email, PASSWORD).outcome,
+        edge.login("not-an-email", PASSWORD).outcome,
+        edge.login(email, "wrong password").outcome,
+        edge.login(email, PASSWORD).outcome,
+    ]
+
+
+def idempotency(edge: Edge, server: RunningServer) -> list[str]:
+    signed_in(edge)
+    key = uuid.uuid4().hex
+    first = edge.create(HEARTBEAT, key=key)
+    built(server, first.id)
+    again = edge.create(HEARTBEAT, key=key)
+    other_body = edge.create({**HEARTBEAT, "name": "other"}, key=key)
+    run_key = uuid.uuid4().hex
+    run_first = edge.run(first.id, key=run_key)
+    run_again = edge.run(first.id, key=run_key)
+    end_key = uuid.uuid4().hex
+    ended = edge.terminate(first.id, key=end_key)
+    ended_again = edge.terminate(first.id, key=end_key)
+    other_workflow = edge.terminate(edge.create(HEARTBEAT).id, key=end_key)
+    return [
+        first.outcome,
+        again.outcome,
+        "same workflow" if again.id == first.id else "another workflow",
+        other_body.outcome,
+        run_first.outcome,
+        "same job" if run_again.outcome == "ok" and run_again.id == run_first.id else "another",
+        ended.outcome,
+        ended_again.outcome,
+        other_workflow.outcome,
+    ]
+
+
+def other_users(edge: Edge, server: RunningServer) -> list[str]:
+    signed_in(edge)
+    mine = built(server, edge.create(HEARTBEAT).id)
+    job = edge.run(mine).id
+    signed_in(edge)  # now someone else
+    missing = str(uuid.uuid4())
+    return [
+        edge.get(mine).outcome,
+        edge.update(mine, {"name": "taken"}).outcome,
+        edge.terminate(mine).outcome,
+        edge.terminate(mine, key=uuid.uuid4().hex).outcome,
+        edge.run(mine).outcome,
+        edge.jobs(mine).outcome,
+        edge.job(mine, job).outcome,
+        edge.follow(mine, job, -1).outcome,
+        edge.delete(mine).outcome,
+        edge.get(missing).outcome,
+        edge.list().body["ids"] == [],
+    ]
+
+
+def conflicts(edge: Edge, server: RunningServer) -> list[str]:
+    signed_in(edge)
+    workflow = built(server, edge.create(HEARTBEAT).id)
+    assert edge.terminate(workflow).outcome == "ok"
+    return [
+        edge.update(workflow, {"name": "renamed"}).outcome,
+        edge.run(workflow).outcome,
+        edge.terminate(workflow).outcome,  # terminating again changes nothing
+    ]
+
+
+def unauthenticated(edge: Edge, server: RunningServer) -> list[str]:
+    edge.use(None)
+    answers = [edge.list().outcome, edge.create(HEARTBEAT).outcome]
+    edge.use("cv_not-a-token")
+    answers.append(edge.get(str(uuid.uuid4())).outcome)
+    return answers
+
+
+CASES: dict[str, tuple[Callable[[Edge, RunningServer], list[Any]], list[Any]]] = {
+    "validation limits": (validation_limits, VALIDATION_EXPECTED),
+    "credentials": (
+        credentials,
+        [
+            "invalid:email",
+            "invalid:password",
+            "ok",
+            "conflict",
+            "invalid:email",
+            "unauthenticated",
+            "ok",
+        ],
+    ),
+    "idempotency, terminate included": (
+        idempotency,
+        ["ok", "ok", "same workflow", "conflict", "ok", "same job", "ok", "ok", "conflict"],
+    ),
+    "not found across users": (
+        other_users,
+        ["not_found"] * 10 + [True],
+    ),
+    "conflicts": (conflicts, ["conflict", "conflict", "ok"]),
+    "unauthenticated": (unauthenticated, ["unauthenticated"] * 3),
+}
+
+
+@pytest.fixture
+def edges(server: RunningServer) -> Iterator[dict[str, Edge]]:
+    with (
+        httpx.Client(base_url=server.http_url, timeout=30) as client,
+        grpc.insecure_channel(server.grpc_target) as channel,
+    ):
+        yield {"http": HttpEdge(client), "grpc": GrpcEdge(channel)}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_http_and_grpc_give_the_same_outcome(
+    case: str, edges: dict[str, Edge], server: RunningServer
+) -> None:
+    scenario, expected = CASES[case]
+    outcomes = {name: scenario(edge, server) for name, edge in edges.items()}
+    assert outcomes["http"] == outcomes["grpc"], outcomes
+    assert outcomes["grpc"] == expected
