@@ -1,3 +1,5 @@
+"""Entry point: `python -m chronoverse` runs the command-line interface."""
+
 from chronoverse.cli import main
 
 main()

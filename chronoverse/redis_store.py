@@ -1,4 +1,4 @@
-"""Redis adapter."""
+"""Redis connections: one client per process, from the Redis settings, with timeouts."""
 
 from __future__ import annotations
 

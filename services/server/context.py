@@ -1,4 +1,4 @@
-"""What the HTTP and gRPC edges share: settings, the connection pool and the accounts service."""
+"""What the application layer runs on: settings, the pool, Redis, accounts, secrets, rules."""
 
 from __future__ import annotations
 
