@@ -120,11 +120,12 @@ def users_create(email: str, password: str | None, as_json: bool) -> None:
     from chronoverse.accounts import Accounts
 
     settings = _settings()
+    # Fails fast with libpq's reason (the pool alone would retry for 30 seconds), and before
+    # asking for a password that could not be used.
+    ping(settings.database_url, timeout_s=10)
     if password is None:
         # On stderr, so that stdout holds only the result (JSON with --json).
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-    # Fails fast with libpq's reason; the pool alone would retry for 30 seconds first.
-    ping(settings.database_url, timeout_s=10)
     pool = create_pool(
         settings.model_copy(update={"database_pool_min_size": 0, "database_pool_max_size": 1}),
         name="cli",
