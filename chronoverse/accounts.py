@@ -24,7 +24,11 @@ from chronoverse.errors import AuthenticationError, ConflictError, FieldError, I
 from chronoverse.postgres import QUERIES, Pool
 
 TOKEN_PREFIX = "cv_"
-_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+# No @, control or space character (Python's str.isspace() set, spelled out for JSON Schema) in
+# the parts; the OpenAPI document states the same pattern.
+_EMAIL_CHAR = r"[^@\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+EMAIL_PATTERN = rf"^{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+$"
+_EMAIL = re.compile(EMAIL_PATTERN)
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 _hasher = PasswordHasher()
@@ -53,7 +57,7 @@ def hash_token(token: str) -> bytes:
 def validate_credentials(email: object, password: object) -> tuple[str, str]:
     """Check the shape of an email and password; raise InvalidFieldsError naming the bad ones."""
     errors = []
-    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.match(email):
+    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.fullmatch(email):
         errors.append(FieldError("email", "must be an email address"))
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         errors.append(

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -54,6 +55,18 @@ RESERVED_PATHS = ("/proc", "/sys", "/dev", "/tmp")
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# What the OpenAPI document says of rules checked in code below: every string the document allows
+# must pass them (a pattern ends the string at `$`, as JSON Schema's does, not before a newline).
+_NOT_SPACE = r"[^\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+# A host name whose last label starts with a letter is never an IP literal, which the egress
+# policy checks at creation; an IP literal it allows is accepted too but not described.
+ENDPOINT_PATTERN = (
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(?::{_PORT})?"
+    rf"(?:[/?#]{_NOT_SPACE}*)?$"
+)
+NORMAL_PATH_PATTERN = r"^(?:/(?:[^/.\x00][^/\x00]*|\.[^/.\x00][^/\x00]*|\.\.[^/\x00]+))+/?$"
+NO_NUL_PATTERN = r"^[^\x00]*$"
 # Docker's reference grammar: [registry/]path[:tag][@digest], lower-case path components. The
 # first component is a registry only if it looks like a host: has a dot or a port, or is localhost.
 _HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
@@ -63,11 +76,25 @@ _REGISTRY = (
 _PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
     rf"^(?:{_REGISTRY}/)?{_PATH_PART}(?:/{_PATH_PART})*"
-    r"(?::[\w][\w.-]{0,127})?"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
 
-Text = Annotated[str, StringConstraints(max_length=4096)]
+Text = Annotated[
+    str, StringConstraints(max_length=4096), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})
+]
+
+
+def _integral(value: object) -> object:
+    # JSON does not tell 34.0 from 34, and JSON Schema calls both integers.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JSON_INTEGER = BeforeValidator(_integral)
+"""Makes an int take an integer as JSON Schema means one: 34 or 34.0, never 34.5, "34" or true.
+In an ``Annotated`` with constraints, put it after them (else the schema misnames them)."""
+JsonInt = Annotated[int, JSON_INTEGER]
+Endpoint = Annotated[str, Field(max_length=2048, json_schema_extra={"pattern": ENDPOINT_PATTERN})]
 
 
 class _Payload(BaseModel):
@@ -93,12 +120,25 @@ class HeartbeatPayload(_Payload):
     """Empty: a liveness job. With ``endpoint``: an HTTP request whose status is compared."""
 
     kind: Literal["HEARTBEAT"] | None = None
-    endpoint: str | None = Field(None, max_length=2048)
+    endpoint: Endpoint | None = Field(
+        None,
+        description="An http:// or https:// URL. A host that is an IP literal must be an "
+        "address the egress policy allows (public, or in CHRONOVERSE_EGRESS_ALLOW_CIDRS).",
+    )
     method: Literal["GET", "HEAD"] = "GET"
-    expected_status_code: int = Field(200, ge=100, le=599)
+    expected_status_code: JsonInt = Field(200, ge=100, le=599)
     timeout_seconds: float = Field(10, gt=0, le=300)
-    headers: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=MAX_HEADERS
+    headers: dict[
+        str,
+        Annotated[
+            str,
+            StringConstraints(max_length=4096),
+            Field(json_schema_extra={"pattern": r"^[^\r\n\x00]*$"}),
+        ],
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_HEADERS,
+        json_schema_extra={"propertyNames": {"pattern": _HEADER_NAME.pattern}},
     )
 
     @field_validator("endpoint")
@@ -117,7 +157,7 @@ class HeartbeatPayload(_Payload):
     @classmethod
     def _header_fields(cls, value: dict[str, str]) -> dict[str, str]:
         for name, header in value.items():
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"header name {name!r} is not a valid HTTP token")
             if "\r" in header or "\n" in header:
                 raise ValueError(f"header {name!r} contains a line break")
@@ -143,9 +183,9 @@ class HeartbeatPayload(_Payload):
 
 
 class ContainerResources(_Payload):
-    memory_mb: int = Field(DEFAULT_MEMORY_MB, ge=6, le=65536)
+    memory_mb: JsonInt = Field(DEFAULT_MEMORY_MB, ge=6, le=65536)
     cpus: float = Field(DEFAULT_CPUS, gt=0, le=64)
-    pids: int = Field(DEFAULT_PIDS, ge=8, le=32768)
+    pids: JsonInt = Field(DEFAULT_PIDS, ge=8, le=32768)
 
 
 class VolumeMount(_Payload):
@@ -155,7 +195,16 @@ class VolumeMount(_Payload):
         pattern=VOLUME_NAME_PATTERN,
         description="The volume's name among the owner's volumes (lower case, digits, `_.-`).",
     )
-    path: str = Field(max_length=1024, description="Absolute path in the container.")
+    path: str = Field(
+        max_length=1024,
+        description="Absolute, normalised path in the container; not / and not under "
+        + ", ".join(RESERVED_PATHS)
+        + ".",
+        json_schema_extra={
+            "pattern": NORMAL_PATH_PATTERN,
+            "not": {"pattern": rf"^(?:{'|'.join(RESERVED_PATHS)})(?:/|$)"},
+        },
+    )
     read_only: bool = False
 
     @field_validator("path")
@@ -177,14 +226,35 @@ class ContainerPayload(_Payload):
     """A Docker image to run with its command, args, env, working dir and limits."""
 
     kind: Literal["CONTAINER"] | None = None
-    image: str = Field(max_length=512)
+    image: str = Field(max_length=512, json_schema_extra={"pattern": _IMAGE.pattern})
     command: list[Text] | None = Field(None, max_length=MAX_ARGV_ITEMS)
     args: list[Text] = Field(default_factory=list, max_length=MAX_ARGV_ITEMS)
-    env: dict[str, Annotated[str, StringConstraints(max_length=MAX_ENV_BYTES)]] = Field(
-        default_factory=dict, max_length=MAX_ENV_ENTRIES
+    env: dict[
+        str,
+        Annotated[
+            str,
+            StringConstraints(max_length=MAX_ENV_BYTES),
+            Field(json_schema_extra={"pattern": NO_NUL_PATTERN}),
+        ],
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV_ENTRIES,
+        json_schema_extra={"propertyNames": {"pattern": _ENV_NAME.pattern}},
     )
-    working_dir: str | None = Field(None, max_length=1024)
-    timeout_seconds: int = Field(DEFAULT_CONTAINER_TIMEOUT_S, ge=1, le=MAX_CONTAINER_TIMEOUT_S)
+    working_dir: (
+        Annotated[
+            str,
+            Field(
+                max_length=1024,
+                json_schema_extra={
+                    "pattern": NORMAL_PATH_PATTERN,
+                    "not": {"pattern": r"^/(?:proc|sys|dev)(?:/|$)"},
+                },
+            ),
+        ]
+        | None
+    ) = Field(None, description="Absolute, normalised path; not under /proc, /sys or /dev.")
+    timeout_seconds: JsonInt = Field(DEFAULT_CONTAINER_TIMEOUT_S, ge=1, le=MAX_CONTAINER_TIMEOUT_S)
     resources: ContainerResources = Field(default_factory=ContainerResources)
     network: str | None = Field(
         None,
@@ -210,7 +280,7 @@ class ContainerPayload(_Payload):
     @field_validator("image")
     @classmethod
     def _image_reference(cls, value: str) -> str:
-        if not _IMAGE.match(value):
+        if not _IMAGE.fullmatch(value):
             raise ValueError(
                 "must be an image reference like 'busybox', 'repo/name:tag' or "
                 "'registry:5000/name@sha256:…'"
@@ -231,7 +301,7 @@ class ContainerPayload(_Payload):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for name, item in value.items():
-            if not _ENV_NAME.match(name):
+            if not _ENV_NAME.fullmatch(name):
                 raise ValueError(f"variable name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
             if "\x00" in item:
                 raise ValueError(f"variable {name!r} contains a NUL character")
@@ -347,7 +417,7 @@ def parse_payload(
     if nul := _find_nul(raw, "payload"):
         # Postgres cannot store NUL in text or jsonb; say so instead of failing later.
         raise InvalidFieldsError([FieldError(nul, "must not contain NUL (\\u0000) characters")])
-    if "kind" in raw and raw["kind"] != kind.value:
+    if raw.get("kind") not in (None, kind.value):
         raise InvalidFieldsError(
             [
                 FieldError(

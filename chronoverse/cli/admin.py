@@ -28,7 +28,8 @@ class AdminSettings(PostgresSettings, KafkaSettings):
         30,
         ge=1,
         le=36500,
-        description="Lifetime in days of the token that `chronoverse users create` prints.",
+        description="Lifetime in days (1 to 36500) of the token that "
+        "`chronoverse users create` prints.",
     )
     secret_keys: str = Field(
         "",

@@ -10,6 +10,7 @@ from services.server.context import ServerContext
 from services.server.http_errors import BodySizeLimit, install_error_handlers
 from services.server.routes import auth, jobs, logs, operations, volumes, workflows
 from services.server.routes.deps import known_query_parameters
+from services.server.schemas import with_operator_limits
 from services.server.usecases import Application
 
 
@@ -39,4 +40,7 @@ def create_app(context: ServerContext) -> FastAPI:
         volumes.router,
     ):
         app.include_router(router)
+    # The document states this server's CONTAINER bounds, which are the operator's settings.
+    document = app.openapi
+    app.openapi = lambda: with_operator_limits(document(), context.rules.containers)  # type: ignore[method-assign]
     return app

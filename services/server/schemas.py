@@ -11,16 +11,20 @@ from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
-    WithJsonSchema,
     field_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
+from pydantic_core import CoreSchema
 
+from chronoverse.accounts import EMAIL_PATTERN
 from chronoverse.domain import (
     BuildStatus,
     FailureKind,
@@ -32,7 +36,14 @@ from chronoverse.domain import (
 )
 from chronoverse.errors import InvalidFieldsError
 from chronoverse.jobs import Job
-from chronoverse.payloads import field_errors
+from chronoverse.payloads import (
+    JSON_INTEGER,
+    ContainerPayload,
+    ContainerPolicy,
+    Endpoint,
+    HeartbeatPayload,
+    field_errors,
+)
 from chronoverse.secrets import mask_payload
 
 MAX_INTERVAL_MINUTES = 10080
@@ -41,13 +52,19 @@ DEFAULT_FAILURES_LIMIT = 3
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
+# Python's str.isspace(), spelled out: JSON Schema's \s is not quite the same set.
+_SPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# No control characters, and something besides spaces, which are stripped from both ends.
+NAME_PATTERN = rf"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f{_SPACE}][^\x00-\x1f\x7f]*$"
 Name = Annotated[
     str,
-    StringConstraints(
-        min_length=1, max_length=200, strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    StringConstraints(max_length=200, pattern=NAME_PATTERN),
+    AfterValidator(str.strip),
+    Field(description="Stored without leading and trailing spaces."),
 ]
-Interval = Annotated[int, Field(ge=1, le=MAX_INTERVAL_MINUTES, description="Minutes between runs.")]
+Interval = Annotated[
+    int, Field(ge=1, le=MAX_INTERVAL_MINUTES, description="Minutes between runs."), JSON_INTEGER
+]
 FailureLimit = Annotated[
     int,
     Field(
@@ -55,11 +72,7 @@ FailureLimit = Annotated[
         le=MAX_FAILURES_LIMIT,
         description="Consecutive failed jobs after which the workflow terminates itself.",
     ),
-]
-# Checked against the kind by chronoverse.payloads.parse_payload, which names the bad field.
-RawPayload = Annotated[
-    Any,
-    WithJsonSchema({"oneOf": [{"type": "object"}, {"type": "string"}]}),
+    JSON_INTEGER,
 ]
 
 
@@ -67,10 +80,81 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# --- payloads as the OpenAPI document describes them ----------------------------------------------
+# Requests are validated by WorkflowCreate and WorkflowUpdate, then by chronoverse.payloads against
+# the workflow's kind and the operator's policy. These models only describe that validation, so a
+# client (or schemathesis) can tell a valid payload from the document: the kind picks the payload's
+# shape, and a HEARTBEAT with HTTP options needs an endpoint.
+
+
+class LivenessPayload(_Strict):
+    """A HEARTBEAT with nothing to request: its jobs prove that the schedule runs."""
+
+    kind: Literal["HEARTBEAT"] | None = None
+    endpoint: None = None
+
+
+class HttpCheckPayload(HeartbeatPayload):
+    """A HEARTBEAT that requests ``endpoint`` and compares the response's status."""
+
+    endpoint: Endpoint = Field(description=HeartbeatPayload.model_fields["endpoint"].description)
+
+
+HeartbeatPayloadIn = LivenessPayload | HttpCheckPayload
+PAYLOAD_DOC = (
+    "Secret values (HEARTBEAT `headers`, CONTAINER `env`) may not be `***` unless the workflow "
+    "stores a value for that key, which `***` keeps. Deprecated and not described here: the "
+    "object as JSON text, as the original Chronoverse API sent it. See docs/api.md for every "
+    "field and default."
+)
+
+
+class HeartbeatWorkflowCreate(_Strict):
+    name: Name
+    kind: Literal["HEARTBEAT"]
+    payload: HeartbeatPayloadIn | None = Field(
+        default_factory=dict, description=f"Empty or null: a liveness job. {PAYLOAD_DOC}"
+    )
+    interval: Interval
+    max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
+
+
+class ContainerWorkflowCreate(_Strict):
+    name: Name
+    kind: Literal["CONTAINER"]
+    payload: ContainerPayload = Field(description=PAYLOAD_DOC)
+    interval: Interval
+    max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
+
+
+def with_operator_limits(document: dict[str, Any], policy: ContainerPolicy) -> dict[str, Any]:
+    """The OpenAPI ``document`` with the operator's CONTAINER bounds, which are settings."""
+    schemas = document["components"]["schemas"]
+    resources = schemas["ContainerResources"]["properties"]
+    container = schemas["ContainerPayload"]["properties"]
+    for limits, field, ceiling in (
+        (resources, "memory_mb", policy.max_memory_mb),
+        (resources, "cpus", policy.max_cpus),
+        (resources, "pids", policy.max_pids),
+        (container, "timeout_seconds", policy.max_timeout_s),
+    ):
+        limits[field]["maximum"] = min(limits[field]["maximum"], ceiling)
+    network = next(s for s in container["network"]["anyOf"] if s.get("type") == "string")
+    network["enum"] = list(policy.networks)
+    container["volumes"]["maxItems"] = min(container["volumes"]["maxItems"], policy.max_volumes)
+    return document
+
+
+_CREATE_DOC = TypeAdapter(
+    Annotated[HeartbeatWorkflowCreate | ContainerWorkflowCreate, Field(discriminator="kind")]
+)
+_UPDATE_PAYLOAD_DOC = TypeAdapter(HeartbeatPayloadIn | ContainerPayload | None)
+
+
 class Credentials(_Strict):
     email: str = Field(
         max_length=254,
-        pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$",
+        pattern=EMAIL_PATTERN,
         examples=["ada@example.com"],
     )
     password: str = Field(min_length=8, max_length=1024)
@@ -92,22 +176,27 @@ KindIn = Literal["HEARTBEAT", "CONTAINER"]
 
 
 class WorkflowCreate(_Strict):
+    """A HEARTBEAT or CONTAINER workflow to create; the kind decides the payload's shape."""
+
     name: Name
     kind: KindIn
-    payload: RawPayload = Field(
-        default_factory=dict,
-        description="A JSON object for the kind, or a JSON string holding one (the original "
-        "Chronoverse API's form). See docs/api.md for every field, default and limit.",
-    )
+    # A JSON object for the kind, or JSON text holding one: chronoverse.payloads checks it.
+    payload: Any = Field(default_factory=dict)
     interval: Interval
     max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(_CREATE_DOC.core_schema)
 
 
 class WorkflowUpdate(_Strict):
     """Fields to change; omitted fields keep their values. At least one is required."""
 
     name: Name | None = None
-    payload: RawPayload | None = None
+    payload: Any = None
     interval: Interval | None = None
     max_consecutive_job_failures_allowed: FailureLimit | None = None
     # Not changeable and not in the schema: declared only so that sending it says why it is refused.
@@ -117,6 +206,24 @@ class WorkflowUpdate(_Strict):
     @classmethod
     def _kind_is_fixed(cls, value: object) -> None:
         raise ValueError("cannot change: a workflow keeps the kind it was created with")
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        schema["properties"]["payload"] = {
+            **handler(_UPDATE_PAYLOAD_DOC.core_schema),
+            "description": "For the workflow's kind; null keeps the payload. " + PAYLOAD_DOC,
+        }
+        # At least one change: a field that is present (payload: not null).
+        schema["anyOf"] = [
+            {"required": ["name"]},
+            {"required": ["interval"]},
+            {"required": ["max_consecutive_job_failures_allowed"]},
+            {"required": ["payload"], "properties": {"payload": {"not": {"type": "null"}}}},
+        ]
+        return schema
 
 
 class WorkflowOut(BaseModel):
@@ -274,9 +381,12 @@ class _Query(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Every string of this shape decodes to a position (store/pagination.py), so the document can
+# state exactly which cursors are valid; a cursor no page returned is not an error but a position.
+PAGE_CURSOR_PATTERN = r"^[0-9]{1,17}_[0-9a-f]{32}$"
 PageCursor = Annotated[
     str | None,
-    Field(max_length=512, description="`next_cursor` of the previous page."),
+    Field(pattern=PAGE_CURSOR_PATTERN, description="`next_cursor` of the previous page."),
 ]
 PageLimit = Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE, description="Items per page.")]
 
@@ -286,7 +396,12 @@ class WorkflowQuery(_Query):
     build_status: BuildStatus | None = None
     terminated: bool | None = None
     name: Annotated[
-        str | None, Field(max_length=200, description="Substring of the name, case-insensitive.")
+        str | None,
+        Field(
+            max_length=200,
+            pattern=r"^[^\x00]*$",
+            description="Substring of the name, case-insensitive.",
+        ),
     ] = None
     limit: PageLimit = DEFAULT_PAGE_SIZE
     cursor: PageCursor = None
@@ -300,11 +415,14 @@ class JobQuery(_Query):
 
 
 MAX_LOG_PAGE = 1000
+# A log line's seq as text (a log cursor, a Last-Event-ID); -1 is before the first line.
+LOG_SEQ_PATTERN = r"^(?:-1|[0-9]{1,18})$"
 
 
 class LogQuery(_Query):
     cursor: Annotated[
-        str | None, Field(max_length=20, description="`next_cursor` of the previous page.")
+        str | None,
+        Field(pattern=LOG_SEQ_PATTERN, description="`next_cursor` of the previous page."),
     ] = None
     limit: Annotated[int, Field(ge=1, le=MAX_LOG_PAGE)] = 500
     stream: LogStream | None = None

@@ -1,12 +1,14 @@
 """The bench's pure parts: order statistics, targets, ratios and the report table."""
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from bench.measure import median, percentile
 from bench.report import markdown_table, text_table
 from bench.results import Compare, Metric, ScenarioResult, Subject, Target
+from bench.stack import free_port
 
 
 def test_percentiles_interpolate_between_ranks() -> None:
@@ -65,3 +67,11 @@ def test_the_table_shows_ours_baseline_ratio_and_target() -> None:
     assert "ratio >= 4x" in table
     assert "NO" in table
     assert markdown_table([result]).count("\n") == 2
+
+
+def test_free_ports_are_never_handed_out_twice_in_a_process() -> None:
+    # Binding port 0 and closing the socket lets the OS offer the same port again soon (about
+    # one pick in fifty here), before any service has bound it.
+    with ThreadPoolExecutor(8) as pool:
+        ports = list(pool.map(lambda _: free_port(), range(500)))
+    assert len(set(ports)) == len(ports)
