@@ -51,6 +51,9 @@ def is_ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
             return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # a 503 holds the connection open until collected (a ResourceWarning)
+        return False
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
 

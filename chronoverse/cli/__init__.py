@@ -126,7 +126,10 @@ def login(config: ClientConfig, email: str, password: str) -> None:
     )
 
 
-@cli.command(help="Revoke the token and remove it from the config file.")
+@cli.command(
+    help="Revoke the token and remove it from the config file. A token given by --token or "
+    "CHRONOVERSE_TOKEN is revoked, and the saved one, if another, is kept."
+)
 @click.pass_obj
 def logout(config: ClientConfig) -> None:
     token = config.resolved_token

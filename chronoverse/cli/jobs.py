@@ -15,7 +15,10 @@ def _short_time(value: str | None) -> str:
     return value[:19].replace("T", " ") if value else ""
 
 
-@click.command(help="Run a workflow now (a MANUAL job) and print the job.")
+@click.command(
+    help="Run a workflow now (a MANUAL job) and print the job. Refused (workflow_not_built) "
+    "until the workflow's build is COMPLETED: `chronoverse workflows wait` waits for that."
+)
 @click.argument("workflow_id")
 @click.option("--idempotency-key", help="Retrying with the same key starts one job only.")
 @json_option

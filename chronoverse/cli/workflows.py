@@ -89,17 +89,17 @@ def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     return apply
 
 
-@click.group(help="Create, inspect and change workflows.")
+@click.group(help="Create, inspect and change workflows, and wait for their builds.")
 def workflows() -> None:
     pass
 
 
 @workflows.command(
     "create",
-    help="Create a workflow. Jobs run once its build is COMPLETED: at once for a HEARTBEAT "
-    "(as soon as the workflow worker sees it), after the image is pulled and checked for a "
-    "CONTAINER; --wait waits for that. Example:\n\n"
-    "  chronoverse workflows create --name hello --kind CONTAINER --interval 5 "
+    help="Create a workflow. Its jobs run once its build is COMPLETED: within a second or so "
+    "for a HEARTBEAT (once the workflow worker has seen it), after the image is pulled and "
+    "checked for a CONTAINER. --wait waits for that, so that `trigger` can follow. Example:\n\n"
+    "\b\n  chronoverse workflows create --name hello --kind CONTAINER --interval 5 "
     '--payload \'{"image": "local/busybox:latest", "command": ["echo", "hi"]}\' --wait',
 )
 @click.option("--name", required=True, help="A name, 1 to 200 characters.")

@@ -28,7 +28,10 @@ class Settings(PostgresSettings, RedisSettings, SecretSettings, EgressSettings, 
         86400, ge=60, description="How long an Idempotency-Key and its stored response are kept."
     )
     token_ttl_days: int = Field(
-        30, ge=1, description="Lifetime of a bearer token issued by login or `users create`."
+        30,
+        ge=1,
+        le=36500,
+        description="Lifetime in days (1 to 36500) of a bearer token issued by login.",
     )
     sse_keepalive_s: float = Field(
         15.0, gt=0, description="Seconds between keep-alive comments on an idle log stream."

@@ -50,3 +50,13 @@ def test_settings_are_frozen() -> None:
     settings = ServerSettings.from_environ(KEY)
     with pytest.raises(pydantic.ValidationError):
         settings.http_port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("days", ["0", "36501"])
+def test_a_token_lifetime_out_of_range_is_refused(days: str) -> None:
+    # Above the bound, issuing a token overflowed the datetime; at 0, it expired at once.
+    with pytest.raises(ConfigurationError) as info:
+        ServerSettings.from_environ(
+            {"CHRONOVERSE_SECRET_KEYS": generate_key(), "CHRONOVERSE_TOKEN_TTL_DAYS": days}
+        )
+    assert info.value.setting == "CHRONOVERSE_TOKEN_TTL_DAYS"
