@@ -52,7 +52,7 @@ def is_ready(port: int) -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
             return bool(response.status == 200)
     except urllib.error.HTTPError as exc:
-        exc.close()  # a 503 holds the connection open until collected (a ResourceWarning)
+        exc.close()  # its response (a 503), now rather than when collected
         return False
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False

@@ -74,6 +74,8 @@ EXPECTED_COLUMNS = {
         "publish_count",
         "logs_last_seq",
         "logs_closed_at",
+        "logs_attempt",
+        "logs_incomplete",
     },
     "skipped_runs": {
         "id",
@@ -85,7 +87,7 @@ EXPECTED_COLUMNS = {
         "detail",
         "created_at",
     },
-    "job_logs": {"job_id", "seq", "stream", "ts", "line"},
+    "job_logs": {"job_id", "attempt", "seq", "stream", "ts", "line"},
     "outbox": {"id", "topic", "key", "payload", "created_at", "published_at"},
     "schema_migrations": {"version", "name", "checksum", "applied_at"},
     "idempotency_keys": {
