@@ -121,6 +121,13 @@ class Stack:
         self.start_all([Service(name=name, service=service, env=env)])
         return self.processes[name]
 
+    def spawn(self, name: str, service: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start one process and return at once, without waiting for /readyz (a supervisor
+        restarting a process, or a test timing how long it takes to be ready)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn(Service(name=name, service=service, env=env))
+        return self.processes[name]
+
     def start_all(self, services: Sequence[Service]) -> None:
         """Start every process at once, then wait until each answers /readyz."""
         self.log_dir.mkdir(parents=True, exist_ok=True)

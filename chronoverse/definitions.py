@@ -24,6 +24,8 @@ from chronoverse.secrets import SecretBox, SecretError
 LABEL_JOB = "chronoverse.job_id"
 LABEL_WORKFLOW = "chronoverse.workflow_id"
 LABEL_LEASE = "chronoverse.lease_token"
+# The attempt the container runs: a dead attempt's output is kept as that attempt's.
+LABEL_ATTEMPT = "chronoverse.attempt"
 # Which installation started the container: its reaper never touches another's containers when
 # several installations (or test runs) share a Docker engine.
 LABEL_INSTALLATION = "chronoverse.installation"
@@ -185,12 +187,18 @@ def define(
 
 
 def labels(
-    job_id: UUID | str, workflow_id: UUID | str, lease_token: int, installation: str
+    job_id: UUID | str,
+    workflow_id: UUID | str,
+    lease_token: int,
+    installation: str,
+    *,
+    attempt: int,
 ) -> dict[str, str]:
     return {
         LABEL_JOB: str(job_id),
         LABEL_WORKFLOW: str(workflow_id),
         LABEL_LEASE: str(lease_token),
+        LABEL_ATTEMPT: str(attempt),
         LABEL_INSTALLATION: installation,
     }
 

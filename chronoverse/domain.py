@@ -11,6 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from chronoverse.schedules import (
+    Catchup,
+    CatchupPolicy,
+    CronSchedule,
+    DstGap,
+    DstOverlap,
+    DstPolicy,
+    IntervalSchedule,
+    Schedule,
+)
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware (the default clock of every loop)."""
@@ -72,6 +83,12 @@ class Topic(enum.StrEnum):
     JOB_LOGS = "job_logs"  # execution_worker -> log_processor, key: job id
 
 
+class WorkflowState(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # no automatic jobs, no counted failures; manual runs still allowed
+    TERMINATED = "terminated"  # final
+
+
 @dataclass(frozen=True, kw_only=True)
 class Workflow:
     id: UUID
@@ -79,7 +96,12 @@ class Workflow:
     name: str
     kind: WorkflowKind
     payload: dict[str, Any]
-    interval_minutes: int
+    interval_minutes: int | None  # exactly one of interval_minutes and cron is set
+    cron: str | None
+    timezone: str
+    dst: DstPolicy
+    catchup: CatchupPolicy
+    paused_at: datetime | None
     max_consecutive_job_failures_allowed: int
     consecutive_job_failures_count: int
     build_status: BuildStatus
@@ -95,6 +117,19 @@ class Workflow:
     def is_terminated(self) -> bool:
         return self.terminated_at is not None
 
+    @property
+    def state(self) -> WorkflowState:
+        if self.terminated_at is not None:
+            return WorkflowState.TERMINATED
+        return WorkflowState.PAUSED if self.paused_at is not None else WorkflowState.ACTIVE
+
+    @property
+    def schedule(self) -> Schedule:
+        if self.cron is not None:
+            return CronSchedule(expression=self.cron, timezone=self.timezone, dst=self.dst)
+        assert self.interval_minutes is not None
+        return IntervalSchedule(minutes=self.interval_minutes)
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Workflow:
         return cls(
@@ -104,6 +139,13 @@ class Workflow:
             kind=WorkflowKind(row["kind"]),
             payload=row["payload"],
             interval_minutes=row["interval_minutes"],
+            cron=row["cron"],
+            timezone=row["timezone"],
+            dst=DstPolicy(gap=DstGap(row["dst_gap"]), overlap=DstOverlap(row["dst_overlap"])),
+            catchup=CatchupPolicy(
+                mode=Catchup(row["catchup"]), window_minutes=row["catchup_window_minutes"]
+            ),
+            paused_at=row["paused_at"],
             max_consecutive_job_failures_allowed=row["max_consecutive_job_failures_allowed"],
             consecutive_job_failures_count=row["consecutive_job_failures_count"],
             build_status=BuildStatus(row["build_status"]),

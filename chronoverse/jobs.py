@@ -32,6 +32,7 @@ class Job:
     exit_code: int | None
     failure_kind: FailureKind | None
     error: str | None
+    logs_incomplete: bool = False  # the final attempt's stored log has a gap
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -51,6 +52,7 @@ class Job:
             exit_code=row["exit_code"],
             failure_kind=FailureKind(row["failure_kind"]) if row["failure_kind"] else None,
             error=row["error"],
+            logs_incomplete=row.get("logs_incomplete", False),
         )
 
 

@@ -7,6 +7,7 @@ workers' channel, delivered when that transaction commits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from psycopg.types.json import Jsonb
 from chronoverse.domain import Topic, Workflow
 from chronoverse.events import WorkflowEvent, WorkflowEventType
 from chronoverse.postgres import QUERIES, Conn
+from chronoverse.scheduling import FireDecision, Skip
 
 
 def emit(conn: Conn, event_type: WorkflowEventType, workflow: Workflow) -> None:
@@ -57,3 +59,47 @@ def wake_scheduler(conn: Conn) -> None:
 def listen_for_wakeups(conn: psycopg.Connection[Any]) -> None:
     """Have this (autocommit) connection receive :func:`wake_scheduler`'s notifications."""
     conn.execute(QUERIES.listen_scheduler)
+
+
+def record_fires(
+    conn: Conn, decisions: Sequence[FireDecision]
+) -> tuple[int, list[tuple[UUID, Skip]]]:
+    """Write fire decisions in the caller's transaction: the jobs, the skipped slots (the fire
+    ledger's other entries) and each workflow's next slot. Returns the jobs created and the skips.
+
+    The scheduler writes its decisions with it, and so does a resume (the slots that fell while
+    the workflow was paused), so both fill the ledger alike.
+    """
+    runs = [(d, slot) for d in decisions for slot in d.run_slots]
+    created = 0
+    if runs:
+        created = conn.execute(
+            QUERIES.insert_automatic_jobs,
+            {
+                "workflow_ids": [d.workflow_id for d, _ in runs],
+                "user_ids": [d.user_id for d, _ in runs],
+                "slots": [slot for _, slot in runs],
+            },
+        ).rowcount
+    skips = [(d.workflow_id, s) for d in decisions for s in d.skips]
+    if skips:
+        conn.execute(
+            QUERIES.insert_skips,
+            {
+                "workflow_ids": [w for w, _ in skips],
+                "reasons": [s.reason.value for _, s in skips],
+                "firsts": [s.first_scheduled_at for _, s in skips],
+                "lasts": [s.last_scheduled_at for _, s in skips],
+                "slots": [s.slots for _, s in skips],
+                "details": [s.detail for _, s in skips],
+            },
+        )
+    if decisions:
+        conn.execute(
+            QUERIES.advance_workflows,
+            {
+                "ids": [d.workflow_id for d in decisions],
+                "next_run_ats": [d.next_run_at for d in decisions],
+            },
+        )
+    return created, skips

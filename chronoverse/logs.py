@@ -1,15 +1,19 @@
-"""Job log lines: splitting a container's output into lines, the `job_logs` topic messages, and
-the live messages on the Redis channel `job_logs:<job_id>`.
+"""Job log lines: splitting a container's output into lines, the `job_logs` topic messages, the
+live messages on the Redis channel `job_logs:<job_id>`, and a reader's position in a job's logs.
 
 Pure: no I/O. A :class:`LineSplitter` takes raw output chunks of both streams as they arrive and
 returns complete lines, each with a ``seq`` unique across both streams. A line longer than
 ``max_chars`` is cut into several lines; nothing after it is dropped.
+
+Every attempt of a job numbers its lines from 0, so a line is named by ``(attempt, seq)``: the
+messages carry the attempt that printed their lines, and a :class:`LogPosition` is the pair.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,26 +143,31 @@ class LineSplitter:
 @dataclass(frozen=True, kw_only=True)
 class LinesMessage:
     job_id: UUID
+    attempt: int
     lines: tuple[LogLine, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class EndMessage:
-    """The last record of a job's logs: every line up to ``last_seq`` was sent (-1: none)."""
+    """The last record of one attempt's logs: every line up to ``last_seq`` was sent (-1: none),
+    unless ``incomplete``: the shipper knows some of them were lost."""
 
     job_id: UUID
+    attempt: int
     last_seq: int
+    incomplete: bool = False
 
 
 LogMessage = LinesMessage | EndMessage
 
 
-def encode_lines(job_id: UUID, lines: list[LogLine]) -> bytes:
+def encode_lines(job_id: UUID, lines: list[LogLine], *, attempt: int) -> bytes:
     return encode(
         {
             "v": LOG_MESSAGE_VERSION,
             "type": "log.lines",
             "job_id": str(job_id),
+            "attempt": attempt,
             "lines": lines_to_json(lines),
         }
     )
@@ -169,28 +178,53 @@ def encode_lines(job_id: UUID, lines: list[LogLine]) -> bytes:
 MAX_LOG_MESSAGE_BYTES = 900_000
 
 
-def encode_lines_bounded(
-    job_id: UUID, lines: list[LogLine], max_bytes: int = MAX_LOG_MESSAGE_BYTES
-) -> list[bytes]:
-    """``encode_lines``, split into several messages where one would exceed ``max_bytes``.
+def encode_batches(
+    job_id: UUID, lines: list[LogLine], *, attempt: int, max_bytes: int = MAX_LOG_MESSAGE_BYTES
+) -> list[tuple[list[LogLine], bytes]]:
+    """``encode_lines``, split into several messages where one would exceed ``max_bytes``; each
+    message with the lines it holds.
 
     A batch's size in characters does not bound its encoded size: JSON escapes a control
     character as six bytes and a character outside the BMP as twelve. One line (at most
     16 KiB characters) always fits.
     """
-    value = encode_lines(job_id, lines)
+    value = encode_lines(job_id, lines, attempt=attempt)
     if len(value) <= max_bytes or len(lines) == 1:
-        return [value]
+        return [(lines, value)]
     middle = len(lines) // 2
-    return encode_lines_bounded(job_id, lines[:middle], max_bytes) + encode_lines_bounded(
-        job_id, lines[middle:], max_bytes
-    )
+    return encode_batches(
+        job_id, lines[:middle], attempt=attempt, max_bytes=max_bytes
+    ) + encode_batches(job_id, lines[middle:], attempt=attempt, max_bytes=max_bytes)
 
 
-def encode_end(job_id: UUID, last_seq: int) -> bytes:
+def encode_lines_bounded(
+    job_id: UUID, lines: list[LogLine], *, attempt: int, max_bytes: int = MAX_LOG_MESSAGE_BYTES
+) -> list[bytes]:
+    """The messages of :func:`encode_batches`, each at most ``max_bytes`` (but one line)."""
+    return [
+        value for _, value in encode_batches(job_id, lines, attempt=attempt, max_bytes=max_bytes)
+    ]
+
+
+def encode_end(job_id: UUID, last_seq: int, *, attempt: int, incomplete: bool = False) -> bytes:
     return encode(
-        {"v": LOG_MESSAGE_VERSION, "type": "log.end", "job_id": str(job_id), "last_seq": last_seq}
+        {
+            "v": LOG_MESSAGE_VERSION,
+            "type": "log.end",
+            "job_id": str(job_id),
+            "attempt": attempt,
+            "last_seq": last_seq,
+            "incomplete": incomplete,
+        }
     )
+
+
+def _attempt(data: dict[str, Any]) -> int:
+    """The message's attempt; a message produced before attempts were recorded is attempt 1."""
+    value = data.get("attempt", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MalformedMessageError(f"attempt must be an integer >= 1, got {value!r}")
+    return value
 
 
 def decode_log_message(key: bytes | None, value: bytes | None) -> LogMessage:
@@ -200,9 +234,16 @@ def decode_log_message(key: bytes | None, value: bytes | None) -> LogMessage:
     try:
         job_id = UUID(str(data["job_id"]))
         if data.get("type") == "log.lines":
-            return LinesMessage(job_id=job_id, lines=lines_from_json(data["lines"]))
+            return LinesMessage(
+                job_id=job_id, attempt=_attempt(data), lines=lines_from_json(data["lines"])
+            )
         if data.get("type") == "log.end":
-            return EndMessage(job_id=job_id, last_seq=int(data["last_seq"]))
+            return EndMessage(
+                job_id=job_id,
+                attempt=_attempt(data),
+                last_seq=int(data["last_seq"]),
+                incomplete=data.get("incomplete") is True,
+            )
     except (KeyError, ValueError, TypeError) as exc:
         raise MalformedMessageError(f"bad log message: {exc}") from exc
     raise MalformedMessageError(f"unknown log message type {data.get('type')!r}")
@@ -210,9 +251,10 @@ def decode_log_message(key: bytes | None, value: bytes | None) -> LogMessage:
 
 # --- the live Redis channel ---------------------------------------------------------------------
 # Once the log processor has stored a batch, it publishes each job's part on `job_logs:<job_id>`
-# for live viewers: ``{"type": "lines", "lines": [...]}`` or ``{"type": "end", "last_seq": n}``.
-# The channel names the job. There is no size cap: one message may carry the lines of many topic
-# messages.
+# for live viewers: ``{"type": "lines", "attempt": a, "lines": [...]}`` or
+# ``{"type": "end", "attempt": a, "last_seq": n, "incomplete": b}``. The channel names the job. A
+# message without an attempt (from a log processor of an earlier version) is attempt 1. There is
+# no size cap: one message may carry the lines of many topic messages.
 
 
 def live_channel(job_id: UUID | str) -> str:
@@ -220,12 +262,14 @@ def live_channel(job_id: UUID | str) -> str:
     return f"job_logs:{job_id}"
 
 
-def encode_live_lines(lines: Iterable[LogLine]) -> bytes:
-    return encode({"type": "lines", "lines": lines_to_json(lines)})
+def encode_live_lines(lines: Iterable[LogLine], *, attempt: int) -> bytes:
+    return encode({"type": "lines", "attempt": attempt, "lines": lines_to_json(lines)})
 
 
-def encode_live_end(last_seq: int) -> bytes:
-    return encode({"type": "end", "last_seq": last_seq})
+def encode_live_end(last_seq: int, *, attempt: int, incomplete: bool = False) -> bytes:
+    return encode(
+        {"type": "end", "attempt": attempt, "last_seq": last_seq, "incomplete": incomplete}
+    )
 
 
 def decode_live(job_id: UUID, data: bytes | str) -> LogMessage:
@@ -233,9 +277,50 @@ def decode_live(job_id: UUID, data: bytes | str) -> LogMessage:
     try:
         decoded = json.loads(data)
         if decoded["type"] == "lines":
-            return LinesMessage(job_id=job_id, lines=lines_from_json(decoded["lines"]))
+            return LinesMessage(
+                job_id=job_id, attempt=_attempt(decoded), lines=lines_from_json(decoded["lines"])
+            )
         if decoded["type"] == "end":
-            return EndMessage(job_id=job_id, last_seq=int(decoded["last_seq"]))
+            return EndMessage(
+                job_id=job_id,
+                attempt=_attempt(decoded),
+                last_seq=int(decoded["last_seq"]),
+                incomplete=decoded.get("incomplete") is True,
+            )
     except (ValueError, KeyError, TypeError) as exc:  # JSON and UTF-8 errors are ValueErrors
         raise MalformedMessageError(f"bad live log message: {exc}") from exc
     raise MalformedMessageError(f"unknown live log message type {decoded['type']!r}")
+
+
+# --- a reader's position ------------------------------------------------------------------------
+# Readers resume after a line named by ``<attempt>.<seq>`` (an SSE id, a page cursor). A plain
+# integer (what readers sent before lines had attempts) is a seq without its attempt: the caller
+# decides which attempt it means.
+
+_POSITION = re.compile(r"(?:([0-9]{1,9})\.)?(-1|[0-9]{1,18})")
+
+
+@dataclass(frozen=True, kw_only=True, order=True)
+class LogPosition:
+    """After line ``seq`` of ``attempt`` (seq -1: before the attempt's first line).
+
+    Ordered as readers see the lines: by attempt, then seq.
+    """
+
+    attempt: int
+    seq: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.attempt}.{self.seq}"
+
+
+def parse_position(text: str) -> tuple[int | None, int] | None:
+    """``"<attempt>.<seq>"`` as (attempt, seq), a plain seq as (None, seq); None if neither."""
+    match = _POSITION.fullmatch(text)
+    if match is None:
+        return None
+    attempt, seq = match.groups()
+    if attempt is None:
+        return None, int(seq)
+    return (int(attempt), int(seq)) if int(attempt) >= 1 else None

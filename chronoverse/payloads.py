@@ -10,6 +10,8 @@ Limits (also in docs/api.md):
 - HEARTBEAT ``headers``: at most 50, names are HTTP tokens, values at most 4 KiB without CR/LF;
 - CONTAINER ``env``: at most 100 entries, names ``[A-Za-z_][A-Za-z0-9_]*``, 32 KiB in all;
 - ``command`` and ``args``: at most 256 items each, 16 KiB in all.
+- CONTAINER ``image``: Docker's reference grammar (:func:`image_reference_error`), a name of at
+  most 255 characters as Docker counts it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ MAX_ENV_ENTRIES = 100
 MAX_ENV_BYTES = 32 * 1024
 MAX_ARGV_ITEMS = 256
 MAX_ARGV_BYTES = 16 * 1024
+# Docker's own limits on an image reference (distribution/reference): the repository name, counted
+# with the registry Docker implies, and the tag; the digest is sha256's 64 hex digits.
+MAX_IMAGE_NAME = 255
+MAX_IMAGE_TAG = 128
+MAX_IMAGE_REFERENCE = MAX_IMAGE_NAME + 1 + MAX_IMAGE_TAG + len("@sha256:") + 64
 
 DEFAULT_CONTAINER_TIMEOUT_S = 3600
 MAX_CONTAINER_TIMEOUT_S = 24 * 3600
@@ -74,11 +81,16 @@ _REGISTRY = (
     rf"(?:localhost(?::[0-9]+)?|{_HOST_PART}(?:\.{_HOST_PART})+(?::[0-9]+)?|{_HOST_PART}:[0-9]+)"
 )
 _PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST_PART = r"sha256:[0-9a-f]{64}"
+# The OpenAPI pattern; the name's length, which a pattern cannot count, is checked in code.
 _IMAGE = re.compile(
-    rf"^(?:{_REGISTRY}/)?{_PATH_PART}(?:/{_PATH_PART})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+    rf"^(?:{_REGISTRY}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG_PART})?(?:@{_DIGEST_PART})?$"
 )
+_DOMAIN = re.compile(rf"{_HOST_PART}(?:\.{_HOST_PART})*(?::[0-9]+)?")
+_PATH_COMPONENT = re.compile(_PATH_PART)
+_TAG = re.compile(_TAG_PART)
+_DIGEST = re.compile(_DIGEST_PART)
 
 Text = Annotated[
     str, StringConstraints(max_length=4096), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})
@@ -226,7 +238,11 @@ class ContainerPayload(_Payload):
     """A Docker image to run with its command, args, env, working dir and limits."""
 
     kind: Literal["CONTAINER"] | None = None
-    image: str = Field(max_length=512, json_schema_extra={"pattern": _IMAGE.pattern})
+    image: str = Field(
+        max_length=MAX_IMAGE_REFERENCE,
+        description="A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest].",
+        json_schema_extra={"pattern": _IMAGE.pattern},
+    )
     command: list[Text] | None = Field(None, max_length=MAX_ARGV_ITEMS)
     args: list[Text] = Field(default_factory=list, max_length=MAX_ARGV_ITEMS)
     env: dict[
@@ -280,11 +296,8 @@ class ContainerPayload(_Payload):
     @field_validator("image")
     @classmethod
     def _image_reference(cls, value: str) -> str:
-        if not _IMAGE.fullmatch(value):
-            raise ValueError(
-                "must be an image reference like 'busybox', 'repo/name:tag' or "
-                "'registry:5000/name@sha256:…'"
-            )
+        if (error := image_reference_error(value)) is not None:
+            raise ValueError(error)
         return value
 
     @field_validator("command", "args")
@@ -326,6 +339,70 @@ class ContainerPayload(_Payload):
 
 
 Payload = HeartbeatPayload | ContainerPayload
+
+
+def image_reference_error(reference: str) -> str | None:
+    """Why Docker would refuse ``reference`` as an image, in words for its author; None if not.
+
+    Docker's grammar (distribution/reference): ``[registry/]path[:tag][@digest]``. The first
+    component is a registry only when it looks like a host (a dot, a port, or ``localhost``);
+    path components are lower case. Docker counts the name with the registry it implies
+    (``docker.io/``, and ``library/`` for a one-component path) against its 255 characters.
+    """
+    example = "like 'busybox', 'team/app:1.2' or 'registry.example.com:5000/app@sha256:…'"
+    if not reference:
+        return f"must be an image reference {example}"
+    rest, at, digest = reference.partition("@")
+    if at and not _DIGEST.fullmatch(digest):
+        return "the digest after '@' must be 'sha256:' followed by 64 lower-case hex digits"
+    name, tag = rest, None
+    if rest.rfind(":") > rest.rfind("/"):
+        name, _, tag = rest.rpartition(":")
+    if tag is not None and not _TAG.fullmatch(tag):
+        return (
+            f"the tag {_shown(tag)} must be 1 to {MAX_IMAGE_TAG} letters, digits, '_', '.' or "
+            "'-', and not start with '.' or '-'"
+        )
+    first, slash, remainder = name.partition("/")
+    domain, path = "docker.io", name
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        if not _DOMAIN.fullmatch(first):
+            return (
+                f"the registry {_shown(first)} must be a host name or address, optionally "
+                "with a :port"
+            )
+        domain, path = first, remainder
+    for component in path.split("/"):
+        if _PATH_COMPONENT.fullmatch(component):
+            continue
+        if _PATH_COMPONENT.fullmatch(component.lower()):
+            return f"the repository name must be lower case: {_shown(component)}"
+        return (
+            f"the path component {_shown(component)} must be lower-case letters and digits, "
+            f"separated by '.', '_', '__' or '-'; an image reference is {example}"
+        )
+    if domain == "index.docker.io":
+        domain = "docker.io"
+    if domain == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    normalized = f"{domain}/{path}"
+    counted = max(len(name), len(normalized))
+    if counted > MAX_IMAGE_NAME:
+        implied = (
+            ""
+            if counted == len(name)
+            else f" as Docker counts it, with the '{normalized.removesuffix(name)}' it implies"
+        )
+        return (
+            f"the repository name is {counted} characters long{implied}; Docker allows at most "
+            f"{MAX_IMAGE_NAME}"
+        )
+    return None
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message, cut short if long."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -106,3 +106,22 @@ RETURNING id, user_id
 -- name: revoke_token
 UPDATE api_tokens SET revoked_at = now()
 WHERE id = %(token_id)s AND user_id = %(user_id)s AND revoked_at IS NULL
+
+-- Fires (chronoverse/lifecycle.py record_fires): the scheduler's decisions, and a resume's.
+
+-- name: insert_automatic_jobs
+INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status)
+SELECT t.workflow_id, t.user_id, 'AUTOMATIC', t.scheduled_at, 'PENDING'
+FROM unnest(%(workflow_ids)b::uuid[], %(user_ids)b::uuid[], %(slots)b::timestamptz[])
+    AS t(workflow_id, user_id, scheduled_at)
+ON CONFLICT (workflow_id, scheduled_at) WHERE trigger = 'AUTOMATIC' DO NOTHING
+
+-- name: advance_workflows
+UPDATE workflows AS w SET next_run_at = t.next_run_at
+FROM unnest(%(ids)b::uuid[], %(next_run_ats)b::timestamptz[]) AS t(id, next_run_at)
+WHERE w.id = t.id
+
+-- name: insert_skips
+INSERT INTO skipped_runs (workflow_id, reason, first_scheduled_at, last_scheduled_at, slots, detail)
+SELECT * FROM unnest(%(workflow_ids)b::uuid[], %(reasons)b::text[], %(firsts)b::timestamptz[],
+                     %(lasts)b::timestamptz[], %(slots)b::integer[], %(details)b::text[])

@@ -56,6 +56,15 @@ class DstOverlap(enum.StrEnum):
     TWICE = "twice"
 
 
+class Catchup(enum.StrEnum):
+    """What happens to slots that fell while the scheduler could not run them (or while the
+    workflow was paused): only the latest runs, none runs, or every one inside a window runs."""
+
+    LATEST = "latest"
+    NONE = "none"
+    ALL = "all"
+
+
 class FireNote(enum.StrEnum):
     DST_SHIFTED = "dst_shifted"  # its local time did not exist; it runs just after the gap
     DST_REPEATED = "dst_repeated"  # the second occurrence of a local time that happened twice
@@ -74,6 +83,19 @@ class ScheduleError(ValueError):
 class DstPolicy:
     gap: DstGap = DstGap.SHIFT
     overlap: DstOverlap = DstOverlap.ONCE
+
+
+@dataclass(frozen=True, kw_only=True)
+class CatchupPolicy:
+    mode: Catchup = Catchup.LATEST
+    window_minutes: int | None = None  # for ALL: slots older than this are not run
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(minutes=self.window_minutes or DEFAULT_CATCHUP_WINDOW_MINUTES)
+
+
+DEFAULT_CATCHUP_WINDOW_MINUTES = 60
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,10 +3,12 @@
 No I/O. The scheduling worker and the execution worker feed these functions rows and results, and
 write back what they decide.
 
-**Catch-up.** A workflow's slots are ``next_run_at + k * interval``. When the scheduler finds
-several slots already due (it was down, or the workflow's build finished late), only the latest
-due slot runs; the earlier ones are recorded once as a MISSED skip with their count and range.
-Nothing is replayed in bulk, and nothing is silently dropped.
+**Catch-up.** A workflow's slots come from its schedule (:mod:`chronoverse.schedules`: every N
+minutes from ``next_run_at``, or a cron expression in a time zone). When the scheduler finds
+several slots already due (it was down, or the workflow's build finished late, or it was just
+resumed), the workflow's catch-up policy decides which run: the latest (the default), none (unless
+it is at most a minute late), or every one inside a window. The others are recorded once as a
+MISSED (or PAUSED) skip with their count and range. Nothing is silently dropped.
 
 **Overlap.** When the previous job of the workflow is still PENDING, QUEUED or RUNNING, the slot is
 skipped and recorded as an OVERLAP skip; the schedule moves on.
@@ -19,16 +21,24 @@ a counted failure that reaches the workflow's limit terminates it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from chronoverse.domain import FailureKind, JobStatus
+from chronoverse.schedules import Catchup, CatchupPolicy, Schedule, due_slots
 
 
 class SkipReason(enum.StrEnum):
     MISSED = "MISSED"
     OVERLAP = "OVERLAP"
+    PAUSED = "PAUSED"
+
+
+# Catch-up ``none`` still runs a slot this late: a scheduler pass, not an outage.
+CATCHUP_GRACE = timedelta(minutes=1)
+# Catch-up ``all`` runs at most this many slots at once; older ones are recorded as missed.
+MAX_CATCHUP_RUNS = 100
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,8 +46,9 @@ class DueWorkflow:
     id: UUID
     user_id: UUID
     next_run_at: datetime
-    interval_minutes: int
-    has_active_job: bool
+    schedule: Schedule
+    catchup: CatchupPolicy = field(default_factory=CatchupPolicy)
+    has_active_job: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,48 +64,72 @@ class Skip:
 class FireDecision:
     workflow_id: UUID
     user_id: UUID
-    run_slot: datetime | None  # the job to create, if any
+    run_slots: tuple[datetime, ...]  # the jobs to create, oldest first
     skips: tuple[Skip, ...]
     next_run_at: datetime
 
 
-def plan_fire(due: DueWorkflow, now: datetime) -> FireDecision:
-    """Decide what a due workflow does at ``now`` (requires ``due.next_run_at <= now``)."""
+def plan_fire(
+    due: DueWorkflow, now: datetime, *, not_run: SkipReason = SkipReason.MISSED
+) -> FireDecision:
+    """Decide what a due workflow does at ``now`` (requires ``due.next_run_at <= now``).
+
+    Every due slot is accounted for exactly once: run, or in one skip entry. ``not_run`` is the
+    reason of the slots the catch-up policy does not run: MISSED for a scheduler that could not
+    run them, PAUSED for a workflow resumed after a pause.
+    """
     if due.next_run_at > now:
         raise ValueError("workflow is not due")
-    interval = timedelta(minutes=due.interval_minutes)
-    due_slots = (now - due.next_run_at) // interval + 1
-    latest = due.next_run_at + (due_slots - 1) * interval
+    slots = due_slots(due.schedule, first=due.next_run_at, now=now, keep=MAX_CATCHUP_RUNS + 1)
+    policy = due.catchup
+    if policy.mode is Catchup.LATEST:
+        run = slots.recent[-1:]
+    elif policy.mode is Catchup.NONE:
+        run = slots.recent[-1:] if now - slots.latest <= CATCHUP_GRACE else ()
+    else:
+        in_window = [s for s in slots.recent if now - s <= policy.window]
+        run = tuple(in_window[-MAX_CATCHUP_RUNS:])
     skips: list[Skip] = []
-    if due_slots > 1:
+    skipped = slots.count - len(run)
+    if skipped > 0:
+        last = slots.recent[-len(run) - 1] if run else slots.latest
+        count = f"{skipped}" if slots.counted_all else f"at least {skipped}"
+        why = (
+            "while the workflow was paused"
+            if not_run is SkipReason.PAUSED
+            else "while the scheduler could not run them"
+        )
+        ran = (
+            f"; the catch-up policy ({policy.mode.value}) ran {len(run)}"
+            if run
+            else f"; the catch-up policy ({policy.mode.value}) ran none"
+        )
         skips.append(
             Skip(
-                reason=SkipReason.MISSED,
+                reason=not_run,
                 first_scheduled_at=due.next_run_at,
-                last_scheduled_at=latest - interval,
-                slots=due_slots - 1,
-                detail=f"{due_slots - 1} slot(s) were due while the scheduler could not run them; "
-                f"only the latest ({latest.isoformat()}) runs",
+                last_scheduled_at=last,
+                slots=skipped,
+                detail=f"{count} slot(s) fell {why}{ran}",
             )
         )
-    run_slot: datetime | None = latest
-    if due.has_active_job:
+    if run and due.has_active_job:
         skips.append(
             Skip(
                 reason=SkipReason.OVERLAP,
-                first_scheduled_at=latest,
-                last_scheduled_at=latest,
-                slots=1,
+                first_scheduled_at=run[0],
+                last_scheduled_at=run[-1],
+                slots=len(run),
                 detail="the previous job was still active",
             )
         )
-        run_slot = None
+        run = ()
     return FireDecision(
         workflow_id=due.id,
         user_id=due.user_id,
-        run_slot=run_slot,
+        run_slots=tuple(run),
         skips=tuple(skips),
-        next_run_at=latest + interval,
+        next_run_at=slots.next_after,
     )
 
 

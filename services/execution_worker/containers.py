@@ -44,7 +44,7 @@ from services.execution_worker.volumes import ensure_volume
 
 logger = logging.getLogger(__name__)
 
-ShipperFactory = Callable[[UUID], LogShipper]
+ShipperFactory = Callable[[UUID, int], LogShipper]  # (job, attempt)
 RecordContainer = Callable[[str], bool]
 TouchVolume = Callable[[UUID, str, UUID], UUID]  # (owner, name, job) -> the volume's id
 
@@ -87,9 +87,10 @@ class ContainerRunner:
         payload: dict[str, Any],
         lease_token: int,
         record_container: RecordContainer,
+        attempt: int,
     ) -> RunResult:
         splitter = LineSplitter()
-        shipper = self._shippers(job_id)
+        shipper = self._shippers(job_id, attempt)
         try:
             return self._run(
                 job_id,

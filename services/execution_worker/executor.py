@@ -174,6 +174,7 @@ class Executor:
                 record_container=lambda container_id: self._store.set_container(
                     claim.job_id, claim.lease_token, container_id
                 ),
+                attempt=claim.attempt,
             )
         except SecretError as exc:
             return results.unreadable_secrets(exc)

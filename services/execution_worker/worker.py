@@ -85,7 +85,9 @@ class ExecutionWorker:
                 tmpfs_mb=s.container_tmpfs_mb,
                 nofile=s.container_nofile,
             ),
-            shippers=lambda job_id: LogShipper(log_producer, logs_topic, job_id),
+            shippers=lambda job_id, attempt: LogShipper(
+                log_producer, logs_topic, job_id, attempt=attempt
+            ),
             touch_volume=store.touch_volume,
             stop_grace_s=s.stop_grace_s,
             max_log_chars=s.max_log_chars_per_job,

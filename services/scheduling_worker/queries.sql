@@ -1,34 +1,18 @@
 -- Queries of the scheduling worker.
 
 -- name: claim_due_workflows
-SELECT w.id, w.user_id, w.next_run_at, w.interval_minutes,
+SELECT w.*,
        EXISTS (SELECT 1 FROM jobs j
                WHERE j.workflow_id = w.id AND j.status IN ('PENDING', 'QUEUED', 'RUNNING'))
            AS has_active_job
 FROM workflows w
 WHERE w.build_status = 'COMPLETED'
   AND w.terminated_at IS NULL
+  AND w.paused_at IS NULL
   AND w.next_run_at <= %(now)s
 ORDER BY w.next_run_at
 LIMIT %(limit)s
 FOR UPDATE OF w SKIP LOCKED
-
--- name: insert_automatic_jobs
-INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status)
-SELECT t.workflow_id, t.user_id, 'AUTOMATIC', t.scheduled_at, 'PENDING'
-FROM unnest(%(workflow_ids)b::uuid[], %(user_ids)b::uuid[], %(slots)b::timestamptz[])
-    AS t(workflow_id, user_id, scheduled_at)
-ON CONFLICT (workflow_id, scheduled_at) WHERE trigger = 'AUTOMATIC' DO NOTHING
-
--- name: advance_workflows
-UPDATE workflows AS w SET next_run_at = t.next_run_at
-FROM unnest(%(ids)b::uuid[], %(next_run_ats)b::timestamptz[]) AS t(id, next_run_at)
-WHERE w.id = t.id
-
--- name: insert_skips
-INSERT INTO skipped_runs (workflow_id, reason, first_scheduled_at, last_scheduled_at, slots, detail)
-SELECT * FROM unnest(%(workflow_ids)b::uuid[], %(reasons)b::text[], %(firsts)b::timestamptz[],
-                     %(lasts)b::timestamptz[], %(slots)b::integer[], %(details)b::text[])
 
 -- name: claim_pending_jobs
 SELECT id, workflow_id, trigger, scheduled_at FROM jobs

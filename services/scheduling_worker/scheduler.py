@@ -21,7 +21,7 @@ import psycopg
 from prometheus_client import Counter, Histogram
 
 from chronoverse import lifecycle
-from chronoverse.domain import Topic, utcnow
+from chronoverse.domain import Topic, Workflow, utcnow
 from chronoverse.errors import ChronoverseError, PublishError
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.admin import ensure_topics
@@ -92,50 +92,21 @@ class Scheduler:
     def _write_decisions(
         self, conn: psycopg.Connection[dict[str, Any]], decisions: list[FireDecision]
     ) -> None:
-        runs = [d for d in decisions if d.run_slot is not None]
-        if runs:
-            conn.execute(
-                QUERIES.insert_automatic_jobs,
-                {
-                    "workflow_ids": [d.workflow_id for d in runs],
-                    "user_ids": [d.user_id for d in runs],
-                    "slots": [d.run_slot for d in runs],
+        created, skips = lifecycle.record_fires(conn, decisions)
+        JOBS_CREATED.inc(created)
+        for workflow_id, skip in skips:
+            SKIPPED.labels(skip.reason.value).inc(skip.slots)
+            logger.info(
+                "workflow %s skipped %d slot(s): %s",
+                workflow_id,
+                skip.slots,
+                skip.detail,
+                extra={
+                    "action": "slots_skipped",
+                    "workflow_id": str(workflow_id),
+                    "reason": skip.reason.value,
                 },
             )
-            JOBS_CREATED.inc(len(runs))
-        skips = [(d.workflow_id, s) for d in decisions for s in d.skips]
-        if skips:
-            conn.execute(
-                QUERIES.insert_skips,
-                {
-                    "workflow_ids": [w for w, _ in skips],
-                    "reasons": [s.reason.value for _, s in skips],
-                    "firsts": [s.first_scheduled_at for _, s in skips],
-                    "lasts": [s.last_scheduled_at for _, s in skips],
-                    "slots": [s.slots for _, s in skips],
-                    "details": [s.detail for _, s in skips],
-                },
-            )
-            for workflow_id, skip in skips:
-                SKIPPED.labels(skip.reason.value).inc(skip.slots)
-                logger.info(
-                    "workflow %s skipped %d slot(s): %s",
-                    workflow_id,
-                    skip.slots,
-                    skip.detail,
-                    extra={
-                        "action": "slots_skipped",
-                        "workflow_id": str(workflow_id),
-                        "reason": skip.reason.value,
-                    },
-                )
-        conn.execute(
-            QUERIES.advance_workflows,
-            {
-                "ids": [d.workflow_id for d in decisions],
-                "next_run_ats": [d.next_run_at for d in decisions],
-            },
-        )
 
     def dispatch_pending(self) -> int:
         """Publish PENDING jobs that may run now, then mark them QUEUED; return how many."""
@@ -271,10 +242,13 @@ class Scheduler:
 
 
 def _due(row: dict[str, Any]) -> DueWorkflow:
+    workflow = Workflow.from_row(row)
+    assert workflow.next_run_at is not None  # claimed because it is due
     return DueWorkflow(
-        id=row["id"],
-        user_id=row["user_id"],
-        next_run_at=row["next_run_at"],
-        interval_minutes=row["interval_minutes"],
+        id=workflow.id,
+        user_id=workflow.user_id,
+        next_run_at=workflow.next_run_at,
+        schedule=workflow.schedule,
+        catchup=workflow.catchup,
         has_active_job=row["has_active_job"],
     )

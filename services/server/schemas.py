@@ -291,6 +291,11 @@ class JobOut(BaseModel):
         description="USER failures count toward auto-termination; SYSTEM ones were retried first."
     )
     error: str | None
+    logs_incomplete: bool = Field(
+        False,
+        description="Lines of the job's final attempt were lost, or its log end marker never "
+        "arrived: its stored log has a gap.",
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -307,6 +312,7 @@ class JobOut(BaseModel):
             exit_code=job.exit_code,
             failure_kind=job.failure_kind,
             error=job.error,
+            logs_incomplete=job.logs_incomplete,
         )
 
 
@@ -318,16 +324,25 @@ class JobPageOut(BaseModel):
 
 
 class LogLineOut(BaseModel):
-    seq: int = Field(description="Unique across both streams of the job, in output order.")
+    attempt: int = Field(description="The attempt that printed the line.")
+    seq: int = Field(
+        description="Unique across both streams of the attempt, in output order; each attempt "
+        "starts at 0."
+    )
     stream: LogStream
     ts: datetime
     line: str
 
 
 class LogPageOut(BaseModel):
+    attempt: int = Field(description="The attempt whose lines these are (default: the latest).")
     logs: list[LogLineOut]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null when no more lines are stored yet."
+    )
+    incomplete: bool = Field(
+        description="Lines of this attempt are known to be missing: it is the job's final "
+        "attempt, and lines were lost in shipping or its end marker never arrived."
     )
 
 
@@ -415,14 +430,20 @@ class JobQuery(_Query):
 
 
 MAX_LOG_PAGE = 1000
-# A log line's seq as text (a log cursor, a Last-Event-ID); -1 is before the first line.
-LOG_SEQ_PATTERN = r"^(?:-1|[0-9]{1,18})$"
+MAX_ATTEMPT = 2**31 - 1
+# A position in a job's logs as text (a log cursor, a Last-Event-ID): `<attempt>.<seq>`, or a
+# plain seq (of the attempt asked for, else the latest); seq -1 is before the first line.
+LOG_POSITION_PATTERN = r"^(?:[0-9]{1,9}\.)?(?:-1|[0-9]{1,18})$"
 
 
 class LogQuery(_Query):
+    attempt: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_ATTEMPT, description="The attempt to read; default: the latest."),
+    ] = None
     cursor: Annotated[
         str | None,
-        Field(pattern=LOG_SEQ_PATTERN, description="`next_cursor` of the previous page."),
+        Field(pattern=LOG_POSITION_PATTERN, description="`next_cursor` of the previous page."),
     ] = None
     limit: Annotated[int, Field(ge=1, le=MAX_LOG_PAGE)] = 500
     stream: LogStream | None = None

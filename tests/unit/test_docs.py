@@ -67,6 +67,8 @@ VALIDATOR_LIMITS = {
     "MAX_PAYLOAD_BYTES": ("## Workflows", ["payload"]),
     "MAX_ARGV_BYTES": ("### CONTAINER payload", ["command", "args"]),
     "MAX_ENV_BYTES": ("### CONTAINER payload", ["env"]),
+    "MAX_IMAGE_NAME": ("### CONTAINER payload", ["image"]),
+    "MAX_IMAGE_TAG": ("### CONTAINER payload", ["image"]),
 }
 
 

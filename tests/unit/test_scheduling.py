@@ -6,8 +6,11 @@ import pytest
 from chronoverse.domain import FailureKind, JobStatus
 from chronoverse.errors import MalformedMessageError
 from chronoverse.jobs import JobMessage, decode_job_message
+from chronoverse.schedules import Catchup, CatchupPolicy, CronSchedule, IntervalSchedule
 from chronoverse.scheduling import (
+    MAX_CATCHUP_RUNS,
     DueWorkflow,
+    FireDecision,
     RetryPolicy,
     RunResult,
     SkipReason,
@@ -18,26 +21,33 @@ from chronoverse.scheduling import (
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def due(next_run_at: datetime = T0, interval: int = 1, active: bool = False) -> DueWorkflow:
+def due(
+    next_run_at: datetime = T0,
+    interval: int = 1,
+    active: bool = False,
+    catchup: CatchupPolicy | None = None,
+    schedule: CronSchedule | None = None,
+) -> DueWorkflow:
     return DueWorkflow(
         id=uuid4(),
         user_id=uuid4(),
         next_run_at=next_run_at,
-        interval_minutes=interval,
+        schedule=schedule or IntervalSchedule(minutes=interval),
+        catchup=catchup or CatchupPolicy(),
         has_active_job=active,
     )
 
 
 def test_an_on_time_slot_runs_and_the_schedule_advances_one_interval() -> None:
     decision = plan_fire(due(interval=5), T0 + timedelta(seconds=0.3))
-    assert decision.run_slot == T0
+    assert decision.run_slots == (T0,)
     assert decision.skips == ()
     assert decision.next_run_at == T0 + timedelta(minutes=5)
 
 
 def test_after_downtime_only_the_latest_missed_slot_runs() -> None:
     decision = plan_fire(due(interval=1), T0 + timedelta(minutes=10, seconds=20))
-    assert decision.run_slot == T0 + timedelta(minutes=10)
+    assert decision.run_slots == (T0 + timedelta(minutes=10),)
     assert decision.next_run_at == T0 + timedelta(minutes=11)
     [skip] = decision.skips
     assert skip.reason is SkipReason.MISSED
@@ -47,14 +57,14 @@ def test_after_downtime_only_the_latest_missed_slot_runs() -> None:
 
 def test_an_active_previous_job_skips_the_slot() -> None:
     decision = plan_fire(due(active=True), T0)
-    assert decision.run_slot is None
+    assert decision.run_slots == ()
     assert [s.reason for s in decision.skips] == [SkipReason.OVERLAP]
     assert decision.next_run_at == T0 + timedelta(minutes=1)
 
 
 def test_missed_and_overlapping_at_once() -> None:
     decision = plan_fire(due(active=True), T0 + timedelta(minutes=3))
-    assert decision.run_slot is None
+    assert decision.run_slots == ()
     assert [(s.reason, s.slots) for s in decision.skips] == [
         (SkipReason.MISSED, 3),
         (SkipReason.OVERLAP, 1),
@@ -64,6 +74,63 @@ def test_missed_and_overlapping_at_once() -> None:
 def test_a_workflow_that_is_not_due_is_an_error() -> None:
     with pytest.raises(ValueError):
         plan_fire(due(), T0 - timedelta(seconds=1))
+
+
+def accounted(decision: FireDecision) -> int:
+    return len(decision.run_slots) + sum(s.slots for s in decision.skips)
+
+
+@pytest.mark.parametrize("late", [timedelta(seconds=5), timedelta(minutes=1)])
+def test_catchup_none_still_runs_a_slot_that_is_barely_late(late: timedelta) -> None:
+    decision = plan_fire(due(catchup=CatchupPolicy(mode=Catchup.NONE)), T0 + late)
+    assert decision.run_slots[-1] == T0 + late.seconds // 60 * timedelta(minutes=1)
+
+
+def test_catchup_none_runs_nothing_after_an_outage() -> None:
+    now = T0 + timedelta(minutes=12)  # the latest slot (+10) is two minutes late
+    decision = plan_fire(due(interval=5, catchup=CatchupPolicy(mode=Catchup.NONE)), now)
+    assert decision.run_slots == ()
+    [skip] = decision.skips
+    assert (skip.reason, skip.slots) == (SkipReason.MISSED, 3)
+    assert skip.last_scheduled_at == T0 + timedelta(minutes=10)
+    assert decision.next_run_at == T0 + timedelta(minutes=15)
+
+
+def test_catchup_all_runs_every_slot_inside_its_window() -> None:
+    policy = CatchupPolicy(mode=Catchup.ALL, window_minutes=30)
+    now = T0 + timedelta(hours=2)
+    decision = plan_fire(due(interval=10, catchup=policy), now)
+    assert decision.run_slots == tuple(now - timedelta(minutes=m) for m in (30, 20, 10, 0))
+    [skip] = decision.skips
+    assert (skip.reason, skip.slots) == (SkipReason.MISSED, 9)
+    assert (skip.first_scheduled_at, skip.last_scheduled_at) == (T0, now - timedelta(minutes=40))
+    assert accounted(decision) == 13
+
+
+def test_catchup_all_is_bounded() -> None:
+    policy = CatchupPolicy(mode=Catchup.ALL, window_minutes=10080)
+    decision = plan_fire(due(interval=1, catchup=policy), T0 + timedelta(days=3))
+    assert len(decision.run_slots) == MAX_CATCHUP_RUNS
+    assert accounted(decision) == 3 * 24 * 60 + 1
+
+
+def test_paused_slots_are_recorded_as_paused_on_resume() -> None:
+    now = T0 + timedelta(minutes=5, seconds=10)
+    decision = plan_fire(due(interval=1), now, not_run=SkipReason.PAUSED)
+    assert decision.run_slots == (T0 + timedelta(minutes=5),)
+    assert [(s.reason, s.slots) for s in decision.skips] == [(SkipReason.PAUSED, 5)]
+
+
+def test_a_cron_workflow_catches_up_across_a_dst_change() -> None:
+    riga = CronSchedule(expression="0 3 * * *", timezone="Europe/Riga")
+    first = datetime(2027, 3, 26, 1, tzinfo=UTC)
+    decision = plan_fire(
+        due(next_run_at=first, schedule=riga), datetime(2027, 3, 29, 0, 1, tzinfo=UTC)
+    )
+    assert decision.run_slots == (datetime(2027, 3, 29, 0, tzinfo=UTC),)
+    assert [(s.reason, s.slots) for s in decision.skips] == [(SkipReason.MISSED, 3)]
+    assert decision.skips[0].last_scheduled_at == datetime(2027, 3, 28, 1, tzinfo=UTC)
+    assert decision.next_run_at == datetime(2027, 3, 30, 0, tzinfo=UTC)
 
 
 POLICY = RetryPolicy(max_attempts=3, base_delay_s=2, max_delay_s=5)

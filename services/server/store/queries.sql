@@ -83,16 +83,23 @@ LIMIT %(limit)s
 SELECT * FROM jobs WHERE id = %(job_id)s AND user_id = %(user_id)s
 
 -- name: log_page
+-- One attempt's lines (each attempt numbers its lines from 0).
 SELECT seq, stream, ts, line FROM job_logs
 WHERE job_id = %(job_id)s
+  AND attempt = %(attempt)s
   AND seq > %(after)s
   AND (%(stream)s::text IS NULL OR stream = %(stream)s::text)
 ORDER BY seq
 LIMIT %(limit)s
 
 -- name: log_state
-SELECT j.status, j.attempt, j.finished_at, j.logs_last_seq, j.logs_closed_at, w.kind,
-       now() - j.finished_at AS finished_for
+-- What a log reader decides on (services/server/logs.py LogState): the job's attempt and status,
+-- whose end marker is stored, and the newest attempt with a stored line.
+SELECT j.status, j.attempt, j.logs_attempt, j.logs_last_seq, j.logs_closed_at,
+       j.logs_incomplete, w.kind,
+       now() - j.finished_at AS finished_for,
+       now() - j.started_at AS started_for,
+       (SELECT max(l.attempt) FROM job_logs AS l WHERE l.job_id = j.id) AS logs_max_attempt
 FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
 WHERE j.id = %(job_id)s
 

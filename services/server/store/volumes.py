@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
+from chronoverse.errors import ConflictError, NotFoundError
 from chronoverse.postgres import Conn
 from chronoverse.sql import Queries
 
@@ -78,12 +78,10 @@ def check_quota(
     ).fetchall()
     total = {row["name"] for row in rows} | wanted
     if len(total) > limit:
-        raise InvalidFieldsError(
-            [
-                FieldError(
-                    "payload.volumes",
-                    f"would give you {len(total)} volumes, above the limit of {limit} per user; "
-                    "delete unused ones (DELETE /volumes/{name})",
-                )
-            ]
+        # A conflict with what the user has, not an invalid field: the same payload is valid
+        # once they delete volumes (and the OpenAPI document cannot know how many they have).
+        raise ConflictError(
+            "volume_quota_exceeded",
+            f"payload.volumes would give you {len(total)} volumes, above the limit of {limit} "
+            "per user; delete unused ones (DELETE /volumes/{name})",
         )

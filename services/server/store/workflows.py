@@ -94,7 +94,7 @@ DEFAULT_RULES = PayloadRules()
 class UpdatePlan:
     name: str
     payload: dict[str, Any]
-    interval_minutes: int
+    interval_minutes: int | None
     max_failures: int
     generation: int
     build_status: BuildStatus
