@@ -17,7 +17,8 @@ from psycopg.types.json import Jsonb
 from chronoverse.domain import Topic, Workflow
 from chronoverse.events import WorkflowEvent, WorkflowEventType
 from chronoverse.postgres import QUERIES, Conn
-from chronoverse.scheduling import FireDecision, Skip
+from chronoverse.schedules import due_slots
+from chronoverse.scheduling import FireDecision, Skip, SkipReason
 
 
 def emit(conn: Conn, event_type: WorkflowEventType, workflow: Workflow) -> None:
@@ -47,6 +48,31 @@ def terminate(
         return None
     workflow = Workflow.from_row(row)
     conn.execute(QUERIES.cancel_pending_jobs, {"workflow_id": workflow_id, "reason": reason})
+    pending = row["pending_run_at"]
+    if workflow.paused_at is not None and pending is not None and pending <= workflow.updated_at:
+        # The slots that fell while it was paused: into the ledger, none of them run.
+        slots = due_slots(workflow.schedule, first=pending, now=workflow.updated_at, keep=1)
+        record_fires(
+            conn,
+            [
+                FireDecision(
+                    workflow_id=workflow.id,
+                    user_id=workflow.user_id,
+                    run_slots=(),
+                    skips=(
+                        Skip(
+                            reason=SkipReason.PAUSED,
+                            first_scheduled_at=pending,
+                            last_scheduled_at=slots.latest,
+                            slots=slots.count,
+                            detail=f"{slots.count} slot(s) fell while the workflow was paused; "
+                            "it was then terminated",
+                        ),
+                    ),
+                    next_run_at=None,
+                )
+            ],
+        )
     emit(conn, WorkflowEventType.TERMINATED, workflow)
     return workflow
 

@@ -24,12 +24,15 @@ SELECT pg_advisory_unlock(%(key)s)
 SELECT 1
 
 -- name: terminate_workflow
-UPDATE workflows
+-- Also returns the slot it was waiting for (`pending_run_at`): a paused workflow's slots since then
+-- go to the fire ledger as PAUSED.
+UPDATE workflows AS w
 SET terminated_at = now(), terminated_reason = %(reason)s, updated_at = now(), next_run_at = NULL
-WHERE id = %(id)s
-  AND (%(user_id)s::uuid IS NULL OR user_id = %(user_id)s::uuid)
-  AND terminated_at IS NULL
-RETURNING *
+FROM (SELECT id, next_run_at FROM workflows WHERE id = %(id)s FOR UPDATE) AS before
+WHERE w.id = before.id
+  AND (%(user_id)s::uuid IS NULL OR w.user_id = %(user_id)s::uuid)
+  AND w.terminated_at IS NULL
+RETURNING w.*, before.next_run_at AS pending_run_at
 
 -- name: cancel_pending_jobs
 UPDATE jobs SET status = 'CANCELED', finished_at = now(), error = %(reason)s

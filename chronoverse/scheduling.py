@@ -66,7 +66,7 @@ class FireDecision:
     user_id: UUID
     run_slots: tuple[datetime, ...]  # the jobs to create, oldest first
     skips: tuple[Skip, ...]
-    next_run_at: datetime
+    next_run_at: datetime | None  # None: it has no next slot (a terminated workflow)
 
 
 def plan_fire(

@@ -113,7 +113,8 @@ FOR UPDATE OF w
 -- name: count_failure
 UPDATE workflows
 SET consecutive_job_failures_count = consecutive_job_failures_count + 1, updated_at = now()
-WHERE id = %(workflow_id)s AND terminated_at IS NULL
+-- A paused workflow counts no failures (its manual runs may still fail).
+WHERE id = %(workflow_id)s AND terminated_at IS NULL AND paused_at IS NULL
 RETURNING consecutive_job_failures_count, max_consecutive_job_failures_allowed
 
 -- name: expired_leases

@@ -146,3 +146,39 @@ FROM workflows AS w, jsonb_array_elements(coalesce(w.payload -> 'volumes', '[]')
 WHERE w.user_id = %(user_id)s
   AND w.terminated_at IS NULL
   AND w.id IS DISTINCT FROM %(except_workflow_id)s::uuid
+
+-- name: pause_workflow
+UPDATE workflows SET paused_at = now(), updated_at = now()
+WHERE id = %(id)s AND user_id = %(user_id)s AND terminated_at IS NULL AND paused_at IS NULL
+RETURNING *
+
+-- name: unpause_workflow
+UPDATE workflows SET paused_at = NULL, updated_at = now()
+WHERE id = %(id)s AND user_id = %(user_id)s
+RETURNING *
+
+-- name: has_active_job
+SELECT EXISTS (SELECT 1 FROM jobs
+               WHERE workflow_id = %(workflow_id)s AND status IN ('PENDING', 'QUEUED', 'RUNNING'))
+    AS active
+
+-- name: list_fires
+-- The fire ledger, newest first: each automatic job (FIRED) and each skip entry (OVERLAP, MISSED,
+-- PAUSED), written by the same transactions, so the two cannot disagree. `sort_key` (32 hex digits:
+-- a job's id, or ffff and a skip entry's id) breaks ties within one instant; it is the cursor's
+-- second half.
+SELECT * FROM (
+    SELECT j.scheduled_at, j.scheduled_at AS first_scheduled_at, 'FIRED' AS outcome,
+           j.id AS job_id, 1 AS slots, '' AS detail, replace(j.id::text, '-', '') AS sort_key
+    FROM jobs AS j
+    WHERE j.workflow_id = %(workflow_id)s AND j.trigger = 'AUTOMATIC'
+    UNION ALL
+    SELECT s.last_scheduled_at, s.first_scheduled_at, s.reason, NULL, s.slots, s.detail,
+           'ffff' || lpad(to_hex(s.id), 28, '0')
+    FROM skipped_runs AS s
+    WHERE s.workflow_id = %(workflow_id)s
+) AS f
+WHERE %(after_at)s::timestamptz IS NULL
+   OR (f.scheduled_at, f.sort_key) < (%(after_at)s::timestamptz, %(after_key)s::text)
+ORDER BY f.scheduled_at DESC, f.sort_key DESC
+LIMIT %(limit)s
