@@ -28,10 +28,12 @@ def create_user(conn: Conn) -> uuid.UUID:
     return uuid.UUID(str(row["id"]))
 
 
-def seed_due_heartbeats(conn: Conn, user_id: uuid.UUID, count: int) -> None:
-    """Insert ``count`` due liveness workflows and wake the scheduler, in one transaction."""
+def seed_due_heartbeats(conn: Conn, user_id: uuid.UUID, count: int, *, mixed: bool = False) -> None:
+    """Insert ``count`` due liveness workflows and wake the scheduler, in one transaction;
+    ``mixed``: half of them on cron schedules."""
+    query = QUERIES.insert_due_mixed if mixed else QUERIES.insert_due_heartbeats
     with conn.transaction():
-        conn.execute(QUERIES.insert_due_heartbeats, {"user_id": user_id, "count": count})
+        conn.execute(query, {"user_id": user_id, "count": count})
         lifecycle.wake_scheduler(conn)  # what a completed build does
 
 

@@ -14,6 +14,18 @@ INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, build_sta
 SELECT %(user_id)s, 'bench-' || g, 'HEARTBEAT', '{}'::jsonb, 10080, 'COMPLETED', now()
 FROM generate_series(1, %(count)s) AS g
 
+-- name: insert_due_mixed
+-- The same, half of them on cron schedules in several time zones (a fixed time, a step, a macro):
+-- the scheduler computes their next slot with the DST policy rather than by adding minutes.
+INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, cron, timezone,
+                       build_status, next_run_at)
+SELECT %(user_id)s, 'bench-' || g, 'HEARTBEAT', '{}'::jsonb,
+       CASE WHEN g % 2 = 0 THEN 10080 END,
+       CASE WHEN g % 2 = 1 THEN (ARRAY['0 3 * * *', '*/15 * * * 1-5', '0 0 1 1 *'])[1 + g % 3] END,
+       (ARRAY['UTC', 'Europe/Riga', 'America/New_York', 'Asia/Kolkata'])[1 + g % 4],
+       'COMPLETED', now()
+FROM generate_series(1, %(count)s) AS g
+
 -- name: all_published
 -- True once no workflow is due and no job waits to be published: every job is committed, its
 -- message acknowledged by the broker, and its QUEUED state committed. Index lookups only, so

@@ -36,6 +36,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
     repeats = ctx.repeats(REPEATS)
     stack, database_url = ctx.new_stack(NAME)
     one: list[float] = []
+    mixed: list[float] = []
     two: list[float] = []
     with stack, connect(database_url) as conn:
         user_id = create_user(conn)
@@ -43,6 +44,12 @@ def run(ctx: BenchContext) -> ScenarioResult:
         for repeat in range(repeats):
             one.append(_measure(conn, user_id, count))
             ctx.progress(f"{NAME} 1 worker, {repeat + 1}/{repeats}: {one[-1]:,.0f} jobs/s")
+        for repeat in range(repeats):
+            mixed.append(_measure(conn, user_id, count, mixed=True))
+            ctx.progress(
+                f"{NAME} 1 worker, cron and interval, {repeat + 1}/{repeats}: "
+                f"{mixed[-1]:,.0f} jobs/s"
+            )
         stack.start("scheduling-worker-2", "scheduling-worker")
         for repeat in range(repeats):
             two.append(_measure(conn, user_id, count))
@@ -57,15 +64,29 @@ def run(ctx: BenchContext) -> ScenarioResult:
             "workflows per scheduling transaction, 2000 jobs per dispatch); no execution worker. "
             "Time from that commit until no workflow is due and no job is PENDING: every job "
             "committed, published, acknowledged by the broker and marked QUEUED. "
-            f"{repeats} repeats with one scheduling worker, then {repeats} with two."
+            f"{repeats} repeats with one scheduling worker, {repeats} more with half of the "
+            "workflows on cron schedules (a fixed time, a weekday step, a macro, in UTC, "
+            f"Europe/Riga, America/New_York and Asia/Kolkata), then {repeats} with two workers."
         ),
-        config={"workflows": count, "repeats": repeats, "scheduling_workers": [1, 2]},
+        config={
+            "workflows": count,
+            "repeats": repeats,
+            "scheduling_workers": [1, 2],
+            "mixed": "half cron",
+        },
         metrics=[
             Metric(
                 scenario=NAME,
                 name="jobs committed and published (1 scheduling worker)",
                 unit="jobs/s",
                 samples=tuple(one),
+                target=target,
+            ),
+            Metric(
+                scenario=NAME,
+                name="half on cron schedules in 4 zones (1 scheduling worker)",
+                unit="jobs/s",
+                samples=tuple(mixed),
                 target=target,
             ),
             Metric(
@@ -79,10 +100,10 @@ def run(ctx: BenchContext) -> ScenarioResult:
     )
 
 
-def _measure(conn: Conn, user_id: uuid.UUID, count: int) -> float:
+def _measure(conn: Conn, user_id: uuid.UUID, count: int, *, mixed: bool = False) -> float:
     """One repeat: seed, wait until every job is published; jobs per second."""
     conn.execute(QUERIES.reset)
-    seed_due_heartbeats(conn, user_id, count)
+    seed_due_heartbeats(conn, user_id, count, mixed=mixed)
     started = time.monotonic()
     wait_for(
         lambda: flag(conn, QUERIES.all_published),
