@@ -125,24 +125,47 @@ class Client:
 
     # --- logs -------------------------------------------------------------------------------------
 
-    def log_page(self, job_id: str, *, cursor: str | None = None, limit: int = 1000) -> Any:
-        return self.request(
-            "GET",
-            f"/jobs/{job_id}/logs",
-            params={"limit": limit, **({"cursor": cursor} if cursor else {})},
-        )
+    def log_page(
+        self,
+        job_id: str,
+        *,
+        attempt: int | None = None,
+        cursor: str | None = None,
+        limit: int = 1000,
+    ) -> Any:
+        """One page of one attempt's lines (default: the latest attempt)."""
+        params: dict[str, Any] = {"limit": limit}
+        if attempt is not None:
+            params["attempt"] = attempt
+        if cursor:
+            params["cursor"] = cursor
+        return self.request("GET", f"/jobs/{job_id}/logs", params=params)
 
-    def follow_logs(self, job_id: str, *, after: int = -1) -> Iterator[dict[str, Any]]:
-        """Log lines as they come (SSE), then ``{"end": last_seq}``; resumes after a dropped
-        connection from the last seq received."""
-        last = after
+    def follow_logs(
+        self, job_id: str, *, attempt: int | None = None, after: int = -1
+    ) -> Iterator[dict[str, Any]]:
+        """A job's log as it comes (SSE), from the latest attempt (or ``attempt``).
+
+        Yields each line (``{"attempt", "seq", "stream", "ts", "line"}``), ``{"attempt_start":
+        n}`` when the job was retried and attempt n's lines follow, and last ``{"end": {"attempt",
+        "last_seq", "incomplete"}}``. Resumes after a dropped connection from the last event
+        received.
+        """
+        last_id: str | None = None
         while True:
-            headers = {"Last-Event-ID": str(last)} if last >= 0 else {}
+            params: dict[str, Any] = {}
+            if last_id is None:
+                if attempt is not None:
+                    params["attempt"] = attempt
+                if after >= 0:
+                    params["after"] = after
+            headers = {"Last-Event-ID": last_id} if last_id is not None else {}
             try:
                 with connect_sse(
                     self._http,
                     "GET",
                     f"/jobs/{job_id}/logs/stream",
+                    params=params,
                     headers=headers,
                     timeout=httpx.Timeout(30, read=None),
                 ) as source:
@@ -151,11 +174,13 @@ class Client:
                         self._raise(source.response)
                     for event in source.iter_sse():
                         if event.event == "log":
-                            line = json.loads(event.data)
-                            last = int(line["seq"])
-                            yield line
+                            last_id = event.id
+                            yield json.loads(event.data)
+                        elif event.event == "attempt":
+                            last_id = event.id
+                            yield {"attempt_start": json.loads(event.data)["attempt"]}
                         elif event.event == "end":
-                            yield {"end": json.loads(event.data)["last_seq"]}
+                            yield {"end": json.loads(event.data)}
                             return
             except httpx.TransportError:
-                continue  # reconnect and resume after the last line received
+                continue  # reconnect and resume after the last event received

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -83,6 +83,11 @@ class Topic(enum.StrEnum):
     JOB_LOGS = "job_logs"  # execution_worker -> log_processor, key: job id
 
 
+DEAD_LETTER_SUFFIX = ".dlq"
+"""Each topic's dead letters (messages its consumer could not decode or handle) go to
+``<topic>.dlq``; see :mod:`chronoverse.kafka.deadletters`."""
+
+
 class WorkflowState(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"  # no automatic jobs, no counted failures; manual runs still allowed
@@ -97,11 +102,11 @@ class Workflow:
     kind: WorkflowKind
     payload: dict[str, Any]
     interval_minutes: int | None  # exactly one of interval_minutes and cron is set
-    cron: str | None
-    timezone: str
-    dst: DstPolicy
-    catchup: CatchupPolicy
-    paused_at: datetime | None
+    cron: str | None = None
+    timezone: str = "UTC"  # the defaults are the database's
+    dst: DstPolicy = field(default_factory=DstPolicy)
+    catchup: CatchupPolicy = field(default_factory=CatchupPolicy)
+    paused_at: datetime | None = None
     max_consecutive_job_failures_allowed: int
     consecutive_job_failures_count: int
     build_status: BuildStatus

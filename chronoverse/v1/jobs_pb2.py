@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hronoverse/v1/jobs.proto\x12\x0e\x63hronoverse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07trigger\x18\x04 \x01(\t\x12\x30\n\x0cscheduled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\tqueued_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x33\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x12\x35\n\x0c\x63ompleted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x16\n\texit_code\x18\n \x01(\x05H\x03\x88\x01\x01\x12\x19\n\x0c\x66\x61ilure_kind\x18\x0b \x01(\tH\x04\x88\x01\x01\x12\x12\n\x05\x65rror\x18\x0c \x01(\tH\x05\x88\x01\x01\x42\x0c\n\n_queued_atB\r\n\x0b_started_atB\x0f\n\r_completed_atB\x0c\n\n_exit_codeB\x0f\n\r_failure_kindB\x08\n\x06_error\")\n\x12RunWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"\x87\x01\n\x0fListJobsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x13\n\x06status\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07trigger\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\tB\t\n\x07_statusB\n\n\x08_trigger\"J\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.chronoverse.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"0\n\rGetJobRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"^\n\x11StreamLogsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x16\n\tafter_seq\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_after_seq\"\\\n\x07LogLine\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12&\n\x02ts\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04line\x18\x04 \x01(\t\"\x1a\n\x06LogEnd\x12\x10\n\x08last_seq\x18\x01 \x01(\x03\"c\n\x08LogEvent\x12\'\n\x04line\x18\x01 \x01(\x0b\x32\x17.chronoverse.v1.LogLineH\x00\x12%\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x16.chronoverse.v1.LogEndH\x00\x42\x07\n\x05\x65vent2\xae\x02\n\nJobService\x12\x46\n\x0bRunWorkflow\x12\".chronoverse.v1.RunWorkflowRequest\x1a\x13.chronoverse.v1.Job\x12M\n\x08ListJobs\x12\x1f.chronoverse.v1.ListJobsRequest\x1a .chronoverse.v1.ListJobsResponse\x12<\n\x06GetJob\x12\x1d.chronoverse.v1.GetJobRequest\x1a\x13.chronoverse.v1.Job\x12K\n\nStreamLogs\x12!.chronoverse.v1.StreamLogsRequest\x1a\x18.chronoverse.v1.LogEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hronoverse/v1/jobs.proto\x12\x0e\x63hronoverse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x0f\n\x07trigger\x18\x04 \x01(\t\x12\x30\n\x0cscheduled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\tqueued_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x33\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x12\x35\n\x0c\x63ompleted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x0f\n\x07\x61ttempt\x18\t \x01(\x05\x12\x16\n\texit_code\x18\n \x01(\x05H\x03\x88\x01\x01\x12\x19\n\x0c\x66\x61ilure_kind\x18\x0b \x01(\tH\x04\x88\x01\x01\x12\x12\n\x05\x65rror\x18\x0c \x01(\tH\x05\x88\x01\x01\x12\x17\n\x0flogs_incomplete\x18\r \x01(\x08\x42\x0c\n\n_queued_atB\r\n\x0b_started_atB\x0f\n\r_completed_atB\x0c\n\n_exit_codeB\x0f\n\r_failure_kindB\x08\n\x06_error\")\n\x12RunWorkflowRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\"\x87\x01\n\x0fListJobsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x13\n\x06status\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x14\n\x07trigger\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x05 \x01(\tB\t\n\x07_statusB\n\n\x08_trigger\"J\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.chronoverse.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"0\n\rGetJobRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x80\x01\n\x11StreamLogsRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x16\n\tafter_seq\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07\x61ttempt\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\x0c\n\n_after_seqB\n\n\x08_attempt\"m\n\x07LogLine\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12&\n\x02ts\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04line\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\"\x1d\n\nLogAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\"?\n\x06LogEnd\x12\x10\n\x08last_seq\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x12\n\nincomplete\x18\x03 \x01(\x08\"\x92\x01\n\x08LogEvent\x12\'\n\x04line\x18\x01 \x01(\x0b\x32\x17.chronoverse.v1.LogLineH\x00\x12%\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x16.chronoverse.v1.LogEndH\x00\x12-\n\x07\x61ttempt\x18\x03 \x01(\x0b\x32\x1a.chronoverse.v1.LogAttemptH\x00\x42\x07\n\x05\x65vent2\xae\x02\n\nJobService\x12\x46\n\x0bRunWorkflow\x12\".chronoverse.v1.RunWorkflowRequest\x1a\x13.chronoverse.v1.Job\x12M\n\x08ListJobs\x12\x1f.chronoverse.v1.ListJobsRequest\x1a .chronoverse.v1.ListJobsResponse\x12<\n\x06GetJob\x12\x1d.chronoverse.v1.GetJobRequest\x1a\x13.chronoverse.v1.Job\x12K\n\nStreamLogs\x12!.chronoverse.v1.StreamLogsRequest\x1a\x18.chronoverse.v1.LogEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +34,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chronoverse.v1.jobs_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOB']._serialized_start=79
-  _globals['_JOB']._serialized_end=535
-  _globals['_RUNWORKFLOWREQUEST']._serialized_start=537
-  _globals['_RUNWORKFLOWREQUEST']._serialized_end=578
-  _globals['_LISTJOBSREQUEST']._serialized_start=581
-  _globals['_LISTJOBSREQUEST']._serialized_end=716
-  _globals['_LISTJOBSRESPONSE']._serialized_start=718
-  _globals['_LISTJOBSRESPONSE']._serialized_end=792
-  _globals['_GETJOBREQUEST']._serialized_start=794
-  _globals['_GETJOBREQUEST']._serialized_end=842
-  _globals['_STREAMLOGSREQUEST']._serialized_start=844
-  _globals['_STREAMLOGSREQUEST']._serialized_end=938
-  _globals['_LOGLINE']._serialized_start=940
-  _globals['_LOGLINE']._serialized_end=1032
-  _globals['_LOGEND']._serialized_start=1034
-  _globals['_LOGEND']._serialized_end=1060
-  _globals['_LOGEVENT']._serialized_start=1062
-  _globals['_LOGEVENT']._serialized_end=1161
-  _globals['_JOBSERVICE']._serialized_start=1164
-  _globals['_JOBSERVICE']._serialized_end=1466
+  _globals['_JOB']._serialized_end=560
+  _globals['_RUNWORKFLOWREQUEST']._serialized_start=562
+  _globals['_RUNWORKFLOWREQUEST']._serialized_end=603
+  _globals['_LISTJOBSREQUEST']._serialized_start=606
+  _globals['_LISTJOBSREQUEST']._serialized_end=741
+  _globals['_LISTJOBSRESPONSE']._serialized_start=743
+  _globals['_LISTJOBSRESPONSE']._serialized_end=817
+  _globals['_GETJOBREQUEST']._serialized_start=819
+  _globals['_GETJOBREQUEST']._serialized_end=867
+  _globals['_STREAMLOGSREQUEST']._serialized_start=870
+  _globals['_STREAMLOGSREQUEST']._serialized_end=998
+  _globals['_LOGLINE']._serialized_start=1000
+  _globals['_LOGLINE']._serialized_end=1109
+  _globals['_LOGATTEMPT']._serialized_start=1111
+  _globals['_LOGATTEMPT']._serialized_end=1140
+  _globals['_LOGEND']._serialized_start=1142
+  _globals['_LOGEND']._serialized_end=1205
+  _globals['_LOGEVENT']._serialized_start=1208
+  _globals['_LOGEVENT']._serialized_end=1354
+  _globals['_JOBSERVICE']._serialized_start=1357
+  _globals['_JOBSERVICE']._serialized_end=1659
 # @@protoc_insertion_point(module_scope)

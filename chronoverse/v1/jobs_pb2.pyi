@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Job(_message.Message):
-    __slots__ = ("id", "workflow_id", "status", "trigger", "scheduled_at", "queued_at", "started_at", "completed_at", "attempt", "exit_code", "failure_kind", "error")
+    __slots__ = ("id", "workflow_id", "status", "trigger", "scheduled_at", "queued_at", "started_at", "completed_at", "attempt", "exit_code", "failure_kind", "error", "logs_incomplete")
     ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class Job(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_KIND_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    LOGS_INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
     id: str
     workflow_id: str
     status: str
@@ -36,7 +37,8 @@ class Job(_message.Message):
     exit_code: int
     failure_kind: str
     error: str
-    def __init__(self, id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., status: _Optional[str] = ..., trigger: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., failure_kind: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    logs_incomplete: bool
+    def __init__(self, id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., status: _Optional[str] = ..., trigger: _Optional[str] = ..., scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., exit_code: _Optional[int] = ..., failure_kind: _Optional[str] = ..., error: _Optional[str] = ..., logs_incomplete: _Optional[bool] = ...) -> None: ...
 
 class RunWorkflowRequest(_message.Message):
     __slots__ = ("workflow_id",)
@@ -75,37 +77,53 @@ class GetJobRequest(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...
 
 class StreamLogsRequest(_message.Message):
-    __slots__ = ("workflow_id", "job_id", "after_seq")
+    __slots__ = ("workflow_id", "job_id", "after_seq", "attempt")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     job_id: str
     after_seq: int
-    def __init__(self, workflow_id: _Optional[str] = ..., job_id: _Optional[str] = ..., after_seq: _Optional[int] = ...) -> None: ...
+    attempt: int
+    def __init__(self, workflow_id: _Optional[str] = ..., job_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class LogLine(_message.Message):
-    __slots__ = ("seq", "stream", "ts", "line")
+    __slots__ = ("seq", "stream", "ts", "line", "attempt")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     TS_FIELD_NUMBER: _ClassVar[int]
     LINE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     stream: str
     ts: _timestamp_pb2.Timestamp
     line: str
-    def __init__(self, seq: _Optional[int] = ..., stream: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., line: _Optional[str] = ...) -> None: ...
+    attempt: int
+    def __init__(self, seq: _Optional[int] = ..., stream: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., line: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class LogAttempt(_message.Message):
+    __slots__ = ("attempt",)
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    def __init__(self, attempt: _Optional[int] = ...) -> None: ...
 
 class LogEnd(_message.Message):
-    __slots__ = ("last_seq",)
+    __slots__ = ("last_seq", "attempt", "incomplete")
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
     last_seq: int
-    def __init__(self, last_seq: _Optional[int] = ...) -> None: ...
+    attempt: int
+    incomplete: bool
+    def __init__(self, last_seq: _Optional[int] = ..., attempt: _Optional[int] = ..., incomplete: _Optional[bool] = ...) -> None: ...
 
 class LogEvent(_message.Message):
-    __slots__ = ("line", "end")
+    __slots__ = ("line", "end", "attempt")
     LINE_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     line: LogLine
     end: LogEnd
-    def __init__(self, line: _Optional[_Union[LogLine, _Mapping]] = ..., end: _Optional[_Union[LogEnd, _Mapping]] = ...) -> None: ...
+    attempt: LogAttempt
+    def __init__(self, line: _Optional[_Union[LogLine, _Mapping]] = ..., end: _Optional[_Union[LogEnd, _Mapping]] = ..., attempt: _Optional[_Union[LogAttempt, _Mapping]] = ...) -> None: ...

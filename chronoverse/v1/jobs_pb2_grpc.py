@@ -85,8 +85,10 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamLogs(self, request, context):
-        """A job's log lines: those stored after `after_seq`, then live ones as they are printed, with
-        no gap and no duplicate; the stream ends with an `end` event once the job is over.
+        """A job's log lines, from its latest attempt (or `attempt`): those stored after `after_seq`,
+        then live ones as they are printed, with no gap and no duplicate. When the job is retried, an
+        `attempt` event says so and the new attempt's lines follow from its first. The stream ends
+        with an `end` event once the job is over; `end.incomplete` says lines are known missing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

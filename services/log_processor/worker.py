@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 
 from chronoverse import redis_store
-from chronoverse.checks import kafka_check, postgres_check, redis_check
+from chronoverse.checks import assignment_check, kafka_check, postgres_check, redis_check
 from chronoverse.domain import Topic
 from chronoverse.health import Check
+from chronoverse.kafka.assignment import AssignmentWatch
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
 from chronoverse.logs import LogMessage, decode_log_message
 from chronoverse.postgres import create_pool
@@ -20,10 +21,16 @@ CONSUMER_GROUP = "chronoverse-log-processor"
 class LogProcessorWorker:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._watch = AssignmentWatch.for_group(settings, settings.group(CONSUMER_GROUP))
 
     def checks(self) -> list[Check]:
         s = self._settings
-        return [postgres_check(s), kafka_check(s, (s.topic(Topic.JOB_LOGS),)), redis_check(s)]
+        return [
+            postgres_check(s),
+            kafka_check(s, (s.topic(Topic.JOB_LOGS),)),
+            assignment_check(self._watch),
+            redis_check(s),
+        ]
 
     def run(self, stop: threading.Event) -> None:
         s = self._settings
@@ -41,6 +48,7 @@ class LogProcessorWorker:
             ),
             decode=decode_log_message,
             handle=LogProcessor(pool, redis_client).handle,
+            watch=self._watch,
         )
         try:
             loop.run(stop)

@@ -288,7 +288,9 @@ class LogFollower:
     def _from_database(self) -> Iterator[list[FollowEvent]]:
         while True:
             with self._pool.connection() as conn:
-                lines = page(conn, self._job_id, attempt=self._attempt, after=self._last, limit=PAGE)
+                lines = page(
+                    conn, self._job_id, attempt=self._attempt, after=self._last, limit=PAGE
+                )
             taken: list[LogLine] = []
             self._blocked = False
             for line in lines:

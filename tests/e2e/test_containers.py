@@ -127,7 +127,7 @@ def read_sse(
                 return lines, True
             if event.event == "log":
                 data = json.loads(event.data)
-                assert event.id == str(data["seq"])
+                assert event.id == f"{data['attempt']}.{data['seq']}"
                 lines.append(data)
                 if stop_after is not None and len(lines) >= stop_after:
                     return lines, False

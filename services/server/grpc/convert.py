@@ -13,6 +13,7 @@ from chronoverse.errors import FieldError, InvalidFieldsError
 from chronoverse.logs import LogLine
 from chronoverse.secrets import mask_payload
 from chronoverse.v1 import jobs_pb2, workflows_pb2
+from services.server.logs import LogEnd
 from services.server.schemas import JobOut, WorkflowOut
 
 
@@ -67,6 +68,7 @@ def job(data: JobOut | dict[str, Any]) -> jobs_pb2.Job:
         trigger=out.trigger.value,
         scheduled_at=timestamp(out.scheduled_at),
         attempt=out.attempt,
+        logs_incomplete=out.logs_incomplete,
     )
     for field in ("queued_at", "started_at", "completed_at"):
         value = getattr(out, field)
@@ -81,9 +83,19 @@ def job(data: JobOut | dict[str, Any]) -> jobs_pb2.Job:
     return message
 
 
-def log_line(line: LogLine) -> jobs_pb2.LogEvent:
+def log_line(line: LogLine, attempt: int) -> jobs_pb2.LogEvent:
     return jobs_pb2.LogEvent(
         line=jobs_pb2.LogLine(
-            seq=line.seq, stream=line.stream.value, ts=timestamp(line.ts), line=line.line
+            attempt=attempt,
+            seq=line.seq,
+            stream=line.stream.value,
+            ts=timestamp(line.ts),
+            line=line.line,
         )
+    )
+
+
+def log_end(end: LogEnd) -> jobs_pb2.LogEvent:
+    return jobs_pb2.LogEvent(
+        end=jobs_pb2.LogEnd(attempt=end.attempt, last_seq=end.last_seq, incomplete=end.incomplete)
     )

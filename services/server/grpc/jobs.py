@@ -6,12 +6,11 @@ from collections.abc import Generator, Iterator
 
 import grpc
 
-from chronoverse.logs import LogLine
 from chronoverse.v1 import jobs_pb2, jobs_pb2_grpc
 from services.server.grpc import convert
 from services.server.grpc.base import Servicer, fields, metadata
 from services.server.grpc.errors import handles_errors
-from services.server.logs import FollowEvent, LogEnd
+from services.server.logs import AttemptStart, FollowEvent, Lines, LogEnd
 from services.server.schemas import JobQuery, parse_model
 from services.server.usecases import JobRef
 
@@ -59,10 +58,13 @@ class JobService(Servicer, jobs_pb2_grpc.JobServiceServicer):
             for event in events:
                 if not context.is_active():
                     return
-                if isinstance(event, LogLine):
-                    yield convert.log_line(event)
+                if isinstance(event, Lines):
+                    for line in event.lines:
+                        yield convert.log_line(line, event.attempt)
+                elif isinstance(event, AttemptStart):
+                    yield jobs_pb2.LogEvent(attempt=jobs_pb2.LogAttempt(attempt=event.attempt))
                 elif isinstance(event, LogEnd):
-                    yield jobs_pb2.LogEvent(end=jobs_pb2.LogEnd(last_seq=event.last_seq))
+                    yield convert.log_end(event)
                     return
         finally:
             events.close()
@@ -78,5 +80,8 @@ class JobService(Servicer, jobs_pb2_grpc.JobServiceServicer):
             workflow_id=convert.uuid(request.workflow_id, "workflow_id"),
         )
         after = request.after_seq if request.HasField("after_seq") else None
-        follower = self.api.logs.follow(who, ref, after=after, after_field="after_seq")
+        attempt = request.attempt if request.HasField("attempt") else None
+        follower = self.api.logs.follow(
+            who, ref, attempt=attempt, after=after, after_field="after_seq"
+        )
         return follower.__iter__()

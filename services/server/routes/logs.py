@@ -10,19 +10,23 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from chronoverse.accounts import Principal
-from chronoverse.logs import LogLine, lines_to_json
+from chronoverse.logs import LogPosition, lines_to_json
 from services.server import logs
 from services.server.http_errors import ERRORS
 from services.server.routes.deps import Api, Auth
-from services.server.schemas import LogPageOut, LogQuery
+from services.server.schemas import MAX_ATTEMPT, LogPageOut, LogQuery
 from services.server.usecases import Application, JobRef
 
 router = APIRouter(tags=["logs"], responses=ERRORS)
 STREAM_DOC = (
-    "Server-sent events: each line is `event: log`, `id: <seq>`, `data: {seq, stream, ts, line}`. "
-    "Lines stored before the connection come first (after `Last-Event-ID`, or the `after` "
-    "parameter), then live lines, with no gap and no duplicate. Keep-alive comments arrive "
-    "while idle. The stream ends with `event: end` once the job is over and every line was sent."
+    "Server-sent events, from the job's latest attempt (or `attempt`): each line is `event: log`, "
+    "`id: <attempt>.<seq>`, `data: {attempt, seq, stream, ts, line}`. Lines stored before the "
+    "connection come first (after `Last-Event-ID`, or the `after` parameter), then live lines, "
+    "with no gap and no duplicate. When the job is retried, `event: attempt` "
+    "(`id: <attempt>.-1`, `data: {attempt}`) says so and the new attempt's lines follow from its "
+    "first. Keep-alive comments arrive while idle. The stream ends with `event: end` "
+    "(`data: {attempt, last_seq, incomplete}`) once the job is over and every line was sent; "
+    "`incomplete: true` means lines of the final attempt are known to be missing."
 )
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC}
@@ -30,9 +34,14 @@ SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 def _stream(
-    api: Application, who: Principal, ref: JobRef, last_event_id: str | None, after: int | None
+    api: Application,
+    who: Principal,
+    ref: JobRef,
+    last_event_id: str | None,
+    attempt: int | None,
+    after: int | None,
 ) -> EventSourceResponse:
-    follower = api.logs.follow(who, ref, last_event_id=last_event_id, after=after)
+    follower = api.logs.follow(who, ref, last_event_id=last_event_id, attempt=attempt, after=after)
     # Batches: one hand-over to the event loop per page or live message, not per line.
     batches = follower.batches()
 
@@ -56,22 +65,49 @@ def encode_events(batch: list[logs.FollowEvent]) -> tuple[bytes, bool]:
     The events of a batch go out in one write (sse-starlette passes bytes through as they are):
     one write per line was most of the server's CPU while following a chatty job.
     """
-    lines = [event for event in batch if isinstance(event, LogLine)]
-    out = [
-        ServerSentEvent(data=json.dumps(data), event="log", id=str(line.seq)).encode()
-        for line, data in zip(lines, lines_to_json(lines), strict=True)
-    ]
-    end = next((event for event in batch if isinstance(event, logs.LogEnd)), None)
-    if end is not None:
-        out.append(
-            ServerSentEvent(data=json.dumps({"last_seq": end.last_seq}), event="end").encode()
-        )
-    return b"".join(out), end is not None
+    out: list[bytes] = []
+    for event in batch:
+        match event:
+            case logs.Lines(attempt=attempt, lines=lines):
+                out += [
+                    ServerSentEvent(
+                        data=json.dumps({"attempt": attempt, **data}),
+                        event="log",
+                        id=LogPosition(attempt=attempt, seq=line.seq).id,
+                    ).encode()
+                    for line, data in zip(lines, lines_to_json(lines), strict=True)
+                ]
+            case logs.AttemptStart(attempt=attempt):
+                out.append(
+                    ServerSentEvent(
+                        data=json.dumps({"attempt": attempt}),
+                        event="attempt",
+                        id=LogPosition(attempt=attempt, seq=-1).id,
+                    ).encode()
+                )
+            case logs.LogEnd():
+                data = {
+                    "attempt": event.attempt,
+                    "last_seq": event.last_seq,
+                    "incomplete": event.incomplete,
+                }
+                out.append(ServerSentEvent(data=json.dumps(data), event="end").encode())
+                return b"".join(out), True
+    return b"".join(out), False
 
 
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)]
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)]
+Attempt = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_ATTEMPT,
+        description="Start with this attempt (default: the latest); later ones follow.",
+    ),
+]
 After = Annotated[
-    int | None, Query(ge=-1, description="Start after this seq (like Last-Event-ID).")
+    int | None,
+    Query(ge=-1, description="Start after this seq of that attempt (like Last-Event-ID)."),
 ]
 
 
@@ -98,10 +134,11 @@ def job_logs_stream(
     who: Auth,
     api: Api,
     last_event_id: LastEventId = None,
+    attempt: Attempt = None,
     after: After = None,
 ) -> EventSourceResponse:
     ref = JobRef(job_id=job_id, workflow_id=workflow_id)
-    return _stream(api, who, ref, last_event_id, after)
+    return _stream(api, who, ref, last_event_id, attempt, after)
 
 
 @router.get(
@@ -126,6 +163,7 @@ def logs_stream_by_job(
     who: Auth,
     api: Api,
     last_event_id: LastEventId = None,
+    attempt: Attempt = None,
     after: After = None,
 ) -> EventSourceResponse:
-    return _stream(api, who, JobRef(job_id=job_id), last_event_id, after)
+    return _stream(api, who, JobRef(job_id=job_id), last_event_id, attempt, after)
