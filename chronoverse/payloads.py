@@ -240,11 +240,19 @@ class ContainerPayload(_Payload):
     kind: Literal["CONTAINER"] | None = None
     image: str = Field(
         max_length=MAX_IMAGE_REFERENCE,
-        description="A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest].",
+        description="A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest]. "
+        f"Its name, with the `docker.io/` (and `library/`) Docker implies, is at most "
+        f"{MAX_IMAGE_NAME} characters.",
         json_schema_extra={"pattern": _IMAGE.pattern},
     )
-    command: list[Text] | None = Field(None, max_length=MAX_ARGV_ITEMS)
-    args: list[Text] = Field(default_factory=list, max_length=MAX_ARGV_ITEMS)
+    command: list[Text] | None = Field(
+        None, max_length=MAX_ARGV_ITEMS, description=f"At most {MAX_ARGV_BYTES} bytes in all."
+    )
+    args: list[Text] = Field(
+        default_factory=list,
+        max_length=MAX_ARGV_ITEMS,
+        description=f"At most {MAX_ARGV_BYTES} bytes in all.",
+    )
     env: dict[
         str,
         Annotated[
@@ -255,6 +263,7 @@ class ContainerPayload(_Payload):
     ] = Field(
         default_factory=dict,
         max_length=MAX_ENV_ENTRIES,
+        description=f"At most {MAX_ENV_BYTES} bytes in all, counting `NAME=value` and a NUL each.",
         json_schema_extra={"propertyNames": {"pattern": _ENV_NAME.pattern}},
     )
     working_dir: (
@@ -280,7 +289,12 @@ class ContainerPayload(_Payload):
         "default: the first of them. Never `host`.",
     )
     pull_policy: Literal["if-not-present", "always", "never"] = "if-not-present"
-    volumes: list[VolumeMount] = Field(default_factory=list, max_length=MAX_VOLUMES)
+    volumes: list[VolumeMount] = Field(
+        default_factory=list,
+        max_length=MAX_VOLUMES,
+        description="Each name and each path at most once. A user has at most "
+        "CHRONOVERSE_MAX_VOLUMES_PER_USER volumes in all (409 `volume_quota_exceeded`).",
+    )
 
     @field_validator("volumes")
     @classmethod
@@ -366,7 +380,8 @@ def image_reference_error(reference: str) -> str | None:
     first, slash, remainder = name.partition("/")
     domain, path = "docker.io", name
     if slash and ("." in first or ":" in first or first == "localhost"):
-        if not _DOMAIN.fullmatch(first):
+        # Docker takes it for a registry; one that is no host name still parses as a path.
+        if not (_DOMAIN.fullmatch(first) or _PATH_COMPONENT.fullmatch(first)):
             return (
                 f"the registry {_shown(first)} must be a host name or address, optionally "
                 "with a :port"

@@ -2,6 +2,11 @@
 
 With several workflow workers, one image is pulled once: the puller holds a Redis lock (renewed
 while the pull runs) and the others wait for it, then find the image present.
+
+What is the image's fault (a reference Docker refuses, an image that is absent and cannot be
+pulled, a wait for another worker's pull that does not end) raises :class:`ImageUnavailableError`
+with the build's message. An error of the Docker engine itself (unreachable, 5xx) is left to the
+builder, which retries it.
 """
 
 from __future__ import annotations
@@ -18,18 +23,14 @@ import redis
 from docker.errors import APIError, ImageNotFound
 from redis.exceptions import LockError
 
-from chronoverse.errors import ChronoverseError
 from chronoverse.payloads import ContainerPayload
+from services.workflow_worker.failures import BuildFailedError, one_line, shown
 
 logger = logging.getLogger(__name__)
 
 
-class ImageUnavailableError(ChronoverseError):
+class ImageUnavailableError(BuildFailedError):
     """The image cannot be had: the build fails with this message (a USER error)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +67,11 @@ def missing_command(payload: ContainerPayload, image: ImageArgv) -> str | None:
     return f"No command specified: {why}; set `command` in the payload"
 
 
+def pull_lock_name(image: str) -> str:
+    """The Redis lock a worker holds while it pulls ``image``."""
+    return f"chronoverse:pull:{image}"
+
+
 class Images:
     def __init__(
         self,
@@ -88,7 +94,7 @@ class Images:
                 return local
             if pull_policy == "never":
                 raise ImageUnavailableError(
-                    f"image {image} not found locally and pull_policy is never"
+                    f"image {shown(image)} not found locally and pull_policy is never"
                 )
         with self._pull_lock(image):
             if pull_policy != "always":
@@ -97,15 +103,14 @@ class Images:
                     return local
             try:
                 self._docker.images.pull(image)
-            except (APIError, ImageNotFound) as exc:
-                reason = getattr(exc, "explanation", None) or str(exc)
+            except APIError as exc:  # the registry's answer, relayed by Docker (a 5xx too)
                 where = "locally " if pull_policy != "always" else ""
                 raise ImageUnavailableError(
-                    f"image {image} not found {where}and pull failed: {reason}"
+                    f"image {shown(image)} not found {where}and pull failed: {_reason(exc, image)}"
                 ) from exc
         local = self._local_id(image)
         if local is None:
-            raise ImageUnavailableError(f"image {image} was pulled but is not present")
+            raise ImageUnavailableError(f"image {shown(image)} was pulled but is not present")
         return local
 
     def argv(self, image_id: str) -> ImageArgv:
@@ -121,17 +126,28 @@ class Images:
             return str(self._docker.images.get(image).id)
         except ImageNotFound:
             return None
+        except APIError as exc:
+            if exc.is_client_error():  # e.g. 400 "repository name must not be more than 255…"
+                raise ImageUnavailableError(
+                    f"Docker refuses the image reference {shown(image)}: {_reason(exc, image)}; "
+                    "correct `image` in the workflow's payload"
+                ) from exc
+            raise
 
     @contextmanager
     def _pull_lock(self, image: str) -> Iterator[None]:
         lock = self._redis.lock(
-            f"chronoverse:pull:{image}",
+            pull_lock_name(image),
             timeout=self._lock_ttl_s,
             blocking_timeout=self._wait_s,
             thread_local=False,
         )
         if not lock.acquire():
-            raise ChronoverseError(f"waited {self._wait_s:.0f}s for another pull of {image}")
+            raise ImageUnavailableError(
+                f"waited {self._wait_s:.0f} s for another workflow worker's pull of image "
+                f"{shown(image)}, which has not finished; update the workflow's payload to build "
+                "it again later, and tell the operator if this repeats"
+            )
         done = threading.Event()
 
         def renew() -> None:
@@ -156,3 +172,11 @@ class Images:
                     image,
                     extra={"action": "pull_lock_lost"},
                 )
+
+
+def _reason(exc: APIError, image: str) -> str:
+    """Docker's explanation on one line, without the reference it repeats ("no such image: …")."""
+    text = " ".join(str(exc.explanation or exc).split())
+    for prefix in (f"no such image: {image}: ", f"{image}: "):
+        text = text.removeprefix(prefix)
+    return one_line(text.replace(image, shown(image)), 300)

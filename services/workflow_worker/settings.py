@@ -40,6 +40,14 @@ class Settings(
     pull_wait_s: float = Field(
         600.0, gt=0, description="Longest wait for another worker's pull of the same image."
     )
+    docker_retry_s: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description="How long builds (and the stopping of a terminated workflow's containers) "
+        "retry, with backoff, while the Docker engine is unreachable or answers 5xx, e.g. during "
+        "a restart, counted from when it began failing; then a build fails with the reason.",
+    )
     stop_grace_s: int = Field(
         10,
         ge=0,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 
 from chronoverse import containers, redis_store
-from chronoverse.checks import kafka_check, postgres_check, redis_check
+from chronoverse.checks import assignment_check, kafka_check, postgres_check, redis_check
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.domain import Topic
 from chronoverse.events import WorkflowEvent
 from chronoverse.health import Check
+from chronoverse.kafka.assignment import AssignmentWatch
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
 from chronoverse.payloads import ContainerPolicy
 from chronoverse.postgres import create_pool
@@ -24,12 +25,14 @@ CONSUMER_GROUP = "chronoverse-workflow-worker"
 class WorkflowWorker:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._watch = AssignmentWatch.for_group(settings, settings.group(CONSUMER_GROUP))
 
     def checks(self) -> list[Check]:
         s = self._settings
         return [
             postgres_check(s),
             kafka_check(s, (s.topic(Topic.WORKFLOWS),)),
+            assignment_check(self._watch),
             redis_check(s),
             containers.docker_check(s),
         ]
@@ -55,6 +58,7 @@ class WorkflowWorker:
             policy=ContainerPolicy.from_settings(s),
             installation=s.installation,
             stop_grace_s=s.stop_grace_s,
+            docker_retry_s=s.docker_retry_s,
         )
         loop: ConsumerLoop[WorkflowEvent] = ConsumerLoop(
             self._settings,
@@ -67,6 +71,7 @@ class WorkflowWorker:
             ),
             decode=WorkflowEvent.decode,
             handle=builder.handle,
+            watch=self._watch,
         )
         try:
             loop.run(stop)

@@ -245,14 +245,16 @@ def test_a_missing_image_fails_the_build_and_runs_nothing(stack: Stack, user: Ap
         name="ghost",
         kind="CONTAINER",
         interval=1,
-        payload={"image": "bars/x:1", "command": ["true"]},
+        payload={"image": "127.0.0.1:1/bars/x:1", "command": ["true"]},  # no registry listens
     )
     state = wait_until(
         lambda: (w := user.workflow(workflow["id"]))["build_status"] == "FAILED" and w,
         timeout_s=60,
         message="the build to fail",
     )
-    assert state["build_error"].startswith("image bars/x:1 not found locally and pull failed:")
+    assert state["build_error"].startswith(
+        "image 127.0.0.1:1/bars/x:1 not found locally and pull failed:"
+    )
     time.sleep(1.5)
     assert user.jobs(workflow["id"]) == []
     refused = user.trigger(workflow["id"])

@@ -1,19 +1,30 @@
-"""CONTAINER builds against real Postgres, Redis and Docker."""
+"""CONTAINER builds against real Postgres, Redis, Kafka and Docker.
+
+Nothing here pulls from a registry or leaves loopback: images are local, and a pull that must
+fail goes to a registry on 127.0.0.1 where nothing listens.
+"""
 
 from __future__ import annotations
 
+import gc
 import io
+import os
+import re
+import socket
+import socketserver
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import docker
+import httpx
 import psycopg
 import pytest
 import redis
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.definitions import (
@@ -22,16 +33,22 @@ from chronoverse.definitions import (
     LABEL_LEASE,
     cache_key,
 )
-from chronoverse.domain import WorkflowKind
+from chronoverse.domain import Topic, WorkflowKind
 from chronoverse.events import WorkflowEvent, WorkflowEventType
-from chronoverse.payloads import ContainerPolicy
+from chronoverse.kafka.admin import delete_topics, ensure_topics
+from chronoverse.kafka.producer import OutgoingMessage, Producer
+from chronoverse.payloads import ContainerPolicy, image_reference_error
 from chronoverse.postgres import Pool, create_pool
 from chronoverse.secrets import SecretBox, generate_key, seal_payload
 from chronoverse.settings import PostgresSettings
 from services.execution_worker.reaper import Reaper
 from services.workflow_worker.builds import Builder
-from services.workflow_worker.images import Images
+from services.workflow_worker.images import Images, ImageUnavailableError, pull_lock_name
+from services.workflow_worker.settings import Settings
+from services.workflow_worker.worker import WorkflowWorker
+from tests.conftest import wait_until
 from tests.factories import make_user, make_workflow
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +66,14 @@ def conn(database_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         yield conn
 
 
-BOX = SecretBox([generate_key()])
+KEY = generate_key()
+BOX = SecretBox([KEY])
+# A registry address where nothing listens: a pull fails at once, without leaving the machine.
+NO_REGISTRY = "127.0.0.1:1"
+INSTALLATION_ADVICE = (
+    "this is a problem of the installation, not of the workflow: tell the operator, and once it "
+    "is fixed, update the workflow's payload to build it again"
+)
 
 
 @pytest.fixture
@@ -84,16 +108,25 @@ def container_workflow(conn: Any, image: str, **payload: Any) -> uuid.UUID:
     )
 
 
+def stored_workflow(conn: Any, payload: Any) -> uuid.UUID:
+    """A CONTAINER workflow whose payload is stored as given: as one stored before this release
+    (or edited by hand), which the API would refuse today."""
+    workflow_id = make_workflow(conn, make_user(conn), kind="CONTAINER", build_status="QUEUED")
+    conn.execute("UPDATE workflows SET payload = %s WHERE id = %s", (Jsonb(payload), workflow_id))
+    return workflow_id
+
+
 def event(
     workflow_id: uuid.UUID,
     generation: int = 1,
     kind: WorkflowEventType = WorkflowEventType.CREATED,
+    workflow_kind: WorkflowKind = WorkflowKind.CONTAINER,
 ) -> WorkflowEvent:
     return WorkflowEvent(
         type=kind,
         workflow_id=workflow_id,
         user_id=uuid.uuid4(),  # the builder reads the owner from the workflow's row
-        kind=WorkflowKind.CONTAINER,
+        kind=workflow_kind,
         generation=generation,
     )
 
@@ -154,21 +187,38 @@ def test_a_payload_the_policy_forbids_fails_its_build(conn: Any, builder: Builde
     assert error is not None and "'host' is not allowed" in error
 
 
+@pytest.fixture(scope="module")
+def present_unpullable(docker_client: docker.DockerClient) -> Iterator[str]:
+    """A local image whose name points at a registry where nothing listens."""
+    tag = f"{NO_REGISTRY}/chronoverse-test/busybox:{uuid.uuid4().hex[:8]}"
+    docker_client.images.get("local/busybox:latest").tag(tag)
+    yield tag
+    docker_client.images.remove(tag)
+
+
 @pytest.mark.parametrize(
     ("image", "policy", "message"),
     [
-        ("bars/x:1", "if-not-present", "image bars/x:1 not found locally and pull failed: "),
-        ("bars/x:1", "never", "image bars/x:1 not found locally and pull_policy is never"),
         (
-            "local/busybox:latest",
-            "always",
-            "image local/busybox:latest not found and pull failed: ",
+            f"{NO_REGISTRY}/bars/x:1",
+            "if-not-present",
+            f"image {NO_REGISTRY}/bars/x:1 not found locally and pull failed: ",
         ),
+        ("bars/x:1", "never", "image bars/x:1 not found locally and pull_policy is never"),
+        (None, "always", "image {image} not found and pull failed: "),
     ],
 )
 def test_an_image_that_cannot_be_had_fails_the_build_naming_it(
-    conn: Any, builder: Builder, image: str, policy: str, message: str
+    conn: Any,
+    builder: Builder,
+    present_unpullable: str,
+    image: str | None,
+    policy: str,
+    message: str,
 ) -> None:
+    # None: an image that is present, but `always` pulls it all the same.
+    image = image or present_unpullable
+    message = message.format(image=image)
     workflow_id = container_workflow(conn, image, pull_policy=policy)
     builder.apply(event(workflow_id))
     status, error = build_state(conn, workflow_id)
@@ -350,3 +400,434 @@ def test_a_build_fails_when_its_containers_would_have_nothing_to_run(
     except docker.errors.APIError as exc:
         refused = str(exc.explanation)
     assert (refused == "No command specified") is (error is not None), refused
+
+
+# --- a problem of one workflow fails its build, never the worker (issue 14) ---------------------
+
+# The image of issue 14: the API took it (201), Docker refused it, and the worker died on it.
+LONG_IMAGE = "a" * 300
+
+
+def test_the_api_refuses_the_image_of_the_issue_naming_the_field(
+    http: httpx.Client, user: dict[str, str]
+) -> None:
+    response = http.post(
+        "/workflows",
+        headers=user,
+        json={"name": "x", "kind": "CONTAINER", "interval": 60, "payload": {"image": LONG_IMAGE}},
+    )
+    assert response.status_code == 422, response.text
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "payload.image"
+    assert "Docker allows at most 255" in detail["message"]
+
+
+# What Docker 20.10 answers for each: 400 (refused) or a lookup (404 here, or the image).
+DOCKER_REFUSES = [
+    "a" * 238,  # docker.io/library/ + 238 = 256
+    LONG_IMAGE,
+    "team/" + "a" * 241,
+    "registry.example.com/" + "a" * 235,
+    "Busybox",
+    "local/BusyBox:latest",
+    "local/busybox:bad!tag",
+    "local/busybox:.hidden",
+    "app:" + "t" * 129,
+    "local/busybox@sha256:" + "a" * 63,
+    "local/busybox@sha256:" + "A" * 64,
+    "bad_host.example:5000/app",
+    "registry:port/app",
+]
+DOCKER_TAKES = [
+    "busybox",
+    "local/busybox:latest",
+    "registry.example.com:5000/team/app:v1.2",
+    "localhost:5000/team/app:1",
+    "Registry.Example.com/app",
+    "local/busybox@sha256:" + "0123456789abcdef" * 4,
+    "a" * 237,
+    "team/" + "a" * 240,
+    "registry.example.com/" + "a" * 234,
+    "app:" + "t" * 128,
+    "a__b/c---d.e",
+    "0_0.0/app",  # no host name, so a path component
+]
+
+
+@pytest.mark.parametrize(
+    "image", DOCKER_REFUSES + DOCKER_TAKES, ids=lambda image: image if len(image) < 40 else None
+)
+def test_the_api_refuses_what_the_docker_engine_refuses(
+    docker_client: docker.DockerClient, image: str
+) -> None:
+    # A local lookup: the engine parses the reference and answers, and contacts no registry.
+    try:
+        docker_client.images.get(image)
+        refused = False
+    except docker.errors.ImageNotFound:
+        refused = False
+    except docker.errors.APIError as exc:
+        assert exc.status_code == 400, exc
+        refused = True
+    assert refused is (image in DOCKER_REFUSES)
+    assert (image_reference_error(image) is not None) is refused
+
+
+def test_a_reference_the_engine_refuses_is_an_image_error_saying_why(
+    docker_client: docker.DockerClient, redis_client: redis.Redis
+) -> None:
+    images = Images(docker_client, redis_client)
+    with pytest.raises(ImageUnavailableError) as caught:
+        images.ensure(LONG_IMAGE, "if-not-present")
+    assert caught.value.message == (
+        f"Docker refuses the image reference {'a' * 80}… (300 characters): repository name must "
+        "not be more than 255 characters; correct `image` in the workflow's payload"
+    )
+    with pytest.raises(ImageUnavailableError) as caught:
+        images.ensure("Busybox", "never")
+    assert caught.value.message == (
+        "Docker refuses the image reference Busybox: invalid reference format: repository name "
+        "must be lowercase; correct `image` in the workflow's payload"
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (
+            {"image": LONG_IMAGE, "command": ["true"]},
+            "the payload is not allowed: payload.image: the repository name is 318 characters "
+            "long as Docker counts it, with the 'docker.io/library/' it implies; Docker allows "
+            "at most 255; update the workflow's payload",
+        ),
+        (
+            {"image": "local/busybox:latest", "entrypoint": ["true"]},
+            "the payload is not allowed: payload.entrypoint: is not a known field; update the "
+            "workflow's payload",
+        ),
+        (
+            {"image": "local/busybox:latest", "env": {"A": SecretBox([generate_key()]).seal("x")}},
+            "cannot read the payload's secrets: cannot decrypt: sealed with a key that is not in "
+            "CHRONOVERSE_SECRET_KEYS, or tampered with; tell the operator, or send the values "
+            "again in an update of the workflow's payload",
+        ),
+        (
+            {"image": "local/busybox:latest", "env": {"A": 5}},
+            "the stored payload cannot be read: it is not in the form Chronoverse stores; "
+            "update the workflow's payload",
+        ),
+        (
+            "local/busybox:latest",
+            "the stored payload cannot be read: it is not in the form Chronoverse stores; "
+            "update the workflow's payload",
+        ),
+    ],
+    ids=["image-docker-refuses", "unknown-field", "other-key", "env-not-text", "not-an-object"],
+)
+def test_a_stored_payload_that_no_longer_builds_fails_and_the_builder_goes_on(
+    conn: Any, builder: Builder, payload: Any, message: str
+) -> None:
+    workflow_id = stored_workflow(conn, payload)
+    builder.apply(event(workflow_id))
+    assert build_state(conn, workflow_id) == ("FAILED", message)
+    following = container_workflow(conn, "local/busybox:latest")
+    builder.apply(event(following))
+    assert build_state(conn, following) == ("COMPLETED", None)
+
+
+def test_a_pull_lock_that_is_never_released_fails_the_build_not_the_worker(
+    conn: Any,
+    pool: Pool,
+    docker_client: docker.DockerClient,
+    redis_client: redis.Redis,
+    cache: DefinitionCache,
+) -> None:
+    image = f"{NO_REGISTRY}/chronoverse-test/absent-{uuid.uuid4().hex[:8]}:1"
+    # Another worker's pull that never ends (a worker stuck, or a huge image).
+    held = redis_client.lock(pull_lock_name(image), timeout=60, thread_local=False)
+    assert held.acquire(blocking=False)
+    try:
+        impatient = Builder(
+            pool,
+            Images(docker_client, redis_client, wait_s=1),
+            docker_client,
+            cache,
+            secrets=BOX,
+            policy=ContainerPolicy(),
+            installation=f"test-{uuid.uuid4().hex[:8]}",
+        )
+        workflow_id = container_workflow(conn, image)
+        impatient.apply(event(workflow_id))
+        assert build_state(conn, workflow_id) == (
+            "FAILED",
+            f"waited 1 s for another workflow worker's pull of image {image}, which has not "
+            "finished; update the workflow's payload to build it again later, and tell the "
+            "operator if this repeats",
+        )
+        following = container_workflow(conn, "local/busybox:latest")
+        impatient.apply(event(following))
+        assert build_state(conn, following) == ("COMPLETED", None)
+    finally:
+        held.release()
+
+
+# --- the Docker engine unreachable: retried for a bounded time, then the build fails ------------
+
+
+def docker_socket() -> str:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        pytest.skip(f"the tests reach Docker over {host}, not a unix socket")
+    return host.removeprefix("unix://")
+
+
+class DockerDoor:
+    """A loopback port to the Docker engine that refuses connections until opened, as an engine
+    that is restarting does."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.port = free_port()
+        self._socket_path = socket_path
+        self._server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def open(self) -> None:
+        path = self._socket_path
+
+        class Forward(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with socket.socket(socket.AF_UNIX) as engine:
+                    engine.connect(path)
+                    back = threading.Thread(target=_pipe, args=(engine, self.request), daemon=True)
+                    back.start()
+                    _pipe(self.request, engine)
+                    back.join(timeout=10)
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", self.port), Forward)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def builder_on(
+    base_url: str,
+    api_version: str,
+    pool: Pool,
+    redis_client: redis.Redis,
+    cache: DefinitionCache,
+    *,
+    docker_retry_s: float,
+) -> tuple[Builder, docker.DockerClient]:
+    # A pinned API version: the client asks the engine nothing until used.
+    client = docker.DockerClient(base_url=base_url, version=api_version, timeout=30)
+    builder = Builder(
+        pool,
+        Images(client, redis_client),
+        client,
+        cache,
+        secrets=BOX,
+        policy=ContainerPolicy(),
+        installation=f"test-{uuid.uuid4().hex[:8]}",
+        docker_retry_s=docker_retry_s,
+    )
+    return builder, client
+
+
+@pytest.mark.parametrize(
+    ("where", "cause"),
+    [
+        ("closed-port", "Connection refused"),
+        pytest.param(
+            "missing-socket",
+            "No such file or directory",
+            # docker-py leaks the socket of a unix connect that fails (UnixHTTPConnection.connect);
+            # the garbage collector closes it. Collected within this test, see below.
+            marks=[
+                pytest.mark.filterwarnings("ignore::ResourceWarning"),
+                pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+            ],
+        ),
+    ],
+)
+def test_an_unreachable_engine_fails_the_build_after_the_retries_and_the_worker_goes_on(
+    conn: Any,
+    pool: Pool,
+    redis_client: redis.Redis,
+    cache: DefinitionCache,
+    docker_client: docker.DockerClient,
+    where: str,
+    cause: str,
+) -> None:
+    base_url = {
+        "closed-port": f"tcp://127.0.0.1:{free_port()}",
+        "missing-socket": f"unix:///nonexistent/chronoverse-{uuid.uuid4().hex[:8]}.sock",
+    }[where]
+    builder, client = builder_on(
+        base_url, docker_client.api.api_version, pool, redis_client, cache, docker_retry_s=2
+    )
+    try:
+        workflow_id = container_workflow(conn, "local/busybox:latest")
+        started = time.monotonic()
+        builder.apply(event(workflow_id))
+        took = time.monotonic() - started
+        status, error = build_state(conn, workflow_id)
+        assert status == "FAILED" and 2 <= took < 10, (status, took)
+        assert error == (
+            f"the Docker engine could not be reached ({cause}) while building with image "
+            f"local/busybox:latest; it has been failing for 2 s; {INSTALLATION_ADVICE}"
+        )
+        # Still handling events: the next build of the same outage fails at once, and a
+        # terminated workflow's containers are given up on, with an error in the log.
+        following = container_workflow(conn, "local/busybox:latest")
+        started = time.monotonic()
+        builder.apply(event(following))
+        assert build_state(conn, following)[0] == "FAILED"
+        builder.apply(event(following, kind=WorkflowEventType.TERMINATED))
+        assert time.monotonic() - started < 5
+        heartbeat = make_workflow(conn, make_user(conn), build_status="QUEUED")
+        builder.apply(event(heartbeat, workflow_kind=WorkflowKind.HEARTBEAT))
+        assert build_state(conn, heartbeat) == ("COMPLETED", None)
+    finally:
+        client.close()
+        gc.collect()
+
+
+def test_an_engine_that_comes_back_within_the_retries_fails_no_build(
+    conn: Any,
+    pool: Pool,
+    redis_client: redis.Redis,
+    cache: DefinitionCache,
+    docker_client: docker.DockerClient,
+) -> None:
+    door = DockerDoor(docker_socket())
+    builder, client = builder_on(
+        door.url, docker_client.api.api_version, pool, redis_client, cache, docker_retry_s=20
+    )
+    opener = threading.Timer(2.0, door.open)  # the engine restarts for 2 s
+    try:
+        workflow_id = container_workflow(conn, "local/busybox:latest", working_dir="/srv/x")
+        opener.start()
+        started = time.monotonic()
+        builder.apply(event(workflow_id))
+        assert build_state(conn, workflow_id) == ("COMPLETED", None)
+        assert time.monotonic() - started >= 2
+        assert cache.get(workflow_id, 1) is not None
+    finally:
+        opener.cancel()
+        client.close()
+        door.close()
+
+
+# --- the real worker process loop: one poison build after another, and it keeps consuming -------
+
+
+@pytest.fixture
+def running_worker(
+    database_url: str, environ: Mapping[str, str]
+) -> Iterator[tuple[Settings, Callable[[], str | None]]]:
+    settings = Settings.from_environ(
+        {
+            **environ,
+            "CHRONOVERSE_DATABASE_URL": database_url,
+            "CHRONOVERSE_KAFKA_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}.",
+            "CHRONOVERSE_SECRET_KEYS": KEY,
+            "CHRONOVERSE_INSTALLATION": f"test-{uuid.uuid4().hex[:8]}",
+            "CHRONOVERSE_PULL_WAIT_S": "1",
+        }
+    )
+    topic = settings.topic(Topic.WORKFLOWS)
+    ensure_topics(settings, [topic], partitions=1)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            WorkflowWorker(settings).run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="workflow-worker", daemon=True)
+    thread.start()
+
+    def dead() -> str | None:
+        """Why the worker stopped, if it did."""
+        if errors:
+            return repr(errors[0])
+        return None if thread.is_alive() else "it returned"
+
+    try:
+        yield settings, dead
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the workflow worker did not stop"
+        delete_topics(settings, [topic])
+
+
+def test_the_worker_fails_each_poison_build_and_goes_on_consuming(
+    conn: Any,
+    redis_client: redis.Redis,
+    running_worker: tuple[Settings, Callable[[], str | None]],
+) -> None:
+    settings, dead = running_worker
+    image = f"{NO_REGISTRY}/chronoverse-test/absent-{uuid.uuid4().hex[:8]}:1"
+    held = redis_client.lock(pull_lock_name(image), timeout=120, thread_local=False)
+    assert held.acquire(blocking=False)
+    try:
+        poison = {
+            stored_workflow(conn, {"image": LONG_IMAGE, "command": ["true"]}): "the payload is "
+            "not allowed: payload.image: the repository name is 318 characters long",
+            stored_workflow(conn, {"image": "local/busybox:latest", "env": {"A": 5}}): "the "
+            "stored payload cannot be read",
+            stored_workflow(conn, ["not", "an", "object"]): "the stored payload cannot be read",
+            container_workflow(conn, image): f"waited 1 s for another workflow worker's pull of "
+            f"image {image}",
+        }
+        healthy = container_workflow(conn, "local/busybox:latest")
+        producer = Producer(settings, client_id="test-builds")
+        try:
+            producer.publish_all(
+                OutgoingMessage(
+                    topic=settings.topic(Topic.WORKFLOWS),
+                    key=str(workflow_id),
+                    value=event(workflow_id).encode(),
+                )
+                for workflow_id in [*poison, healthy]
+            )
+        finally:
+            producer.close()
+        wait_until(
+            lambda: dead() or build_state(conn, healthy)[0] == "COMPLETED",
+            timeout_s=60,
+            message="the healthy build after the poison ones",
+        )
+        assert dead() is None
+        for workflow_id, message in poison.items():
+            status, error = build_state(conn, workflow_id)
+            assert status == "FAILED" and error is not None and error.startswith(message), error
+            assert re.search(r"Traceback|File \"", error) is None
+    finally:
+        held.release()

@@ -50,6 +50,7 @@ def refusal(image: str) -> dict[str, str]:
         "team/" + "a" * 240,  # docker.io/ + 245 = 255
         "registry.example.com/" + "a" * 234,  # 255 as written
         "0123456789abcdef" * 4,  # an image ID: Docker looks it up as one
+        "0_0.0/app",  # not a host name, so Docker takes it for a path component
     ],
 )
 def test_references_docker_takes_are_accepted(image: str) -> None:
