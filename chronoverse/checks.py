@@ -9,6 +9,7 @@ from __future__ import annotations
 from chronoverse import postgres, redis_store
 from chronoverse.health import PROBE_TIMEOUT_S, Check
 from chronoverse.kafka.admin import list_topics
+from chronoverse.kafka.assignment import AssignmentWatch
 from chronoverse.settings import KafkaSettings, PostgresSettings, RedisSettings
 
 
@@ -27,6 +28,18 @@ def kafka_check(settings: KafkaSettings, topics: tuple[str, ...] = ()) -> Check:
             raise RuntimeError(f"topics missing: {', '.join(missing)}")
 
     return Check(name="kafka", probe=probe)
+
+
+def assignment_check(watch: AssignmentWatch) -> Check:
+    """Not ready while the consumer has held no partition for too long (no I/O: the consumer loop
+    keeps the watch current)."""
+
+    def probe() -> None:
+        problem = watch.problem()
+        if problem is not None:
+            raise RuntimeError(problem)
+
+    return Check(name="kafka_assignment", probe=probe)
 
 
 def redis_check(settings: RedisSettings) -> Check:

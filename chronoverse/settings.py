@@ -16,7 +16,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from chronoverse.domain import Topic
+from chronoverse.domain import DEAD_LETTER_SUFFIX, Topic
 from chronoverse.errors import ConfigurationError
 
 ENV_PREFIX = "CHRONOVERSE_"
@@ -71,7 +71,8 @@ class KafkaSettings(BaseSettings):
         10000,
         ge=1000,
         description="Consumer group session timeout. Small values make rebalances after a "
-        "crash fast; `make services` writes 6000 for dev and test.",
+        "crash fast; `make services` writes 6000 for dev and test. A consumer that holds no "
+        "partition for 3 times this long reports not ready (`kafka_assignment` on `/readyz`).",
     )
     kafka_fetch_wait_max_ms: int = Field(
         500,
@@ -82,6 +83,28 @@ class KafkaSettings(BaseSettings):
         "broker that holds the fetch for the whole wait (tansu, used in dev) adds up to this "
         "much latency to every message, so set it low there; `make services` writes 20 for dev "
         "and test.",
+    )
+    kafka_handler_retries: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="How many times a consumer retries a message whose handler fails, with "
+        "exponential backoff, before it writes the message to `<topic>.dlq` and moves on. A "
+        "failed batch is first split, so that each message is retried on its own. With the "
+        "default delays a message is dead-lettered only after failing for about 5 minutes, "
+        "far longer than a database or Docker restart (see docs/operations.md).",
+    )
+    kafka_handler_retry_base_delay_s: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="Delay before a failed message's first retry; it doubles with each retry.",
+    )
+    kafka_handler_retry_max_delay_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Longest delay between two retries of a failed message.",
     )
     kafka_topic_partitions: int = Field(
         6, ge=1, description="Partitions for topics that `chronoverse topics create` makes."
@@ -105,8 +128,18 @@ class KafkaSettings(BaseSettings):
         share groups, or one's rebalances would stall the other's consumers."""
         return f"{self.kafka_topic_prefix}{name}"
 
+    def dead_letter_topic(self, topic: Topic) -> str:
+        """The broker-side name of the topic that receives ``topic``'s dead letters."""
+        return f"{self.topic(topic)}{DEAD_LETTER_SUFFIX}"
+
     def all_topics(self) -> list[str]:
-        return [self.topic(t) for t in Topic]
+        """Every topic Chronoverse uses, dead-letter topics included."""
+        return [name for t in Topic for name in (self.topic(t), self.dead_letter_topic(t))]
+
+    @property
+    def kafka_assignment_timeout_s(self) -> float:
+        """How long a consumer may hold no partition before it reports not ready."""
+        return 3 * self.kafka_session_timeout_ms / 1000
 
 
 class RedisSettings(BaseSettings):

@@ -10,6 +10,7 @@ import click
 from chronoverse import __version__
 from chronoverse.cli.admin import healthcheck_command, migrate_command, topics, users
 from chronoverse.cli.config import ClientConfig, default_config_path
+from chronoverse.cli.dlq import dlq
 from chronoverse.cli.errors import json_requested, reported
 from chronoverse.cli.jobs import jobs, trigger
 from chronoverse.cli.logs import logs
@@ -154,6 +155,7 @@ cli.add_command(logs)
 cli.add_command(volumes)
 cli.add_command(migrate_command)
 cli.add_command(topics)
+cli.add_command(dlq)
 cli.add_command(users)
 cli.add_command(secrets)
 cli.add_command(healthcheck_command)

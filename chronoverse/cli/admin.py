@@ -79,7 +79,11 @@ def topics() -> None:
     pass
 
 
-@topics.command("create", help="Create the topics Chronoverse uses (workflows, jobs, job_logs).")
+@topics.command(
+    "create",
+    help="Create the topics Chronoverse uses (workflows, jobs, job_logs) and their dead-letter "
+    "topics (<topic>.dlq), with CHRONOVERSE_KAFKA_TOPIC_PREFIX. Existing ones are left alone.",
+)
 @click.option(
     "--partitions",
     type=click.IntRange(min=1),

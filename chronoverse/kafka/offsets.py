@@ -39,6 +39,11 @@ class OffsetTracker:
     def is_assigned(self, tp: TopicPartition) -> bool:
         return tp in self._partitions
 
+    def is_current(self, tp: TopicPartition, epoch: int) -> bool:
+        """True while ``tp`` is still held under the assignment that ``epoch`` belongs to."""
+        state = self._partitions.get(tp)
+        return state is not None and state.epoch == epoch
+
     def start(self, tp: TopicPartition, offset: int) -> int:
         """Record that ``offset`` is being processed; return the epoch to pass to :meth:`done`."""
         state = self._partitions.get(tp)

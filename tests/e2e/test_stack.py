@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,18 +12,27 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import confluent_kafka
 import grpc
 import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions
+from confluent_kafka.admin import AdminClient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from chronoverse.domain import Topic
+from chronoverse.kafka.admin import delete_topics, ensure_topics, list_topics
+from chronoverse.kafka.deadletters import DeadLetterReader
+from chronoverse.settings import KafkaSettings
 from chronoverse.v1 import server_pb2, server_pb2_grpc, workflows_pb2, workflows_pb2_grpc
 from tests.conftest import ROOT, wait_until
+from tests.e2e.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -97,15 +107,27 @@ def test_an_invalid_setting_stops_the_service_with_a_readable_error(
 
 
 @pytest.fixture
-def stack_env(environ: Mapping[str, str], database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
+def stack_env(
+    environ: Mapping[str, str], database_url: str, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    env = {
         **environ,
         "CHRONOVERSE_RUN_DIR": str(tmp_path / "run"),
         "CHRONOVERSE_UP_PORT_OFFSET": str(OFFSET),
         "CHRONOVERSE_DATABASE_URL": database_url,
-        # Topics and consumer groups of its own: a developer's `make up` may share the broker.
-        "CHRONOVERSE_KAFKA_TOPIC_PREFIX": f"up{os.getpid()}.",
+        # Topics and consumer groups of its own: a developer's `make up` may share the broker,
+        # and so do the other tests.
+        "CHRONOVERSE_KAFKA_TOPIC_PREFIX": f"up{uuid.uuid4().hex[:8]}.",
     }
+    yield env
+    drop_topics(KafkaSettings.from_environ(env))
+
+
+def drop_topics(settings: KafkaSettings) -> None:
+    """Delete the topics of a test's own prefix (those that exist)."""
+    present = list_topics(settings) & set(settings.all_topics())
+    if present:
+        delete_topics(settings, present)
 
 
 def make(target: str, env: Mapping[str, str]) -> str:
@@ -197,31 +219,102 @@ def test_openapi_document_is_served(stack: dict[str, int]) -> None:
     assert json.loads(body)["info"]["title"] == "Chronoverse"
 
 
-def test_readiness_names_the_dependency_that_is_down(environ: Mapping[str, str]) -> None:
-    port = 9190 + OFFSET % 100
+@pytest.fixture
+def own_kafka(environ: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    """The machine's settings with a topic prefix of the test's own, and its topics."""
+    env = {**environ, "CHRONOVERSE_KAFKA_TOPIC_PREFIX": f"e2e{uuid.uuid4().hex[:8]}."}
+    settings = KafkaSettings.from_environ(env)
+    ensure_topics(settings, settings.all_topics(), partitions=1)
+    yield env
+    drop_topics(settings)
+
+
+@contextlib.contextmanager
+def log_processor(env: Mapping[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A log processor with these settings, stopped with SIGTERM (it must exit 0, promptly)."""
     process = subprocess.Popen(
         [BIN / "chronoverse-log-processor"],
-        env={
-            **environ,
-            "CHRONOVERSE_HEALTH_PORT": str(port),
-            "CHRONOVERSE_REDIS_URL": "redis://127.0.0.1:1/0",
-        },
+        env={**env, "CHRONOVERSE_HEALTH_PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_until(lambda: http_get(port, "/healthz")[0] == 200, message="the health listener")
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - started < 15
+
+
+def test_readiness_names_the_dependency_that_is_down(own_kafka: dict[str, str]) -> None:
+    port = 9190 + OFFSET % 100
+    with log_processor({**own_kafka, "CHRONOVERSE_REDIS_URL": "redis://127.0.0.1:1/0"}, port):
         status, body = http_get(port, "/readyz")
         assert status == 503
         checks = json.loads(body)["checks"]
         assert checks["redis"].startswith("error")
         assert checks["postgres"] == "ok"
         assert checks["kafka"] == "ok"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        assert process.wait(timeout=15) == 0
-        assert time.monotonic() - started < 15
+        assert checks["kafka_assignment"] == "ok"
+
+
+DEFAULT_GROUPS = [
+    "chronoverse-log-processor",
+    "chronoverse-workflow-worker",
+    "chronoverse-execution-worker",
+]
+
+
+def committed_topics(admin: AdminClient, group: str) -> set[str]:
+    [future] = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)], request_timeout=10
+    ).values()
+    return {tp.topic for tp in future.result().topic_partitions or []}
+
+
+def test_a_service_a_test_starts_uses_only_its_own_groups_and_topics(
+    own_kafka: dict[str, str], database_url: str
+) -> None:
+    # `make test` followed by `make up` must work: a service a test started once joined the
+    # default group, and on tansu left it stuck for every later member (issue 14).
+    settings = KafkaSettings.from_environ(own_kafka)
+    port = 9191 + OFFSET % 100
+    with log_processor({**own_kafka, "CHRONOVERSE_DATABASE_URL": database_url}, port):
+        producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        producer.produce(settings.topic(Topic.JOB_LOGS), key=b"job", value=b"\xffnot json")
+        assert producer.flush(10) == 0
+        # Dead-lettered by the service, which then commits past it in its own group.
+        wait_until(
+            lambda: b'reason="malformed"' in http_get(port, "/metrics")[1],
+            timeout_s=60,
+            message="the dead letter counted",
+        )
+        metrics = http_get(port, "/metrics")[1].decode()
+        own_group = settings.group("chronoverse-log-processor")
+        assert f'chronoverse_kafka_assigned_partitions{{group="{own_group}"}} 1.0' in metrics
+        status, body = http_get(port, "/readyz")
+        assert status == 200, body
+        assert json.loads(body)["checks"]["kafka_assignment"] == "ok"
+    with DeadLetterReader(settings, settings.dead_letter_topic(Topic.JOB_LOGS)) as reader:
+        [stored] = reader.read()
+    assert stored.letter is not None and stored.letter.group == own_group
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    ours = set(settings.all_topics())
+    assert committed_topics(admin, own_group) == {settings.topic(Topic.JOB_LOGS)}
+    for group in DEFAULT_GROUPS:
+        assert not committed_topics(admin, group) & ours, group
+
+
+def test_every_stack_a_test_starts_has_a_topic_prefix_of_its_own(
+    environ: Mapping[str, str], tmp_path: Path, stack_env: dict[str, str]
+) -> None:
+    stacks = [Stack(environ, "postgresql://unused", tmp_path) for _ in range(2)]
+    prefixes = {stack.env["CHRONOVERSE_KAFKA_TOPIC_PREFIX"] for stack in stacks}
+    assert len(prefixes) == 2 and "" not in prefixes
+    assert stack_env["CHRONOVERSE_KAFKA_TOPIC_PREFIX"] not in {"", *prefixes}
 
 
 def test_a_user_creates_workflows_through_the_running_server(stack: dict[str, int]) -> None:

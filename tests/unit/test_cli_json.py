@@ -36,6 +36,8 @@ API_COMMANDS: Commands = {
 }
 ADMIN_COMMANDS: Commands = {
     ("topics", "list"): [],
+    ("dlq", "list"): ["jobs"],
+    ("dlq", "replay"): ["jobs"],
     ("users", "create"): NEW_USER,
 }
 # Admin commands that read settings, without --json.

@@ -168,7 +168,7 @@ def test_the_sandbox_confines_every_container() -> None:
     assert "uid=65534,gid=65534" in config["tmpfs"]["/work"]
     assert config["memswap_limit"] == config["mem_limit"] == "256m"
     assert [(u["Name"], u["Soft"], u["Hard"]) for u in config["ulimits"]] == [("nofile", 256, 256)]
-    assert config["log_config"]["Config"] == {"max-size": "1m", "max-file": "1"}
+    assert config["log_config"]["Config"] == {"max-size": "1m", "max-file": "2"}
     assert config["network_mode"] == "none"
     [mount] = config["mounts"]
     assert (mount["Type"], mount["Target"], mount["ReadOnly"]) == ("volume", "/data", False)

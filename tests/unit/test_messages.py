@@ -6,7 +6,7 @@ import pytest
 from chronoverse.domain import WorkflowKind
 from chronoverse.errors import MalformedMessageError
 from chronoverse.events import WorkflowEvent, WorkflowEventType
-from chronoverse.messages import MAX_MESSAGE_BYTES, decode_object, encode
+from chronoverse.messages import MAX_MESSAGE_BYTES, MAX_NESTING, decode_object, encode, nesting
 
 
 def test_round_trip() -> None:
@@ -21,11 +21,23 @@ def test_round_trip() -> None:
         (b"{not json", "not JSON"),
         (b"[1, 2]", "JSON object"),
         (b"x" * (MAX_MESSAGE_BYTES + 1), "exceeds"),
+        # Deeper than the interpreter's recursion limit: json.loads raises RecursionError.
+        (b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper"),
+        # Decodable, but deep enough to break whatever walks it recursively later.
+        (b'{"a":' + b"[" * 200 + b"]" * 200 + b"}", "nested deeper"),
+        (b'{"a":' + b'{"b":' * 32 + b"1" + b"}" * 32 + b"}", "nested deeper"),
     ],
 )
 def test_malformed_values_are_rejected_with_a_reason(value: bytes | None, reason: str) -> None:
     with pytest.raises(MalformedMessageError, match=reason):
         decode_object(None, value)
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    value = b'{"a":' + b"[" * (MAX_NESTING - 1) + b"]" * (MAX_NESTING - 1) + b"}"
+    assert nesting(decode_object(None, value)) == MAX_NESTING
+    assert nesting({"lines": [{"seq": 1}]}) == 3
+    assert nesting(1) == 0
 
 
 def test_workflow_events_round_trip_in_the_documented_format() -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import requests
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import ValidationError
 
 from chronoverse.domain import FailureKind, JobStatus
@@ -114,6 +114,41 @@ def test_a_definition_that_cannot_be_rebuilt_is_a_user_failure(
 
 def test_docker_failing_while_the_container_runs_is_a_system_failure() -> None:
     assert results.run_error(DockerException("attach broke")) == system("docker: attach broke")
+
+
+MISSING = 'exec: "nope": executable file not found in $PATH: unknown'
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "error"),
+    [
+        # Docker finds a command whose executable is not in the image only at start.
+        (api_error(400, MISSING), FailureKind.USER, f"container could not start: {MISSING}"),
+        # Gone meanwhile (removed under it), or the daemon's own trouble: not the job's fault.
+        (api_error(404, "no such container", NotFound), FailureKind.SYSTEM, "docker: 404 "),
+        (api_error(500, "cgroup busy"), FailureKind.SYSTEM, "docker: 500 "),
+        (DockerException("socket gone"), FailureKind.SYSTEM, "docker: socket gone"),
+    ],
+)
+def test_a_refused_start_is_user_only_when_docker_blames_the_configuration(
+    exc: DockerException, kind: FailureKind, error: str
+) -> None:
+    result = results.start_error(exc)
+    assert result.failure_kind is kind
+    assert (result.error or "").startswith(error)
+
+
+def test_a_container_that_cannot_be_stopped_ends_the_job_as_a_system_failure() -> None:
+    result = results.unstoppable(api_error(500, "cannot kill"), timeout_s=5)
+    assert result.failure_kind is FailureKind.SYSTEM
+    assert (result.error or "").startswith(
+        "timed out after 5s, and the container could not be stopped: "
+    )
+
+
+def test_a_leftover_container_that_stays_is_a_system_failure() -> None:
+    result = results.leftover_not_removed(DockerException("daemon gone"))
+    assert result == system("the container of a previous attempt could not be removed: daemon gone")
 
 
 @pytest.mark.parametrize(
