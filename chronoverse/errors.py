@@ -60,16 +60,6 @@ class PublishError(KafkaError):
         self.reason = reason
 
 
-class HandlerError(ChronoverseError):
-    """A consumer's message handler raised; the batch stays uncommitted and is redelivered."""
-
-    def __init__(self, topic: str, partition: int, offsets: tuple[int, ...]) -> None:
-        super().__init__(f"handler failed on {topic}[{partition}] offsets {list(offsets)}")
-        self.topic = topic
-        self.partition = partition
-        self.offsets = offsets
-
-
 @dataclass(frozen=True)
 class FieldError:
     """One invalid field of a request, named by its dotted path (e.g. ``payload.env``)."""
