@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import enum
 import functools
+import heapq
+import itertools
+import re
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +45,33 @@ MACROS = {
     "@hourly": "0 * * * *",
 }
 MAX_CRON_CHARS = 200
+MAX_CATCHUP_WINDOW_MINUTES = 10080
+
+
+def _field(number: str, extra: str = "") -> str:
+    """One cron field: ``*`` or a number or range, an optional step, in a comma list."""
+    item = rf"(?:\*|{number}(?:-{number})?)(?:/[1-9][0-9]?)?{extra}"
+    return rf"{item}(?:,{item})*"
+
+
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
+# The syntax the API accepts, as a JSON Schema pattern (the OpenAPI document shows it): 5 fields
+# separated by single spaces, each number within its field's range, or one of the macros. cronsim
+# then checks what a pattern cannot (a range's order, a date that never comes).
+CRON_PATTERN = (
+    "^(?:@(?:yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    + " ".join(
+        [
+            _field("[0-5]?[0-9]"),
+            _field("(?:[01]?[0-9]|2[0-3])"),
+            rf"(?:L|{_field('(?:0?[1-9]|[12][0-9]|3[01])')})",
+            _field(f"(?:0?[1-9]|1[0-2]|{_MONTHS}|{_MONTHS.lower()})"),
+            rf"(?:[0-7](?:L|#[1-5])|{_field(f'(?:[0-7]|{_DAYS}|{_DAYS.lower()})')})",
+        ]
+    )
+    + ")$"
+)
 # Enough to count the slots of any realistic downtime; beyond it a count says "at least".
 MAX_SLOTS_COUNTED = 100_000
 
@@ -152,10 +182,20 @@ class CronSchedule:
         start = (after - timedelta(hours=2)).astimezone(zone)
         fixed = self.fixed_time
         minutes, hours = _fixed_fields(self.expression) if fixed else (set(), set())
+        # A repeated time's second occurrence (fold 1) can come after later first occurrences
+        # (03:05 twice, 03:35 twice: 03:05, 03:35, then 03:05 again): hold fires in a heap and
+        # let one go once cronsim's next first occurrence is later, as every later fire will be.
+        pending: list[tuple[datetime, int, Fire]] = []
+        order = itertools.count()
         for local in CronSim(self.expression, start):
-            for fire in self._fires_at(local, fixed=fixed, minutes=minutes, hours=hours):
+            fires = list(self._fires_at(local, fixed=fixed, minutes=minutes, hours=hours))
+            horizon = local.astimezone(UTC)
+            while pending and pending[0][0] <= horizon:
+                fire = heapq.heappop(pending)[2]
                 if fire.at > after:
                     yield fire
+            for fire in fires:
+                heapq.heappush(pending, (fire.at, next(order), fire))
 
     def _fires_at(
         self, local: datetime, *, fixed: bool, minutes: set[int], hours: set[int]
@@ -182,15 +222,15 @@ Schedule = IntervalSchedule | CronSchedule
 
 def parse_cron(expression: str) -> str:
     """A cron expression or macro as the 5 fields it means; ScheduleError naming ``cron``."""
-    text = " ".join(expression.split())
-    if not text:
+    text = expression
+    if not text.strip():
         raise ScheduleError("cron", "must be a 5-field cron expression or a macro such as @daily")
     if len(text) > MAX_CRON_CHARS:
         raise ScheduleError("cron", f"must be at most {MAX_CRON_CHARS} characters")
     if text.startswith("@"):
-        if text.lower() == "@reboot":
+        if text == "@reboot":
             raise ScheduleError("cron", "@reboot is not a schedule: a workflow has no boot")
-        expanded = MACROS.get(text.lower())
+        expanded = MACROS.get(text)
         if expanded is None:
             known = ", ".join(MACROS)
             raise ScheduleError("cron", f"unknown macro {text!r}; use one of {known}")
@@ -199,11 +239,21 @@ def parse_cron(expression: str) -> str:
         raise ScheduleError(
             "cron", "must have 5 fields (minute hour day-of-month month day-of-week)"
         )
+    if not _CRON.fullmatch(text):
+        raise ScheduleError(
+            "cron",
+            "is not a cron expression this API accepts: 5 fields separated by single spaces, "
+            "each `*`, a number in its field's range, a range, a step or a list of them "
+            "(see docs/scheduling.md)",
+        )
     try:
         CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as exc:
         raise ScheduleError("cron", f"is not a valid cron expression: {exc}") from exc
     return text
+
+
+_CRON = re.compile(CRON_PATTERN)
 
 
 @functools.cache

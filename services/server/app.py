@@ -8,7 +8,15 @@ from fastapi import Depends, FastAPI
 from chronoverse import __version__
 from services.server.context import ServerContext
 from services.server.http_errors import BodySizeLimit, install_error_handlers
-from services.server.routes import auth, jobs, logs, operations, volumes, workflows
+from services.server.routes import (
+    auth,
+    jobs,
+    logs,
+    operations,
+    schedules,
+    volumes,
+    workflows,
+)
 from services.server.routes.deps import known_query_parameters
 from services.server.schemas import with_operator_limits
 from services.server.usecases import Application
@@ -35,6 +43,7 @@ def create_app(context: ServerContext) -> FastAPI:
         operations.router,
         auth.router,
         workflows.router,
+        schedules.router,
         jobs.router,
         logs.router,
         volumes.router,

@@ -16,9 +16,11 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    JsonValue,
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
@@ -33,16 +35,35 @@ from chronoverse.domain import (
     LogStream,
     Workflow,
     WorkflowKind,
+    WorkflowState,
 )
-from chronoverse.errors import InvalidFieldsError
+from chronoverse.errors import FieldError, InvalidFieldsError
 from chronoverse.jobs import Job
 from chronoverse.payloads import (
     JSON_INTEGER,
+    MAX_PAYLOAD_BYTES,
     ContainerPayload,
     ContainerPolicy,
     Endpoint,
     HeartbeatPayload,
     field_errors,
+)
+from chronoverse.schedules import (
+    CRON_PATTERN,
+    MAX_CATCHUP_WINDOW_MINUTES,
+    MAX_CRON_CHARS,
+    Catchup,
+    CronSchedule,
+    DstGap,
+    DstOverlap,
+    DstPolicy,
+    FireNote,
+    IntervalSchedule,
+    Schedule,
+    ScheduleError,
+    known_zones,
+    parse_cron,
+    parse_timezone,
 )
 from chronoverse.secrets import mask_payload
 
@@ -102,28 +123,122 @@ class HttpCheckPayload(HeartbeatPayload):
 
 HeartbeatPayloadIn = LivenessPayload | HttpCheckPayload
 PAYLOAD_DOC = (
-    "Secret values (HEARTBEAT `headers`, CONTAINER `env`) may not be `***` unless the workflow "
-    "stores a value for that key, which `***` keeps. Deprecated and not described here: the "
-    "object as JSON text, as the original Chronoverse API sent it. See docs/api.md for every "
-    "field and default."
+    f"At most {MAX_PAYLOAD_BYTES} bytes of JSON. Secret values (HEARTBEAT `headers`, CONTAINER "
+    "`env`) may not be `***` unless the workflow stores a value for that key, which `***` keeps. "
+    "Deprecated and not described here: the object as JSON text, as the original Chronoverse API "
+    "sent it. See docs/api.md for every field and default."
 )
 
 
-class HeartbeatWorkflowCreate(_Strict):
+# --- schedules: an interval, or a cron expression in a time zone (chronoverse.schedules) ----------
+
+CronExpression = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_CRON_CHARS),
+    # The pattern is checked by parse_cron, which says in words what is wrong.
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": MAX_CRON_CHARS, "pattern": CRON_PATTERN}
+    ),
+    Field(
+        description="5 fields (minute hour day-of-month month day-of-week, Debian cron's syntax) "
+        "or a macro: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly. Read in "
+        "`timezone`. Exactly one of `interval` and `cron`. See docs/scheduling.md.",
+        examples=["0 3 * * *", "*/15 * * * 1-5", "@daily"],
+    ),
+]
+TimeZone = Annotated[
+    str,
+    Field(
+        max_length=64,
+        description="An IANA time zone name for `cron` (default UTC).",
+        json_schema_extra={"enum": sorted(known_zones())},
+        examples=["Europe/Riga"],
+    ),
+]
+CatchupWindow = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_CATCHUP_WINDOW_MINUTES,
+        description="With `catchup: all`: slots older than this are not run (default 60).",
+    ),
+    JSON_INTEGER,
+]
+
+
+class DstIn(_Strict):
+    """What a cron schedule does around a daylight-saving change (fixed-time expressions)."""
+
+    # Literals, not the enums: the strict models take JSON strings for them.
+    gap: Literal["shift", "skip"] = Field(
+        "shift",
+        description="A local time that does not exist: `shift` runs it just after the gap, "
+        "`skip` does not run it that day.",
+    )
+    overlap: Literal["once", "twice"] = Field(
+        "once",
+        description="A local time that happens twice: `once` runs the first, `twice` runs both.",
+    )
+
+
+class ScheduleIn(_Strict):
+    """The schedule fields of a workflow: exactly one of `interval` and `cron`."""
+
+    interval: Interval | None = None
+    cron: CronExpression | None = None
+    timezone: TimeZone | None = None
+    dst: DstIn | None = Field(None, description="For `cron` only; default shift and once.")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else _schedule_field(parse_cron, value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return None if value is None else _schedule_field(parse_timezone, value)
+
+
+class CatchupIn(_Strict):
+    catchup: Literal["latest", "none", "all"] | None = Field(
+        None,
+        description="Slots missed (the scheduler was down, or the workflow paused): `latest` "
+        "runs the latest (default), `none` none, `all` each within `catchup_window_minutes`.",
+    )
+    catchup_window_minutes: CatchupWindow | None = None
+
+
+def _schedule_field(parse: Any, value: str) -> str:
+    try:
+        return str(parse(value))
+    except ScheduleError as exc:
+        raise ValueError(exc.message) from exc
+
+
+ONE_SCHEDULE: list[JsonValue] = [
+    {"required": ["interval"], "not": {"required": ["cron"]}},
+    {"required": ["cron"], "not": {"required": ["interval"]}},
+]
+
+
+class HeartbeatWorkflowCreate(ScheduleIn, CatchupIn):
+    model_config = ConfigDict(json_schema_extra={"oneOf": ONE_SCHEDULE})
+
     name: Name
     kind: Literal["HEARTBEAT"]
     payload: HeartbeatPayloadIn | None = Field(
-        default_factory=dict, description=f"Empty or null: a liveness job. {PAYLOAD_DOC}"
+        None, description=f"Omitted, null or empty: a liveness job. {PAYLOAD_DOC}"
     )
-    interval: Interval
     max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
 
 
-class ContainerWorkflowCreate(_Strict):
+class ContainerWorkflowCreate(ScheduleIn, CatchupIn):
+    model_config = ConfigDict(json_schema_extra={"oneOf": ONE_SCHEDULE})
+
     name: Name
     kind: Literal["CONTAINER"]
     payload: ContainerPayload = Field(description=PAYLOAD_DOC)
-    interval: Interval
     max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
 
 
@@ -175,14 +290,13 @@ class UserOut(BaseModel):
 KindIn = Literal["HEARTBEAT", "CONTAINER"]
 
 
-class WorkflowCreate(_Strict):
+class WorkflowCreate(ScheduleIn, CatchupIn):
     """A HEARTBEAT or CONTAINER workflow to create; the kind decides the payload's shape."""
 
     name: Name
     kind: KindIn
     # A JSON object for the kind, or JSON text holding one: chronoverse.payloads checks it.
     payload: Any = Field(default_factory=dict)
-    interval: Interval
     max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
 
     @classmethod
@@ -192,12 +306,12 @@ class WorkflowCreate(_Strict):
         return handler(_CREATE_DOC.core_schema)
 
 
-class WorkflowUpdate(_Strict):
-    """Fields to change; omitted fields keep their values. At least one is required."""
+class WorkflowUpdate(ScheduleIn, CatchupIn):
+    """Fields to change; omitted fields keep their values. At least one is required. `interval`
+    or `cron` replaces the schedule (not both)."""
 
     name: Name | None = None
     payload: Any = None
-    interval: Interval | None = None
     max_consecutive_job_failures_allowed: FailureLimit | None = None
     # Not changeable and not in the schema: declared only so that sending it says why it is refused.
     kind: SkipJsonSchema[Any] = Field(None, exclude=True)
@@ -217,9 +331,15 @@ class WorkflowUpdate(_Strict):
             "description": "For the workflow's kind; null keeps the payload. " + PAYLOAD_DOC,
         }
         # At least one change: a field that is present (payload: not null).
+        schema["not"] = {"required": ["interval", "cron"]}
         schema["anyOf"] = [
             {"required": ["name"]},
             {"required": ["interval"]},
+            {"required": ["cron"]},
+            {"required": ["timezone"]},
+            {"required": ["dst"]},
+            {"required": ["catchup"]},
+            {"required": ["catchup_window_minutes"]},
             {"required": ["max_consecutive_job_failures_allowed"]},
             {"required": ["payload"], "properties": {"payload": {"not": {"type": "null"}}}},
         ]
@@ -236,7 +356,15 @@ class WorkflowOut(BaseModel):
         "HEARTBEAT `headers`) are write-only and shown as `***`; send `***` back in an update "
         "to keep a value."
     )
-    interval: int
+    interval: int | None = Field(description="Minutes between runs; null for a cron schedule.")
+    cron: str | None = Field(description="The cron expression (macros expanded); or null.")
+    timezone: str
+    dst: DstIn | None = Field(description="The DST policy of a cron schedule; null otherwise.")
+    catchup: Catchup
+    catchup_window_minutes: int | None
+    state: WorkflowState
+    paused_at: datetime | None
+    next_run_at: datetime | None = Field(description="The next slot; null once terminated.")
     max_consecutive_job_failures_allowed: int
     consecutive_job_failures_count: int
     build_status: BuildStatus
@@ -257,6 +385,16 @@ class WorkflowOut(BaseModel):
             # Secret values are write-only: every response (and saved response) masks them.
             payload=mask_payload(workflow.kind, workflow.payload),
             interval=workflow.interval_minutes,
+            cron=workflow.cron,
+            timezone=workflow.timezone,
+            dst=DstIn(gap=workflow.dst.gap.value, overlap=workflow.dst.overlap.value)
+            if workflow.cron is not None
+            else None,
+            catchup=workflow.catchup.mode,
+            catchup_window_minutes=workflow.catchup.window_minutes,
+            state=workflow.state,
+            paused_at=workflow.paused_at,
+            next_run_at=workflow.next_run_at,
             max_consecutive_job_failures_allowed=workflow.max_consecutive_job_failures_allowed,
             consecutive_job_failures_count=workflow.consecutive_job_failures_count,
             build_status=workflow.build_status,
@@ -433,17 +571,172 @@ MAX_LOG_PAGE = 1000
 MAX_ATTEMPT = 2**31 - 1
 # A position in a job's logs as text (a log cursor, a Last-Event-ID): `<attempt>.<seq>`, or a
 # plain seq (of the attempt asked for, else the latest); seq -1 is before the first line.
-LOG_POSITION_PATTERN = r"^(?:[0-9]{1,9}\.)?(?:-1|[0-9]{1,18})$"
+LOG_POSITION_PATTERN = r"^(?:[1-9][0-9]{0,8}\.)?(?:-1|[0-9]{1,18})$"
 
 
 class LogQuery(_Query):
     attempt: Annotated[
         int | None,
-        Field(ge=1, le=MAX_ATTEMPT, description="The attempt to read; default: the latest."),
+        Field(
+            ge=1,
+            le=MAX_ATTEMPT,
+            description="The attempt to read, one the job has had (1 to its `attempt`); "
+            "default: the latest.",
+        ),
     ] = None
     cursor: Annotated[
         str | None,
-        Field(pattern=LOG_POSITION_PATTERN, description="`next_cursor` of the previous page."),
+        Field(
+            pattern=LOG_POSITION_PATTERN,
+            description="`next_cursor` of the previous page; with `attempt`, of that attempt.",
+        ),
     ] = None
     limit: Annotated[int, Field(ge=1, le=MAX_LOG_PAGE)] = 500
     stream: LogStream | None = None
+
+
+# --- idempotent POSTs, and the links between operations, as the document states them ----------
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+IDEMPOTENCY_KEY_DOC = (
+    "1 to 255 printable ASCII characters without spaces (`!` to `~`). The first response for a "
+    "key is kept for CHRONOVERSE_IDEMPOTENCY_KEY_TTL_S (24 hours by default): the same key with "
+    "the same request gets it back unchanged, marked `Idempotent-Replayed: true`, even if the "
+    "resource it names has changed or been deleted since; the same key with another request is a "
+    "409 `idempotency_key_reused`."
+)
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "Present on a response stored for this Idempotency-Key and sent again.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+
+def _link(path: str, method: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to the operation at ``path`` and ``method``, its parameters taken from
+    the response (``$response.body#/…``)."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    return {"operationRef": f"#/paths/{pointer}/{method}", "parameters": parameters}
+
+
+_WORKFLOW = "/workflows/{workflow_id}"
+_JOB = "/workflows/{workflow_id}/jobs/{job_id}"
+ResponsesDoc = dict[int | str, dict[str, Any]]
+WORKFLOW_CREATED: ResponsesDoc = {
+    201: {
+        "headers": _REPLAYED,
+        "links": {
+            name: _link(path, method, workflow_id="$response.body#/id")
+            for name, path, method in (
+                ("GetWorkflow", _WORKFLOW, "get"),
+                ("UpdateWorkflow", _WORKFLOW, "put"),
+                ("TerminateWorkflow", f"{_WORKFLOW}/terminate", "post"),
+                ("DeleteWorkflow", _WORKFLOW, "delete"),
+                ("RunWorkflow", f"{_WORKFLOW}/jobs", "post"),
+                ("ListJobs", f"{_WORKFLOW}/jobs", "get"),
+            )
+        },
+    }
+}
+JOB_CREATED: ResponsesDoc = {
+    201: {
+        "headers": _REPLAYED,
+        "links": {
+            "GetJob": _link(
+                _JOB, "get", workflow_id="$response.body#/workflow_id", job_id="$response.body#/id"
+            ),
+            "JobLogs": _link(
+                f"{_JOB}/logs",
+                "get",
+                workflow_id="$response.body#/workflow_id",
+                job_id="$response.body#/id",
+            ),
+            "LogsByJob": _link("/jobs/{job_id}/logs", "get", job_id="$response.body#/id"),
+        },
+    }
+}
+WORKFLOW_TERMINATED: ResponsesDoc = {200: {"headers": _REPLAYED}}
+
+
+# --- schedules: previews and the fire ledger ---------------------------------------------------
+
+MAX_PREVIEW = 100
+
+
+class ScheduleSpec(ScheduleIn):
+    """A schedule to preview without saving it: `interval`, or `cron` with `timezone` and `dst`."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": ONE_SCHEDULE})
+
+    def schedule(self) -> Schedule:
+        if (self.interval is None) == (self.cron is None):
+            raise InvalidFieldsError([FieldError("interval", "give exactly one of interval, cron")])
+        if self.cron is None:
+            for name in ("timezone", "dst"):
+                if getattr(self, name) is not None:
+                    raise InvalidFieldsError([FieldError(name, "applies to a cron schedule only")])
+            assert self.interval is not None
+            return IntervalSchedule(minutes=self.interval)
+        dst = self.dst or DstIn()
+        return CronSchedule(
+            expression=self.cron,
+            timezone=self.timezone or "UTC",
+            dst=DstPolicy(gap=DstGap(dst.gap), overlap=DstOverlap(dst.overlap)),
+        )
+
+
+class PreviewQuery(_Query):
+    count: Annotated[int, Field(ge=1, le=MAX_PREVIEW, description="How many runs.")] = 10
+    start: Annotated[
+        datetime | None,
+        Field(
+            alias="from",
+            description="RFC 3339, with an offset; the runs listed are at or after it "
+            "(default: now).",
+        ),
+    ] = None
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must have a time zone offset (e.g. 2027-03-28T00:00:00Z)")
+        return value
+
+
+class FireOut(BaseModel):
+    at: datetime = Field(description="The instant, UTC.")
+    local: datetime = Field(description="The same instant as a wall time in the schedule's zone.")
+    note: FireNote | None = Field(
+        description="`dst_shifted`: its local time did not exist, it runs just after the gap; "
+        "`dst_repeated`: the second occurrence of a local time that happened twice."
+    )
+
+
+class SchedulePreviewOut(BaseModel):
+    next: list[FireOut]
+
+
+FIRE_OUTCOMES = Literal["FIRED", "OVERLAP", "MISSED", "PAUSED"]
+
+
+class FireEntryOut(BaseModel):
+    scheduled_at: datetime = Field(description="The slot; for several slots, the last.")
+    first_scheduled_at: datetime = Field(description="The first slot (the same for one slot).")
+    outcome: FIRE_OUTCOMES
+    job_id: UUID | None = Field(description="The job a FIRED slot created.")
+    slots: int
+    detail: str | None
+
+
+class FirePageOut(BaseModel):
+    fires: list[FireEntryOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class FireQuery(_Query):
+    limit: PageLimit = DEFAULT_PAGE_SIZE
+    cursor: PageCursor = None

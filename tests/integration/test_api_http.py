@@ -24,6 +24,14 @@ CONTAINER = {
 }
 WORKFLOW_FIELDS = {
     "id",
+    "cron",
+    "timezone",
+    "dst",
+    "catchup",
+    "catchup_window_minutes",
+    "state",
+    "paused_at",
+    "next_run_at",
     "user_id",
     "name",
     "kind",

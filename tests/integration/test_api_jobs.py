@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 JOB_FIELDS = {
     "id",
+    "logs_incomplete",
     "workflow_id",
     "status",
     "trigger",

@@ -6,10 +6,11 @@ import pytest
 
 from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
 from chronoverse.errors import ConflictError, InvalidFieldsError
+from chronoverse.schedules import Catchup
 from chronoverse.secrets import MASK, SecretBox, generate_key
 from services.server.schemas import WorkflowUpdate
 from services.server.store.pagination import decode_cursor, encode_cursor
-from services.server.store.workflows import like_pattern, plan_update
+from services.server.store.workflows import like_pattern, plan_schedule, plan_update
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 BOX = SecretBox([generate_key()])
@@ -66,7 +67,9 @@ def test_a_heartbeat_payload_change_needs_no_rebuild() -> None:
 
 def test_other_fields_keep_their_values() -> None:
     plan = plan_update(workflow(), WorkflowUpdate(interval=9), secrets=BOX)
-    assert (plan.name, plan.interval_minutes, plan.max_failures, plan.generation) == ("w", 9, 3, 1)
+    assert (plan.name, plan.max_failures, plan.generation) == ("w", 3, 1)
+    assert (plan.schedule.interval_minutes, plan.schedule.cron) == (9, None)
+    assert plan.schedule.next_run_at is None  # an interval series goes on from its next slot
 
 
 def test_terminated_is_final() -> None:
@@ -123,3 +126,51 @@ def test_cursor_round_trip_and_garbage() -> None:
 
 def test_like_pattern_escapes_wildcards() -> None:
     assert like_pattern("100%_a\\b") == "%100\\%\\_a\\\\b%"
+
+
+NOW_UTC = datetime(2027, 3, 27, 12, tzinfo=UTC)
+
+
+def test_a_new_cron_schedule_starts_at_its_next_slot() -> None:
+    plan = plan_schedule(
+        WorkflowUpdate(cron="0 3 * * *", timezone="Europe/Riga"), workflow(), now=NOW_UTC
+    )
+    assert (plan.interval_minutes, plan.cron, plan.timezone) == (None, "0 3 * * *", "Europe/Riga")
+    assert plan.next_run_at == datetime(2027, 3, 28, 1, tzinfo=UTC)  # 04:00 EEST, shifted
+
+
+def test_changing_only_the_zone_keeps_the_expression_and_moves_the_next_slot() -> None:
+    current = workflow(interval_minutes=None, cron="0 3 * * *", timezone="Europe/Riga")
+    plan = plan_schedule(WorkflowUpdate(timezone="UTC"), current, now=NOW_UTC)
+    assert (plan.cron, plan.timezone, plan.next_run_at) == (
+        "0 3 * * *",
+        "UTC",
+        datetime(2027, 3, 28, 3, tzinfo=UTC),
+    )
+    unchanged = plan_schedule(WorkflowUpdate(name="x"), current, now=NOW_UTC)
+    assert unchanged.next_run_at is None  # the same schedule: its series goes on
+
+
+@pytest.mark.parametrize(
+    ("update", "field"),
+    [
+        (WorkflowUpdate(timezone="Europe/Riga"), "timezone"),  # an interval workflow has no zone
+        (WorkflowUpdate(interval=5, cron="@daily"), "cron"),
+        (WorkflowUpdate(catchup_window_minutes=5), "catchup_window_minutes"),
+    ],
+)
+def test_schedule_combinations_that_are_not_one(update: WorkflowUpdate, field: str) -> None:
+    with pytest.raises(InvalidFieldsError) as info:
+        plan_schedule(update, workflow(), now=NOW_UTC)
+    assert [e.field for e in info.value.errors] == [field]
+
+
+def test_catchup_all_keeps_its_window_until_the_mode_changes() -> None:
+    plan = plan_schedule(
+        WorkflowUpdate(catchup="all", catchup_window_minutes=15), workflow(), now=NOW_UTC
+    )
+    assert (plan.catchup.mode, plan.catchup.window_minutes) == (Catchup.ALL, 15)
+    current = workflow(catchup=plan.catchup)
+    assert plan_schedule(WorkflowUpdate(name="x"), current, now=NOW_UTC).catchup == plan.catchup
+    latest = plan_schedule(WorkflowUpdate(catchup="latest"), current, now=NOW_UTC)
+    assert (latest.catchup.mode, latest.catchup.window_minutes) == (Catchup.LATEST, None)

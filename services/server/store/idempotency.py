@@ -21,10 +21,11 @@ from psycopg.types.json import Jsonb
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError
 from chronoverse.postgres import Conn
 from chronoverse.sql import Queries
+from services.server.schemas import IDEMPOTENCY_KEY_PATTERN
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 HEADER = "Idempotency-Key"
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +40,7 @@ def fingerprint(method: str, path: str, canonical_body: str) -> bytes:
 
 
 def validate_key(key: str) -> str:
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise InvalidFieldsError(
             [FieldError(HEADER, "must be 1 to 255 printable ASCII characters without spaces")]
         )

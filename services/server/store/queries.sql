@@ -1,10 +1,13 @@
 -- Queries of the server. Every workflow query is scoped by user_id: another user's row is absent.
 
 -- name: insert_workflow
-INSERT INTO workflows (user_id, name, kind, payload, interval_minutes,
+-- An interval workflow's first slot is now (its first job runs at once); a cron one's is given.
+INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, cron, timezone, dst_gap,
+                       dst_overlap, catchup, catchup_window_minutes,
                        max_consecutive_job_failures_allowed, next_run_at)
-VALUES (%(user_id)s, %(name)s, %(kind)s, %(payload)s, %(interval_minutes)s,
-        %(max_failures)s, now())
+VALUES (%(user_id)s, %(name)s, %(kind)s, %(payload)s, %(interval_minutes)s, %(cron)s,
+        %(timezone)s, %(dst_gap)s, %(dst_overlap)s, %(catchup)s, %(catchup_window_minutes)s,
+        %(max_failures)s, coalesce(%(next_run_at)s::timestamptz, now()))
 RETURNING *
 
 -- name: get_workflow
@@ -30,6 +33,14 @@ UPDATE workflows
 SET name = %(name)s,
     payload = %(payload)s,
     interval_minutes = %(interval_minutes)s,
+    cron = %(cron)s,
+    timezone = %(timezone)s,
+    dst_gap = %(dst_gap)s,
+    dst_overlap = %(dst_overlap)s,
+    catchup = %(catchup)s,
+    catchup_window_minutes = %(catchup_window_minutes)s,
+    -- A new cron schedule starts at its next slot; otherwise the series goes on.
+    next_run_at = coalesce(%(next_run_at)s::timestamptz, next_run_at),
     max_consecutive_job_failures_allowed = %(max_failures)s,
     generation = %(generation)s,
     build_status = %(build_status)s,

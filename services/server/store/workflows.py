@@ -8,6 +8,7 @@ cursor means) are pure functions below the class.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -15,7 +16,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from chronoverse import lifecycle
-from chronoverse.domain import BuildStatus, Workflow, WorkflowKind
+from chronoverse.domain import BuildStatus, Workflow, WorkflowKind, utcnow
 from chronoverse.egress import EgressPolicy, literal_refusal, policy_from_settings
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
 from chronoverse.events import WorkflowEventType
@@ -28,9 +29,24 @@ from chronoverse.payloads import (
     parse_payload,
 )
 from chronoverse.postgres import Conn
+from chronoverse.schedules import (
+    Catchup,
+    CatchupPolicy,
+    CronSchedule,
+    DstGap,
+    DstOverlap,
+    DstPolicy,
+    fires_from,
+)
 from chronoverse.secrets import SecretBox, open_payload, seal_payload
 from chronoverse.sql import Queries
-from services.server.schemas import DEFAULT_PAGE_SIZE, WorkflowCreate, WorkflowUpdate
+from services.server.schemas import (
+    DEFAULT_PAGE_SIZE,
+    CatchupIn,
+    ScheduleIn,
+    WorkflowCreate,
+    WorkflowUpdate,
+)
 from services.server.settings import Settings
 from services.server.store import volumes
 from services.server.store.pagination import decode_cursor, encode_cursor
@@ -94,10 +110,36 @@ DEFAULT_RULES = PayloadRules()
 class UpdatePlan:
     name: str
     payload: dict[str, Any]
-    interval_minutes: int | None
+    schedule: SchedulePlan
     max_failures: int
     generation: int
     build_status: BuildStatus
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulePlan:
+    """The schedule columns a create or an update writes."""
+
+    interval_minutes: int | None
+    cron: str | None
+    timezone: str
+    dst: DstPolicy
+    catchup: CatchupPolicy
+    # A new first slot (a new cron schedule starts at its next slot); None: keep the current one,
+    # or for a new interval workflow, now (its first job runs at once).
+    next_run_at: datetime | None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "interval_minutes": self.interval_minutes,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "dst_gap": self.dst.gap.value,
+            "dst_overlap": self.dst.overlap.value,
+            "catchup": self.catchup.mode.value,
+            "catchup_window_minutes": self.catchup.window_minutes,
+            "next_run_at": self.next_run_at,
+        }
 
 
 def create(
@@ -122,8 +164,8 @@ def create(
             "name": request.name,
             "kind": kind.value,
             "payload": Jsonb(payload),
-            "interval_minutes": request.interval,
             "max_failures": request.max_consecutive_job_failures_allowed,
+            **plan_schedule(request, None, now=utcnow()).params(),
         },
     ).fetchone()
     assert row is not None
@@ -192,7 +234,7 @@ def update(
             "user_id": user_id,
             "name": plan.name,
             "payload": Jsonb(plan.payload),
-            "interval_minutes": plan.interval_minutes,
+            **plan.schedule.params(),
             "max_failures": plan.max_failures,
             "generation": plan.generation,
             "build_status": plan.build_status.value,
@@ -247,8 +289,8 @@ def plan_update(
             [
                 FieldError(
                     "body",
-                    "give at least one of name, payload, interval, "
-                    "max_consecutive_job_failures_allowed",
+                    "give at least one of name, payload, interval, cron, timezone, dst, "
+                    "catchup, catchup_window_minutes, max_consecutive_job_failures_allowed",
                 )
             ]
         )
@@ -268,9 +310,7 @@ def plan_update(
     return UpdatePlan(
         name=request.name if request.name is not None else current.name,
         payload=payload,
-        interval_minutes=request.interval
-        if request.interval is not None
-        else current.interval_minutes,
+        schedule=plan_schedule(request, current, now=utcnow()),
         max_failures=(
             request.max_consecutive_job_failures_allowed
             if request.max_consecutive_job_failures_allowed is not None
@@ -278,6 +318,69 @@ def plan_update(
         ),
         generation=generation,
         build_status=build_status,
+    )
+
+
+def plan_schedule(
+    request: ScheduleIn | WorkflowUpdate, current: Workflow | None, *, now: datetime
+) -> SchedulePlan:
+    """The schedule a create (``current`` None) or an update asks for; InvalidFieldsError naming
+    the field when the combination is not one. ``interval`` or ``cron`` replaces the schedule;
+    ``timezone`` and ``dst`` belong to a cron schedule; ``catchup_window_minutes`` to ``all``."""
+    if request.interval is not None and request.cron is not None:
+        raise InvalidFieldsError([FieldError("cron", "give either interval or cron, not both")])
+    catchup_in = request if isinstance(request, CatchupIn) else None
+    if current is None and request.interval is None and request.cron is None:
+        raise InvalidFieldsError(
+            [FieldError("interval", "give a schedule: interval (minutes) or cron")]
+        )
+    cron = request.cron if request.interval is None else None
+    if cron is None and request.interval is None and current is not None:
+        cron = current.cron  # the schedule stays; its zone or DST policy may change
+    if cron is None:
+        for name in ("timezone", "dst"):
+            if getattr(request, name) is not None:
+                raise InvalidFieldsError([FieldError(name, "applies to a cron schedule only")])
+        interval = request.interval
+        if interval is None and current is not None:
+            interval = current.interval_minutes
+        zone, dst = "UTC", DstPolicy()
+    else:
+        interval = None
+        keep = current is not None and current.cron is not None
+        zone = request.timezone or (current.timezone if keep and current else "UTC")
+        dst = (
+            DstPolicy(gap=DstGap(request.dst.gap), overlap=DstOverlap(request.dst.overlap))
+            if request.dst is not None
+            else (current.dst if keep and current else DstPolicy())
+        )
+    requested = catchup_in.catchup if catchup_in else None
+    mode = (
+        Catchup(requested)
+        if requested is not None
+        else (current.catchup.mode if current else Catchup.LATEST)
+    )
+    window = catchup_in.catchup_window_minutes if catchup_in else None
+    if window is not None and mode is not Catchup.ALL:
+        raise InvalidFieldsError(
+            [FieldError("catchup_window_minutes", "applies to catchup all only")]
+        )
+    if window is None and mode is Catchup.ALL and current is not None:
+        window = current.catchup.window_minutes
+    catchup = CatchupPolicy(mode=mode, window_minutes=window if mode is Catchup.ALL else None)
+    next_run_at = None
+    if cron is not None:
+        schedule = CronSchedule(expression=cron, timezone=zone, dst=dst)
+        unchanged = current is not None and current.schedule == schedule
+        if not unchanged:
+            next_run_at = next(fires_from(schedule, start=now)).at
+    return SchedulePlan(
+        interval_minutes=interval,
+        cron=cron,
+        timezone=zone,
+        dst=dst,
+        catchup=catchup,
+        next_run_at=next_run_at,
     )
 
 

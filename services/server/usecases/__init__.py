@@ -14,6 +14,7 @@ from services.server.usecases.accounts import AccountCases
 from services.server.usecases.idempotent import Replayable
 from services.server.usecases.jobs import JobCases
 from services.server.usecases.logs import JobRef, LogCases
+from services.server.usecases.schedules import ScheduleCases
 from services.server.usecases.volumes import VolumeCases
 from services.server.usecases.workflows import WorkflowCases
 
@@ -29,4 +30,5 @@ class Application:
         self.workflows = WorkflowCases(context)
         self.jobs = JobCases(context)
         self.logs = LogCases(context)
+        self.schedules = ScheduleCases(context)
         self.volumes = VolumeCases(context)
