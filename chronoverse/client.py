@@ -99,6 +99,39 @@ class Client:
     def delete_workflow(self, workflow_id: str) -> None:
         self.request("DELETE", f"/workflows/{workflow_id}")
 
+    # --- schedules --------------------------------------------------------------------------------
+
+    def pause_workflow(self, workflow_id: str) -> Any:
+        return self.request("POST", f"/workflows/{workflow_id}/pause")
+
+    def resume_workflow(self, workflow_id: str) -> Any:
+        return self.request("POST", f"/workflows/{workflow_id}/resume")
+
+    def workflow_schedule(
+        self, workflow_id: str, *, count: int | None = None, start: str | None = None
+    ) -> Any:
+        """The workflow's next runs at or after ``start`` (RFC 3339; default now)."""
+        return self.request(
+            "GET", f"/workflows/{workflow_id}/schedule", params=_preview_params(count, start)
+        )
+
+    def preview_schedule(
+        self, schedule: dict[str, Any], *, count: int | None = None, start: str | None = None
+    ) -> Any:
+        """The next runs of ``schedule`` (``interval``, or ``cron`` with ``timezone`` and
+        ``dst``), saving nothing."""
+        return self.request(
+            "POST", "/schedules/preview", json=schedule, params=_preview_params(count, start)
+        )
+
+    def list_fires(self, workflow_id: str, **params: Any) -> Any:
+        """One page of the fire ledger, newest first (``limit``, ``cursor``)."""
+        return self.request(
+            "GET",
+            f"/workflows/{workflow_id}/fires",
+            params={k: v for k, v in params.items() if v is not None},
+        )
+
     # --- jobs -------------------------------------------------------------------------------------
 
     def run_workflow(self, workflow_id: str, *, idempotency_key: str | None = None) -> Any:
@@ -184,3 +217,12 @@ class Client:
                             return
             except httpx.TransportError:
                 continue  # reconnect and resume after the last event received
+
+
+def _preview_params(count: int | None, start: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if count is not None:
+        params["count"] = count
+    if start is not None:
+        params["from"] = start
+    return params

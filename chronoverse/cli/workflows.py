@@ -1,21 +1,31 @@
 """`chronoverse workflows …`: create, list, get, update, wait for the build, terminate and delete,
-over the HTTP API."""
+over the HTTP API (pause, resume and the schedule commands are in ``schedules``)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from chronoverse.cli.builds import DEFAULT_TIMEOUT_S, wait_for_build
 from chronoverse.cli.config import ClientConfig
 from chronoverse.cli.output import collect_pages, json_option, print_json, print_record, print_table
+from chronoverse.cli.schedules import (
+    COMMANDS,
+    RIGA_EXAMPLE,
+    catchup_fields,
+    catchup_options,
+    cron_options,
+    interval_option,
+    schedule_fields,
+    schedule_summary,
+    with_options,
+)
 from chronoverse.client import Client
 
-LIST_COLUMNS = ("ID", "NAME", "KIND", "EVERY", "BUILD", "STATE", "FAILURES", "CREATED")
+LIST_COLUMNS = ("ID", "NAME", "KIND", "SCHEDULE", "STATE", "BUILD", "FAILURES", "CREATED")
 
 
 def _config(ctx: click.Context) -> ClientConfig:
@@ -36,15 +46,21 @@ def _payload(payload: str | None, payload_file: Path | None) -> Any:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from exc
 
 
-def _state(workflow: dict[str, Any]) -> str:
-    return "terminated" if workflow["terminated_at"] else "active"
-
-
 def _show(workflow: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(workflow)
-    else:
-        print_record({**workflow, "state": _state(workflow)})
+        return
+    # What a person looks for first, then every field as the API gives it.
+    print_record(
+        {
+            "id": workflow["id"],
+            "name": workflow["name"],
+            "kind": workflow["kind"],
+            "schedule": schedule_summary(workflow),
+            "state": workflow["state"],
+            **workflow,
+        }
+    )
 
 
 def _built(client: Client, workflow_id: str, timeout_s: float) -> Any:
@@ -77,52 +93,60 @@ payload_options = [
 ]
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
-    def apply(function: F) -> F:
-        for option in reversed(options):
-            function = option(function)
-        return function
-
-    return apply
-
-
-@click.group(help="Create, inspect and change workflows, and wait for their builds.")
+@click.group(
+    help="Create, inspect and change workflows and wait for their builds; pause and resume "
+    "them, list their next runs and their fire ledger. Schedules: docs/scheduling.md."
+)
 def workflows() -> None:
     pass
 
 
+for _command in COMMANDS:
+    workflows.add_command(_command)
+
+
 @workflows.command(
     "create",
-    help="Create a workflow. Its jobs run once its build is COMPLETED: within a second or so "
-    "for a HEARTBEAT (once the workflow worker has seen it), after the image is pulled and "
-    "checked for a CONTAINER. --wait waits for that, so that `trigger` can follow. Example:\n\n"
+    help="Create a workflow that runs every --interval minutes, or on a --cron schedule in a "
+    "--timezone. Its jobs run once its build is COMPLETED: within a second or so for a "
+    "HEARTBEAT (once the workflow worker has seen it), after the image is pulled and checked "
+    "for a CONTAINER. --wait waits for that, so that `trigger` can follow. A new interval "
+    "workflow runs at once, a cron one at its next slot. Examples, the second at 03:00 Riga "
+    "time every day (`workflows preview` shows the next runs first):\n\n"
     "\b\n  chronoverse workflows create --name hello --kind CONTAINER --interval 5 "
-    '--payload \'{"image": "local/busybox:latest", "command": ["echo", "hi"]}\' --wait',
+    '--payload \'{"image": "local/busybox:latest", "command": ["echo", "hi"]}\' --wait\n'
+    f"  chronoverse workflows create --name nightly --kind HEARTBEAT {RIGA_EXAMPLE} "
+    '--dst-gap skip --payload \'{"endpoint": "https://example.com/ping"}\'',
 )
 @click.option("--name", required=True, help="A name, 1 to 200 characters.")
 @click.option(
     "--kind", required=True, type=click.Choice(["HEARTBEAT", "CONTAINER"], case_sensitive=False)
 )
-@click.option("--interval", required=True, type=int, help="Minutes between runs (1..10080).")
+@interval_option
+@with_options(cron_options)
+@with_options(catchup_options)
 @click.option(
     "--max-failures",
     type=int,
     default=None,
     help="Consecutive failed jobs before the workflow terminates itself [default: 3].",
 )
-@_with(payload_options)
+@with_options(payload_options)
 @click.option("--idempotency-key", help="Retrying with the same key creates nothing twice.")
-@_with(wait_options)
+@with_options(wait_options)
 @json_option
 @click.pass_context
 def create(
     ctx: click.Context,
     name: str,
     kind: str,
-    interval: int,
+    interval: int | None,
+    cron: str | None,
+    timezone: str | None,
+    dst_gap: str | None,
+    dst_overlap: str | None,
+    catchup: str | None,
+    catchup_window: int | None,
     max_failures: int | None,
     payload: str | None,
     payload_file: Path | None,
@@ -131,10 +155,19 @@ def create(
     wait_timeout: float,
     as_json: bool,
 ) -> None:
+    schedule = schedule_fields(
+        interval=interval,
+        cron=cron,
+        timezone=timezone,
+        dst_gap=dst_gap,
+        dst_overlap=dst_overlap,
+        required=True,
+    )
     body: dict[str, Any] = {
         "name": name,
         "kind": kind.upper(),
-        "interval": interval,
+        **schedule,
+        **catchup_fields(catchup, catchup_window),
         "payload": _payload(payload, payload_file) or {},
     }
     if max_failures is not None:
@@ -143,8 +176,8 @@ def create(
         workflow = client.create_workflow(body, idempotency_key=idempotency_key)
         if not as_json:
             click.echo(
-                f"created workflow {workflow['id']} ({workflow['kind']}, every "
-                f"{workflow['interval']} min, build {workflow['build_status']})"
+                f"created workflow {workflow['id']} ({workflow['kind']}, "
+                f"{schedule_summary(workflow)}, build {workflow['build_status']})"
             )
         if wait:
             workflow = _built(client, workflow["id"], wait_timeout)
@@ -160,7 +193,11 @@ def create(
     "--build-status",
     type=click.Choice(["QUEUED", "STARTED", "COMPLETED", "FAILED"], case_sensitive=False),
 )
-@click.option("--terminated/--active", default=None, help="Only terminated, or only active ones.")
+@click.option(
+    "--terminated/--active",
+    default=None,
+    help="Only terminated, or only not terminated ones (active or paused).",
+)
 @click.option("--name", help="Only names containing this text (case-insensitive).")
 @click.option(
     "--limit", type=click.IntRange(1, 200), default=50, show_default=True, help="Page size."
@@ -204,9 +241,9 @@ def list_(
                 w["id"],
                 w["name"],
                 w["kind"],
-                f"{w['interval']}m",
+                schedule_summary(w),
+                w["state"],
                 w["build_status"],
-                _state(w),
                 f"{w['consecutive_job_failures_count']}/{w['max_consecutive_job_failures_allowed']}",
                 w["created_at"][:19].replace("T", " "),
             )
@@ -229,17 +266,22 @@ def get(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
 
 @workflows.command(
     "update",
-    help="Change a workflow; options you omit keep their values. A --payload replaces the "
-    'whole payload; env and headers values are shown as "***", and sending "***" back for a '
-    "key keeps its stored value. A changed CONTAINER payload is built again: --wait waits "
-    "for that build.",
+    help="Change a workflow; options you omit keep their values. --interval or --cron "
+    "replaces the schedule (a new --cron for a cron workflow keeps its zone and DST policy "
+    "unless given); --timezone, --dst-gap or --dst-overlap alone change a cron workflow's. "
+    'A --payload replaces the whole payload; env and headers values are shown as "***", and '
+    'sending "***" back for a key keeps its stored value. A changed CONTAINER payload is built '
+    "again: --wait waits for that build. Example, a move to 03:00 Riga time:\n\n"
+    f"\b\n  chronoverse workflows update <id> {RIGA_EXAMPLE}",
 )
 @click.argument("workflow_id")
 @click.option("--name")
-@click.option("--interval", type=int, help="Minutes between runs (1..10080).")
+@interval_option
+@with_options(cron_options)
+@with_options(catchup_options)
 @click.option("--max-failures", type=int)
-@_with(payload_options)
-@_with(wait_options)
+@with_options(payload_options)
+@with_options(wait_options)
 @json_option
 @click.pass_context
 def update(
@@ -247,6 +289,12 @@ def update(
     workflow_id: str,
     name: str | None,
     interval: int | None,
+    cron: str | None,
+    timezone: str | None,
+    dst_gap: str | None,
+    dst_overlap: str | None,
+    catchup: str | None,
+    catchup_window: int | None,
     max_failures: int | None,
     payload: str | None,
     payload_file: Path | None,
@@ -257,8 +305,15 @@ def update(
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = name
-    if interval is not None:
-        changes["interval"] = interval
+    changes |= schedule_fields(
+        interval=interval,
+        cron=cron,
+        timezone=timezone,
+        dst_gap=dst_gap,
+        dst_overlap=dst_overlap,
+        required=False,
+    )
+    changes |= catchup_fields(catchup, catchup_window)
     if max_failures is not None:
         changes["max_consecutive_job_failures_allowed"] = max_failures
     parsed = _payload(payload, payload_file)
@@ -266,9 +321,14 @@ def update(
         changes["payload"] = parsed
     if not changes:
         raise click.UsageError(
-            "nothing to change: give --name, --interval, --max-failures or --payload"
+            "nothing to change: give --name, --interval, --cron, --timezone, --dst-gap, "
+            "--dst-overlap, --catchup, --catchup-window, --max-failures or --payload"
         )
     with _config(ctx).client() as client:
+        if len(changes.get("dst", {})) == 1 and interval is None:
+            # The API replaces the whole policy: keep the half that was not given.
+            current = client.get_workflow(workflow_id)["dst"] or {}
+            changes["dst"] = {**current, **changes["dst"]}
         workflow = client.update_workflow(workflow_id, changes)
         if wait:
             workflow = _built(client, workflow_id, wait_timeout)

@@ -92,13 +92,14 @@ def test_workflow_lifecycle(run: Cli, logged_in: str) -> None:
         "ID",
         "NAME",
         "KIND",
-        "EVERY",
-        "BUILD",
+        "SCHEDULE",
         "STATE",
+        "BUILD",
         "FAILURES",
         "CREATED",
     ]
-    assert workflow_id in table[1] and "hello" in table[1] and "active" in table[1]
+    assert workflow_id in table[1] and "hello" in table[1]
+    assert "every 5 min  active" in table[1]
 
     shown = run("workflows", "get", workflow_id).output
     assert "image" in shown and "state" in shown
@@ -516,3 +517,221 @@ def test_wait_times_out_and_stops_on_termination(run: Cli, logged_in: str) -> No
 def error_of_wait(result: Result) -> dict[str, Any]:
     assert result.exit_code == 1 and result.stderr == "", result.output
     return dict(json.loads(result.stdout)["error"])
+
+
+# --- schedules: cron in a zone, previews, pause and resume, the fire ledger -----------------------
+
+RIGA = ("--cron", "0 3 * * *", "--timezone", "Europe/Riga")
+PING = ("--payload", '{"endpoint": "http://127.0.0.1:1/"}')
+
+
+def record_of(shown: str) -> dict[str, str]:
+    """`workflows get`'s text: one aligned "key  value" line a field, in order."""
+    fields = {}
+    for line in shown.splitlines():
+        key, _, value = line.partition(" ")
+        fields[key] = value.strip()
+    return fields
+
+
+def test_a_cron_workflow_in_a_zone(run: Cli, logged_in: str) -> None:
+    name = unique("nightly")
+    created = run("workflows", "create", "--name", name, "--kind", "HEARTBEAT", *RIGA, *PING).stdout
+    assert created.startswith("created workflow ")
+    assert "(HEARTBEAT, 0 3 * * * (Europe/Riga), build QUEUED)" in created
+    workflow_id = created.split()[2]
+
+    shown = record_of(run("workflows", "get", workflow_id).stdout)
+    assert list(shown.items())[:5] == [
+        ("id", workflow_id),
+        ("name", name),
+        ("kind", "HEARTBEAT"),
+        ("schedule", "0 3 * * * (Europe/Riga)"),
+        ("state", "active"),
+    ]
+    assert shown["dst"] == '{"gap": "shift", "overlap": "once"}'
+    got = json.loads(run("workflows", "get", workflow_id, "--json").stdout)
+    assert (got["interval"], got["cron"], got["timezone"]) == (None, "0 3 * * *", "Europe/Riga")
+    assert got["dst"] == {"gap": "shift", "overlap": "once"}
+    listed = run("workflows", "list", "--name", name).stdout.splitlines()
+    assert "0 3 * * * (Europe/Riga)  active" in listed[1]
+
+    # One half of the DST policy changes, the other is kept (the API replaces the whole policy).
+    skip = json.loads(run("workflows", "update", workflow_id, "--dst-gap", "skip", "--json").stdout)
+    assert skip["dst"] == {"gap": "skip", "overlap": "once"}
+    both = run(
+        "workflows",
+        "update",
+        workflow_id,
+        "--dst-overlap",
+        "TWICE",
+        "--catchup",
+        "all",
+        "--catchup-window",
+        "30",
+        "--json",
+    )
+    updated = json.loads(both.stdout)
+    assert updated["dst"] == {"gap": "skip", "overlap": "twice"}
+    assert (updated["catchup"], updated["catchup_window_minutes"]) == ("all", 30)
+    back = json.loads(run("workflows", "update", workflow_id, "--interval", "10", "--json").stdout)
+    assert (back["interval"], back["cron"], back["timezone"], back["dst"]) == (
+        10,
+        None,
+        "UTC",
+        None,
+    )
+    assert record_of(run("workflows", "get", workflow_id).stdout)["schedule"] == "every 10 min"
+
+
+def test_the_server_names_a_bad_schedule_field(run: Cli, logged_in: str) -> None:
+    mars = run(
+        "workflows",
+        "create",
+        "--name",
+        "x",
+        "--kind",
+        "HEARTBEAT",
+        "--cron",
+        "0 3 * * *",
+        "--timezone",
+        "Mars/Olympus",
+        *PING,
+        ok=False,
+    )
+    assert mars.exit_code == 1 and "  timezone: " in mars.stderr
+    reboot = run("workflows", "preview", "--cron", "@reboot", "--json", ok=False)
+    assert [d["field"] for d in error_of(reboot)["details"]] == ["cron"]
+    naive = run(
+        "workflows", "preview", "--interval", "5", "--from", "2027-01-01T00:00:00", ok=False
+    )
+    assert "  from: must have a time zone offset" in naive.stderr
+    both = run(
+        "workflows",
+        "create",
+        "--name",
+        "x",
+        "--kind",
+        "HEARTBEAT",
+        "--interval",
+        "5",
+        "--cron",
+        "@daily",
+        ok=False,
+    )
+    assert both.exit_code == 2 and "give --interval or --cron, not both" in both.stderr
+
+
+SPRING = ("--from", "2027-03-27T12:00:00Z", "--count", "3")
+
+
+def test_preview_across_the_riga_spring_change(run: Cli, logged_in: str) -> None:
+    shown = run("workflows", "preview", *RIGA, *SPRING).stdout
+    assert shown.splitlines() == [
+        "AT (UTC)              LOCAL                      NOTE",
+        "2027-03-28T01:00:00Z  2027-03-28T04:00:00+03:00  "
+        "dst_shifted: in the spring-forward gap, runs just after it",
+        "2027-03-29T00:00:00Z  2027-03-29T03:00:00+03:00",
+        "2027-03-30T00:00:00Z  2027-03-30T03:00:00+03:00",
+    ]
+    skipped = run("workflows", "preview", *RIGA, "--dst-gap", "skip", *SPRING).stdout
+    assert [line.split()[0] for line in skipped.splitlines()[1:]] == [
+        "2027-03-29T00:00:00Z",
+        "2027-03-30T00:00:00Z",
+        "2027-03-31T00:00:00Z",
+    ]
+    as_json = json.loads(run("workflows", "preview", *RIGA, *SPRING, "--json").stdout)
+    assert as_json["next"][0] == {
+        "at": "2027-03-28T01:00:00Z",
+        "local": "2027-03-28T04:00:00+03:00",
+        "note": "dst_shifted",
+    }
+
+
+def test_preview_across_the_riga_autumn_change(run: Cli, logged_in: str) -> None:
+    autumn = ("--from", "2027-10-30T12:00:00Z", "--count", "3")
+    twice = run("workflows", "preview", *RIGA, "--dst-overlap", "twice", *autumn).stdout
+    assert twice.splitlines()[1:] == [
+        "2027-10-31T00:00:00Z  2027-10-31T03:00:00+03:00",
+        "2027-10-31T01:00:00Z  2027-10-31T03:00:00+02:00  "
+        "dst_repeated: in the fall-back overlap, its second run",
+        "2027-11-01T01:00:00Z  2027-11-01T03:00:00+02:00",
+    ]
+    once = run("workflows", "preview", *RIGA, *autumn).stdout
+    assert [line.split()[0] for line in once.splitlines()[1:]] == [
+        "2027-10-31T00:00:00Z",
+        "2027-11-01T01:00:00Z",
+        "2027-11-02T01:00:00Z",
+    ]
+    interval = json.loads(
+        run(
+            "workflows", "preview", "--interval", "90", "--count", "2", *autumn[:2], "--json"
+        ).stdout
+    )
+    assert [r["at"] for r in interval["next"]] == ["2027-10-30T12:00:00Z", "2027-10-30T13:30:00Z"]
+
+
+def test_schedule_of_a_saved_workflow(run: Cli, logged_in: str) -> None:
+    created = heartbeat(run, unique("sched"))
+    workflow_id = created["id"]
+    run("workflows", "update", workflow_id, *RIGA)
+    shown = run("workflows", "schedule", workflow_id, *SPRING).stdout.splitlines()
+    assert shown[1] == (
+        "2027-03-28T01:00:00Z  2027-03-28T04:00:00+03:00  "
+        "dst_shifted: in the spring-forward gap, runs just after it"
+    )
+    listed = json.loads(run("workflows", "schedule", workflow_id, "--count", "2", "--json").stdout)
+    assert len(listed["next"]) == 2
+    run("workflows", "terminate", workflow_id)
+    assert "no next runs" in run("workflows", "schedule", workflow_id).stdout
+    assert json.loads(run("workflows", "schedule", workflow_id, "--json").stdout) == {"next": []}
+
+
+def test_pause_resume_and_the_fire_ledger(run: Cli, logged_in: str, server: RunningServer) -> None:
+    created = heartbeat(run, unique("paused"), "--interval", "1")
+    workflow_id = created["id"]
+    assert run("workflows", "pause", workflow_id).stdout.startswith(
+        f"paused workflow {workflow_id} (since "
+    )
+    paused = json.loads(run("workflows", "pause", workflow_id, "--json").stdout)
+    assert (paused["state"], paused["paused_at"] is not None) == ("paused", True)
+    assert record_of(run("workflows", "get", workflow_id).stdout)["state"] == "paused"
+    listed = run("workflows", "list", "--name", created["name"]).stdout.splitlines()
+    assert "every 1 min  paused" in listed[1]
+    with psycopg.connect(server.database_url, autocommit=True) as conn:
+        # Built, and three one-minute slots in the past while paused.
+        conn.execute(
+            "UPDATE workflows SET build_status = 'COMPLETED', "
+            "next_run_at = now() - interval '150 seconds' WHERE id = %s",
+            (workflow_id,),
+        )
+    resumed = json.loads(run("workflows", "resume", workflow_id, "--json").stdout)
+    assert resumed["state"] == "active" and resumed["paused_at"] is None
+
+    ledger = json.loads(run("workflows", "fires", workflow_id, "--json").stdout)
+    assert ledger["next_cursor"] is None
+    entries = ledger["fires"]
+    # Catch-up latest: the latest paused slot ran on resume, the two before it are PAUSED.
+    assert [(e["outcome"], e["slots"]) for e in entries] == [("FIRED", 1), ("PAUSED", 2)]
+    job_id = entries[0]["job_id"]
+    table = run("workflows", "fires", workflow_id).stdout
+    lines = table.splitlines()
+    assert lines[0].split() == ["SCHEDULED", "(UTC)", "OUTCOME", "SLOTS", "JOB", "DETAIL"]
+    fired, skipped = lines[1].split(), lines[2].split()
+    assert fired[1:4] == ["FIRED", "1", job_id]
+    # Several slots: their range, first to last.
+    assert skipped[1] == ".." and skipped[3:5] == ["PAUSED", "2"]
+    assert skipped[0] < skipped[2] < fired[0]
+
+    page = run("workflows", "fires", workflow_id, "--limit", "1")
+    assert len(page.stdout.splitlines()) == 2 and page.stderr.startswith("more: --cursor ")
+    everything = json.loads(
+        run("workflows", "fires", workflow_id, "--limit", "1", "--all", "--json").stdout
+    )
+    assert [e["outcome"] for e in everything["fires"]] == ["FIRED", "PAUSED"]
+    jobs = json.loads(run("jobs", "list", workflow_id, "--json").stdout)["jobs"]
+    assert [j["id"] for j in jobs] == [job_id]
+
+    run("workflows", "terminate", workflow_id)
+    refused = error_of(run("workflows", "resume", workflow_id, "--json", ok=False))
+    assert refused["code"] == "workflow_terminated"

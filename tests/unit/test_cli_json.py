@@ -16,6 +16,7 @@ from chronoverse.cli import cli
 from chronoverse.cli.errors import json_requested
 
 ID = str(uuid.uuid4())
+CREATE = ["workflows", "create", "--name", "x", "--kind", "HEARTBEAT"]
 WORKFLOW = ["--name", "x", "--kind", "HEARTBEAT", "--interval", "5"]
 NEW_USER = ["--email", "ops@example.com", "--password", "long password"]
 
@@ -29,6 +30,11 @@ API_COMMANDS: Commands = {
     ("workflows", "update"): [ID, "--interval", "10"],
     ("workflows", "wait"): [ID],
     ("workflows", "terminate"): [ID],
+    ("workflows", "pause"): [ID],
+    ("workflows", "resume"): [ID],
+    ("workflows", "schedule"): [ID, "--count", "3", "--from", "2027-03-27T12:00:00Z"],
+    ("workflows", "preview"): ["--cron", "0 3 * * *", "--timezone", "Europe/Riga"],
+    ("workflows", "fires"): [ID, "--all"],
     ("trigger",): [ID],
     ("jobs", "list"): [ID],
     ("jobs", "get"): [ID, ID],
@@ -126,6 +132,28 @@ def test_an_invalid_setting_is_one_line_naming_it(
     assert result.stdout == ""
     assert result.stderr.startswith(f"Error: {setting}: ")
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["workflows", "create", "--name", "x", "--kind", "HEARTBEAT"], "give a schedule"),
+        ([*CREATE, "--interval", "5", "--cron", "@daily"], "not both"),
+        (["workflows", "update", ID, "--interval", "5", "--cron", "@daily"], "not both"),
+        (["workflows", "preview"], "give a schedule"),
+        (["workflows", "preview", "--interval", "5", "--cron", "@daily"], "not both"),
+        (["workflows", "preview", "--cron", "@daily", "--dst-gap", "jump"], "--dst-gap"),
+        (["workflows", "schedule", ID, "--count", "0"], "--count"),
+    ],
+)
+def test_a_schedule_usage_error_is_local(args: list[str], says: str, tmp_path: Path) -> None:
+    shown = invoke(args, tmp_path)
+    assert shown.exit_code == 2 and shown.stdout == ""
+    assert says in shown.stderr
+    as_json = invoke([*args, "--json"], tmp_path)
+    assert as_json.exit_code == 2 and as_json.stderr == ""
+    error = json.loads(as_json.stdout)["error"]
+    assert error["code"] == "usage" and says in error["message"]
 
 
 def test_text_errors_stay_on_stderr(tmp_path: Path) -> None:
