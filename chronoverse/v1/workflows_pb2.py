@@ -26,31 +26,51 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63hronoverse/v1/workflows.proto\x12\x0e\x63hronoverse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x03\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0cpayload_json\x18\x05 \x01(\t\x12\x10\n\x08interval\x18\x06 \x01(\x05\x12,\n$max_consecutive_job_failures_allowed\x18\x07 \x01(\x05\x12&\n\x1e\x63onsecutive_job_failures_count\x18\x08 \x01(\x05\x12\x14\n\x0c\x62uild_status\x18\t \x01(\t\x12\x18\n\x0b\x62uild_error\x18\n \x01(\tH\x00\x88\x01\x01\x12\x12\n\ngeneration\x18\x0b \x01(\x05\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\rterminated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x12\x1e\n\x11terminated_reason\x18\x0f \x01(\tH\x02\x88\x01\x01\x42\x0e\n\x0c_build_errorB\x10\n\x0e_terminated_atB\x14\n\x12_terminated_reason\"\xb7\x01\n\x15\x43reateWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x10\n\x08interval\x18\x04 \x01(\x05\x12\x31\n$max_consecutive_job_failures_allowed\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\'\n%_max_consecutive_job_failures_allowed\" \n\x12GetWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xc1\x01\n\x14ListWorkflowsRequest\x12\x11\n\x04kind\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0c\x62uild_status\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nterminated\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x11\n\x04name\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x06 \x01(\tB\x07\n\x05_kindB\x0f\n\r_build_statusB\r\n\x0b_terminatedB\x07\n\x05_name\"Y\n\x15ListWorkflowsResponse\x12+\n\tworkflows\x18\x01 \x03(\x0b\x32\x18.chronoverse.v1.Workflow\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\xeb\x01\n\x15UpdateWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0cpayload_json\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08interval\x18\x04 \x01(\x05H\x02\x88\x01\x01\x12\x31\n$max_consecutive_job_failures_allowed\x18\x05 \x01(\x05H\x03\x88\x01\x01\x42\x07\n\x05_nameB\x0f\n\r_payload_jsonB\x0b\n\t_intervalB\'\n%_max_consecutive_job_failures_allowed\"&\n\x18TerminateWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x15\x44\x65leteWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteWorkflowResponse2\x9c\x04\n\x0fWorkflowService\x12Q\n\x0e\x43reateWorkflow\x12%.chronoverse.v1.CreateWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12K\n\x0bGetWorkflow\x12\".chronoverse.v1.GetWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12\\\n\rListWorkflows\x12$.chronoverse.v1.ListWorkflowsRequest\x1a%.chronoverse.v1.ListWorkflowsResponse\x12Q\n\x0eUpdateWorkflow\x12%.chronoverse.v1.UpdateWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12W\n\x11TerminateWorkflow\x12(.chronoverse.v1.TerminateWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12_\n\x0e\x44\x65leteWorkflow\x12%.chronoverse.v1.DeleteWorkflowRequest\x1a&.chronoverse.v1.DeleteWorkflowResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63hronoverse/v1/workflows.proto\x12\x0e\x63hronoverse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\tDstPolicy\x12\x0b\n\x03gap\x18\x01 \x01(\t\x12\x0f\n\x07overlap\x18\x02 \x01(\t\"\xd2\x06\n\x08Workflow\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0cpayload_json\x18\x05 \x01(\t\x12\x15\n\x08interval\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12,\n$max_consecutive_job_failures_allowed\x18\x07 \x01(\x05\x12&\n\x1e\x63onsecutive_job_failures_count\x18\x08 \x01(\x05\x12\x14\n\x0c\x62uild_status\x18\t \x01(\t\x12\x18\n\x0b\x62uild_error\x18\n \x01(\tH\x01\x88\x01\x01\x12\x12\n\ngeneration\x18\x0b \x01(\x05\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\rterminated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x1e\n\x11terminated_reason\x18\x0f \x01(\tH\x03\x88\x01\x01\x12\x11\n\x04\x63ron\x18\x10 \x01(\tH\x04\x88\x01\x01\x12\x10\n\x08timezone\x18\x11 \x01(\t\x12+\n\x03\x64st\x18\x12 \x01(\x0b\x32\x19.chronoverse.v1.DstPolicyH\x05\x88\x01\x01\x12\x0f\n\x07\x63\x61tchup\x18\x13 \x01(\t\x12#\n\x16\x63\x61tchup_window_minutes\x18\x14 \x01(\x05H\x06\x88\x01\x01\x12\r\n\x05state\x18\x15 \x01(\t\x12\x32\n\tpaused_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x07\x88\x01\x01\x12\x34\n\x0bnext_run_at\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x08\x88\x01\x01\x42\x0b\n\t_intervalB\x0e\n\x0c_build_errorB\x10\n\x0e_terminated_atB\x14\n\x12_terminated_reasonB\x07\n\x05_cronB\x06\n\x04_dstB\x19\n\x17_catchup_window_minutesB\x0c\n\n_paused_atB\x0e\n\x0c_next_run_at\"\xa0\x03\n\x15\x43reateWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x15\n\x08interval\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x31\n$max_consecutive_job_failures_allowed\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\x04\x63ron\x18\x06 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08timezone\x18\x07 \x01(\tH\x03\x88\x01\x01\x12+\n\x03\x64st\x18\x08 \x01(\x0b\x32\x19.chronoverse.v1.DstPolicyH\x04\x88\x01\x01\x12\x14\n\x07\x63\x61tchup\x18\t \x01(\tH\x05\x88\x01\x01\x12#\n\x16\x63\x61tchup_window_minutes\x18\n \x01(\x05H\x06\x88\x01\x01\x42\x0b\n\t_intervalB\'\n%_max_consecutive_job_failures_allowedB\x07\n\x05_cronB\x0b\n\t_timezoneB\x06\n\x04_dstB\n\n\x08_catchupB\x19\n\x17_catchup_window_minutes\" \n\x12GetWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xc1\x01\n\x14ListWorkflowsRequest\x12\x11\n\x04kind\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0c\x62uild_status\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nterminated\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x11\n\x04name\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x06 \x01(\tB\x07\n\x05_kindB\x0f\n\r_build_statusB\r\n\x0b_terminatedB\x07\n\x05_name\"Y\n\x15ListWorkflowsResponse\x12+\n\tworkflows\x18\x01 \x03(\x0b\x32\x18.chronoverse.v1.Workflow\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\xc2\x03\n\x15UpdateWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0cpayload_json\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08interval\x18\x04 \x01(\x05H\x02\x88\x01\x01\x12\x31\n$max_consecutive_job_failures_allowed\x18\x05 \x01(\x05H\x03\x88\x01\x01\x12\x11\n\x04\x63ron\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x15\n\x08timezone\x18\x07 \x01(\tH\x05\x88\x01\x01\x12+\n\x03\x64st\x18\x08 \x01(\x0b\x32\x19.chronoverse.v1.DstPolicyH\x06\x88\x01\x01\x12\x14\n\x07\x63\x61tchup\x18\t \x01(\tH\x07\x88\x01\x01\x12#\n\x16\x63\x61tchup_window_minutes\x18\n \x01(\x05H\x08\x88\x01\x01\x42\x07\n\x05_nameB\x0f\n\r_payload_jsonB\x0b\n\t_intervalB\'\n%_max_consecutive_job_failures_allowedB\x07\n\x05_cronB\x0b\n\t_timezoneB\x06\n\x04_dstB\n\n\x08_catchupB\x19\n\x17_catchup_window_minutes\"&\n\x18TerminateWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x15\x44\x65leteWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteWorkflowResponse\"\"\n\x14PauseWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x15ResumeWorkflowRequest\x12\n\n\x02id\x18\x01 \x01(\t\"v\n\x12GetScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05\x63ount\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12-\n\x04\x66rom\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x42\x08\n\x06_countB\x07\n\x05_from\"\x87\x02\n\x16PreviewScheduleRequest\x12\x15\n\x08interval\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\x04\x63ron\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08timezone\x18\x03 \x01(\tH\x02\x88\x01\x01\x12+\n\x03\x64st\x18\x04 \x01(\x0b\x32\x19.chronoverse.v1.DstPolicyH\x03\x88\x01\x01\x12\x12\n\x05\x63ount\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12-\n\x04\x66rom\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x05\x88\x01\x01\x42\x0b\n\t_intervalB\x07\n\x05_cronB\x0b\n\t_timezoneB\x06\n\x04_dstB\x08\n\x06_countB\x07\n\x05_from\"Y\n\x04\x46ire\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05local\x18\x02 \x01(\t\x12\x11\n\x04note\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_note\"5\n\x0fSchedulePreview\x12\"\n\x04next\x18\x01 \x03(\x0b\x32\x14.chronoverse.v1.Fire\"F\n\x10ListFiresRequest\x12\x13\n\x0bworkflow_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"\xd5\x01\n\tFireEntry\x12\x30\n\x0cscheduled_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x66irst_scheduled_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07outcome\x18\x03 \x01(\t\x12\x13\n\x06job_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05slots\x18\x05 \x01(\x05\x12\x13\n\x06\x64\x65tail\x18\x06 \x01(\tH\x01\x88\x01\x01\x42\t\n\x07_job_idB\t\n\x07_detail\"R\n\x11ListFiresResponse\x12(\n\x05\x66ires\x18\x01 \x03(\x0b\x32\x19.chronoverse.v1.FireEntry\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t2\xc2\x07\n\x0fWorkflowService\x12Q\n\x0e\x43reateWorkflow\x12%.chronoverse.v1.CreateWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12K\n\x0bGetWorkflow\x12\".chronoverse.v1.GetWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12\\\n\rListWorkflows\x12$.chronoverse.v1.ListWorkflowsRequest\x1a%.chronoverse.v1.ListWorkflowsResponse\x12Q\n\x0eUpdateWorkflow\x12%.chronoverse.v1.UpdateWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12W\n\x11TerminateWorkflow\x12(.chronoverse.v1.TerminateWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12_\n\x0e\x44\x65leteWorkflow\x12%.chronoverse.v1.DeleteWorkflowRequest\x1a&.chronoverse.v1.DeleteWorkflowResponse\x12O\n\rPauseWorkflow\x12$.chronoverse.v1.PauseWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12Q\n\x0eResumeWorkflow\x12%.chronoverse.v1.ResumeWorkflowRequest\x1a\x18.chronoverse.v1.Workflow\x12R\n\x0bGetSchedule\x12\".chronoverse.v1.GetScheduleRequest\x1a\x1f.chronoverse.v1.SchedulePreview\x12Z\n\x0fPreviewSchedule\x12&.chronoverse.v1.PreviewScheduleRequest\x1a\x1f.chronoverse.v1.SchedulePreview\x12P\n\tListFires\x12 .chronoverse.v1.ListFiresRequest\x1a!.chronoverse.v1.ListFiresResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chronoverse.v1.workflows_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKFLOW']._serialized_start=84
-  _globals['_WORKFLOW']._serialized_end=585
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=588
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=771
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=773
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=805
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=808
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1001
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1003
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1092
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1095
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=1330
-  _globals['_TERMINATEWORKFLOWREQUEST']._serialized_start=1332
-  _globals['_TERMINATEWORKFLOWREQUEST']._serialized_end=1370
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=1372
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=1407
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=1409
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=1433
-  _globals['_WORKFLOWSERVICE']._serialized_start=1436
-  _globals['_WORKFLOWSERVICE']._serialized_end=1976
+  _globals['_DSTPOLICY']._serialized_start=83
+  _globals['_DSTPOLICY']._serialized_end=124
+  _globals['_WORKFLOW']._serialized_start=127
+  _globals['_WORKFLOW']._serialized_end=977
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=980
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=1396
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1398
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1430
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1433
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1626
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1628
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1717
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1720
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=2170
+  _globals['_TERMINATEWORKFLOWREQUEST']._serialized_start=2172
+  _globals['_TERMINATEWORKFLOWREQUEST']._serialized_end=2210
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=2212
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=2247
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=2249
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=2273
+  _globals['_PAUSEWORKFLOWREQUEST']._serialized_start=2275
+  _globals['_PAUSEWORKFLOWREQUEST']._serialized_end=2309
+  _globals['_RESUMEWORKFLOWREQUEST']._serialized_start=2311
+  _globals['_RESUMEWORKFLOWREQUEST']._serialized_end=2346
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=2348
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=2466
+  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_start=2469
+  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_end=2732
+  _globals['_FIRE']._serialized_start=2734
+  _globals['_FIRE']._serialized_end=2823
+  _globals['_SCHEDULEPREVIEW']._serialized_start=2825
+  _globals['_SCHEDULEPREVIEW']._serialized_end=2878
+  _globals['_LISTFIRESREQUEST']._serialized_start=2880
+  _globals['_LISTFIRESREQUEST']._serialized_end=2950
+  _globals['_FIREENTRY']._serialized_start=2953
+  _globals['_FIREENTRY']._serialized_end=3166
+  _globals['_LISTFIRESRESPONSE']._serialized_start=3168
+  _globals['_LISTFIRESRESPONSE']._serialized_end=3250
+  _globals['_WORKFLOWSERVICE']._serialized_start=3253
+  _globals['_WORKFLOWSERVICE']._serialized_end=4215
 # @@protoc_insertion_point(module_scope)

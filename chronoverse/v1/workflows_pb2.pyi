@@ -10,8 +10,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DstPolicy(_message.Message):
+    __slots__ = ("gap", "overlap")
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    gap: str
+    overlap: str
+    def __init__(self, gap: _Optional[str] = ..., overlap: _Optional[str] = ...) -> None: ...
+
 class Workflow(_message.Message):
-    __slots__ = ("id", "user_id", "name", "kind", "payload_json", "interval", "max_consecutive_job_failures_allowed", "consecutive_job_failures_count", "build_status", "build_error", "generation", "created_at", "updated_at", "terminated_at", "terminated_reason")
+    __slots__ = ("id", "user_id", "name", "kind", "payload_json", "interval", "max_consecutive_job_failures_allowed", "consecutive_job_failures_count", "build_status", "build_error", "generation", "created_at", "updated_at", "terminated_at", "terminated_reason", "cron", "timezone", "dst", "catchup", "catchup_window_minutes", "state", "paused_at", "next_run_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +35,14 @@ class Workflow(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     TERMINATED_AT_FIELD_NUMBER: _ClassVar[int]
     TERMINATED_REASON_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    CATCHUP_FIELD_NUMBER: _ClassVar[int]
+    CATCHUP_WINDOW_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     user_id: str
     name: str
@@ -42,21 +58,39 @@ class Workflow(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     terminated_at: _timestamp_pb2.Timestamp
     terminated_reason: str
-    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., consecutive_job_failures_count: _Optional[int] = ..., build_status: _Optional[str] = ..., build_error: _Optional[str] = ..., generation: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminated_reason: _Optional[str] = ...) -> None: ...
+    cron: str
+    timezone: str
+    dst: DstPolicy
+    catchup: str
+    catchup_window_minutes: int
+    state: str
+    paused_at: _timestamp_pb2.Timestamp
+    next_run_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., consecutive_job_failures_count: _Optional[int] = ..., build_status: _Optional[str] = ..., build_error: _Optional[str] = ..., generation: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminated_reason: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ..., state: _Optional[str] = ..., paused_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateWorkflowRequest(_message.Message):
-    __slots__ = ("name", "kind", "payload_json", "interval", "max_consecutive_job_failures_allowed")
+    __slots__ = ("name", "kind", "payload_json", "interval", "max_consecutive_job_failures_allowed", "cron", "timezone", "dst", "catchup", "catchup_window_minutes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     MAX_CONSECUTIVE_JOB_FAILURES_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    CATCHUP_FIELD_NUMBER: _ClassVar[int]
+    CATCHUP_WINDOW_MINUTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     payload_json: str
     interval: int
     max_consecutive_job_failures_allowed: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ...) -> None: ...
+    cron: str
+    timezone: str
+    dst: DstPolicy
+    catchup: str
+    catchup_window_minutes: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("id",)
@@ -89,18 +123,28 @@ class ListWorkflowsResponse(_message.Message):
     def __init__(self, workflows: _Optional[_Iterable[_Union[Workflow, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class UpdateWorkflowRequest(_message.Message):
-    __slots__ = ("id", "name", "payload_json", "interval", "max_consecutive_job_failures_allowed")
+    __slots__ = ("id", "name", "payload_json", "interval", "max_consecutive_job_failures_allowed", "cron", "timezone", "dst", "catchup", "catchup_window_minutes")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     MAX_CONSECUTIVE_JOB_FAILURES_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    CATCHUP_FIELD_NUMBER: _ClassVar[int]
+    CATCHUP_WINDOW_MINUTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     payload_json: str
     interval: int
     max_consecutive_job_failures_allowed: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ...) -> None: ...
+    cron: str
+    timezone: str
+    dst: DstPolicy
+    catchup: str
+    catchup_window_minutes: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ...) -> None: ...
 
 class TerminateWorkflowRequest(_message.Message):
     __slots__ = ("id",)
@@ -117,3 +161,89 @@ class DeleteWorkflowRequest(_message.Message):
 class DeleteWorkflowResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class PauseWorkflowRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ResumeWorkflowRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetScheduleRequest(_message.Message):
+    __slots__ = ("id", "count")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    count: int
+    def __init__(self, id: _Optional[str] = ..., count: _Optional[int] = ..., **kwargs) -> None: ...
+
+class PreviewScheduleRequest(_message.Message):
+    __slots__ = ("interval", "cron", "timezone", "dst", "count")
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    interval: int
+    cron: str
+    timezone: str
+    dst: DstPolicy
+    count: int
+    def __init__(self, interval: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., count: _Optional[int] = ..., **kwargs) -> None: ...
+
+class Fire(_message.Message):
+    __slots__ = ("at", "local", "note")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    local: str
+    note: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., local: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class SchedulePreview(_message.Message):
+    __slots__ = ("next",)
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    next: _containers.RepeatedCompositeFieldContainer[Fire]
+    def __init__(self, next: _Optional[_Iterable[_Union[Fire, _Mapping]]] = ...) -> None: ...
+
+class ListFiresRequest(_message.Message):
+    __slots__ = ("workflow_id", "limit", "cursor")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    limit: int
+    cursor: str
+    def __init__(self, workflow_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class FireEntry(_message.Message):
+    __slots__ = ("scheduled_at", "first_scheduled_at", "outcome", "job_id", "slots", "detail")
+    SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SCHEDULED_AT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    scheduled_at: _timestamp_pb2.Timestamp
+    first_scheduled_at: _timestamp_pb2.Timestamp
+    outcome: str
+    job_id: str
+    slots: int
+    detail: str
+    def __init__(self, scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_scheduled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[str] = ..., job_id: _Optional[str] = ..., slots: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ListFiresResponse(_message.Message):
+    __slots__ = ("fires", "next_cursor")
+    FIRES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    fires: _containers.RepeatedCompositeFieldContainer[FireEntry]
+    next_cursor: str
+    def __init__(self, fires: _Optional[_Iterable[_Union[FireEntry, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...

@@ -27,10 +27,17 @@ if _version_not_supported:
 
 
 class WorkflowServiceStub:
-    """Workflows: the same operations and validation as the HTTP API. Invalid fields give
-    INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each field; another user's workflow
-    is NOT_FOUND; changing a terminated workflow is FAILED_PRECONDITION. CreateWorkflow honours an
-    "idempotency-key" metadata entry exactly like the HTTP Idempotency-Key header.
+    """Workflows: the same operations and validation as the HTTP API (docs/openapi.json states every
+    limit). Every call needs "authorization: Bearer <token>" metadata, else UNAUTHENTICATED. Invalid
+    fields give INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each field; another
+    user's workflow is NOT_FOUND; changing a terminated workflow, or a payload that would give the
+    user more than CHRONOVERSE_MAX_VOLUMES_PER_USER volumes, is FAILED_PRECONDITION.
+
+    CreateWorkflow and TerminateWorkflow honour "idempotency-key" metadata exactly like the HTTP
+    Idempotency-Key header, sharing its keys: 1 to 255 printable ASCII characters without spaces
+    ("!" to "~"), else INVALID_ARGUMENT. The same key with the same request returns the first
+    response unchanged (even if the workflow was changed or deleted since); with another request it
+    is FAILED_PRECONDITION. Keys are kept for CHRONOVERSE_IDEMPOTENCY_KEY_TTL_S (24 hours).
     """
 
     def __init__(self, channel):
@@ -69,13 +76,45 @@ class WorkflowServiceStub:
                 request_serializer=chronoverse_dot_v1_dot_workflows__pb2.DeleteWorkflowRequest.SerializeToString,
                 response_deserializer=chronoverse_dot_v1_dot_workflows__pb2.DeleteWorkflowResponse.FromString,
                 _registered_method=True)
+        self.PauseWorkflow = channel.unary_unary(
+                '/chronoverse.v1.WorkflowService/PauseWorkflow',
+                request_serializer=chronoverse_dot_v1_dot_workflows__pb2.PauseWorkflowRequest.SerializeToString,
+                response_deserializer=chronoverse_dot_v1_dot_workflows__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.ResumeWorkflow = channel.unary_unary(
+                '/chronoverse.v1.WorkflowService/ResumeWorkflow',
+                request_serializer=chronoverse_dot_v1_dot_workflows__pb2.ResumeWorkflowRequest.SerializeToString,
+                response_deserializer=chronoverse_dot_v1_dot_workflows__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/chronoverse.v1.WorkflowService/GetSchedule',
+                request_serializer=chronoverse_dot_v1_dot_workflows__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=chronoverse_dot_v1_dot_workflows__pb2.SchedulePreview.FromString,
+                _registered_method=True)
+        self.PreviewSchedule = channel.unary_unary(
+                '/chronoverse.v1.WorkflowService/PreviewSchedule',
+                request_serializer=chronoverse_dot_v1_dot_workflows__pb2.PreviewScheduleRequest.SerializeToString,
+                response_deserializer=chronoverse_dot_v1_dot_workflows__pb2.SchedulePreview.FromString,
+                _registered_method=True)
+        self.ListFires = channel.unary_unary(
+                '/chronoverse.v1.WorkflowService/ListFires',
+                request_serializer=chronoverse_dot_v1_dot_workflows__pb2.ListFiresRequest.SerializeToString,
+                response_deserializer=chronoverse_dot_v1_dot_workflows__pb2.ListFiresResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
-    """Workflows: the same operations and validation as the HTTP API. Invalid fields give
-    INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each field; another user's workflow
-    is NOT_FOUND; changing a terminated workflow is FAILED_PRECONDITION. CreateWorkflow honours an
-    "idempotency-key" metadata entry exactly like the HTTP Idempotency-Key header.
+    """Workflows: the same operations and validation as the HTTP API (docs/openapi.json states every
+    limit). Every call needs "authorization: Bearer <token>" metadata, else UNAUTHENTICATED. Invalid
+    fields give INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each field; another
+    user's workflow is NOT_FOUND; changing a terminated workflow, or a payload that would give the
+    user more than CHRONOVERSE_MAX_VOLUMES_PER_USER volumes, is FAILED_PRECONDITION.
+
+    CreateWorkflow and TerminateWorkflow honour "idempotency-key" metadata exactly like the HTTP
+    Idempotency-Key header, sharing its keys: 1 to 255 printable ASCII characters without spaces
+    ("!" to "~"), else INVALID_ARGUMENT. The same key with the same request returns the first
+    response unchanged (even if the workflow was changed or deleted since); with another request it
+    is FAILED_PRECONDITION. Keys are kept for CHRONOVERSE_IDEMPOTENCY_KEY_TTL_S (24 hours).
     """
 
     def CreateWorkflow(self, request, context):
@@ -114,6 +153,38 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseWorkflow(self, request, context):
+        """Schedules (docs/scheduling.md): pause and resume (FAILED_PRECONDITION once terminated), the
+        next runs of a workflow or of a schedule that is not saved, and the fire ledger.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFires(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +218,31 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     request_deserializer=chronoverse_dot_v1_dot_workflows__pb2.DeleteWorkflowRequest.FromString,
                     response_serializer=chronoverse_dot_v1_dot_workflows__pb2.DeleteWorkflowResponse.SerializeToString,
             ),
+            'PauseWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseWorkflow,
+                    request_deserializer=chronoverse_dot_v1_dot_workflows__pb2.PauseWorkflowRequest.FromString,
+                    response_serializer=chronoverse_dot_v1_dot_workflows__pb2.Workflow.SerializeToString,
+            ),
+            'ResumeWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkflow,
+                    request_deserializer=chronoverse_dot_v1_dot_workflows__pb2.ResumeWorkflowRequest.FromString,
+                    response_serializer=chronoverse_dot_v1_dot_workflows__pb2.Workflow.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=chronoverse_dot_v1_dot_workflows__pb2.GetScheduleRequest.FromString,
+                    response_serializer=chronoverse_dot_v1_dot_workflows__pb2.SchedulePreview.SerializeToString,
+            ),
+            'PreviewSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewSchedule,
+                    request_deserializer=chronoverse_dot_v1_dot_workflows__pb2.PreviewScheduleRequest.FromString,
+                    response_serializer=chronoverse_dot_v1_dot_workflows__pb2.SchedulePreview.SerializeToString,
+            ),
+            'ListFires': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFires,
+                    request_deserializer=chronoverse_dot_v1_dot_workflows__pb2.ListFiresRequest.FromString,
+                    response_serializer=chronoverse_dot_v1_dot_workflows__pb2.ListFiresResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'chronoverse.v1.WorkflowService', rpc_method_handlers)
@@ -156,10 +252,17 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WorkflowService:
-    """Workflows: the same operations and validation as the HTTP API. Invalid fields give
-    INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each field; another user's workflow
-    is NOT_FOUND; changing a terminated workflow is FAILED_PRECONDITION. CreateWorkflow honours an
-    "idempotency-key" metadata entry exactly like the HTTP Idempotency-Key header.
+    """Workflows: the same operations and validation as the HTTP API (docs/openapi.json states every
+    limit). Every call needs "authorization: Bearer <token>" metadata, else UNAUTHENTICATED. Invalid
+    fields give INVALID_ARGUMENT with a google.rpc.BadRequest detail naming each field; another
+    user's workflow is NOT_FOUND; changing a terminated workflow, or a payload that would give the
+    user more than CHRONOVERSE_MAX_VOLUMES_PER_USER volumes, is FAILED_PRECONDITION.
+
+    CreateWorkflow and TerminateWorkflow honour "idempotency-key" metadata exactly like the HTTP
+    Idempotency-Key header, sharing its keys: 1 to 255 printable ASCII characters without spaces
+    ("!" to "~"), else INVALID_ARGUMENT. The same key with the same request returns the first
+    response unchanged (even if the workflow was changed or deleted since); with another request it
+    is FAILED_PRECONDITION. Keys are kept for CHRONOVERSE_IDEMPOTENCY_KEY_TTL_S (24 hours).
     """
 
     @staticmethod
@@ -314,6 +417,141 @@ class WorkflowService:
             '/chronoverse.v1.WorkflowService/DeleteWorkflow',
             chronoverse_dot_v1_dot_workflows__pb2.DeleteWorkflowRequest.SerializeToString,
             chronoverse_dot_v1_dot_workflows__pb2.DeleteWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoverse.v1.WorkflowService/PauseWorkflow',
+            chronoverse_dot_v1_dot_workflows__pb2.PauseWorkflowRequest.SerializeToString,
+            chronoverse_dot_v1_dot_workflows__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoverse.v1.WorkflowService/ResumeWorkflow',
+            chronoverse_dot_v1_dot_workflows__pb2.ResumeWorkflowRequest.SerializeToString,
+            chronoverse_dot_v1_dot_workflows__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoverse.v1.WorkflowService/GetSchedule',
+            chronoverse_dot_v1_dot_workflows__pb2.GetScheduleRequest.SerializeToString,
+            chronoverse_dot_v1_dot_workflows__pb2.SchedulePreview.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoverse.v1.WorkflowService/PreviewSchedule',
+            chronoverse_dot_v1_dot_workflows__pb2.PreviewScheduleRequest.SerializeToString,
+            chronoverse_dot_v1_dot_workflows__pb2.SchedulePreview.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFires(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoverse.v1.WorkflowService/ListFires',
+            chronoverse_dot_v1_dot_workflows__pb2.ListFiresRequest.SerializeToString,
+            chronoverse_dot_v1_dot_workflows__pb2.ListFiresResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import grpc
@@ -60,6 +61,11 @@ class Edge(Protocol):
     def jobs(self, workflow_id: str, **query: Any) -> Answer: ...
     def job(self, workflow_id: str, job_id: str) -> Answer: ...
     def follow(self, workflow_id: str, job_id: str, after: int) -> Answer: ...
+    def pause(self, workflow_id: str) -> Answer: ...
+    def resume(self, workflow_id: str) -> Answer: ...
+    def schedule(self, workflow_id: str, count: int = 3) -> Answer: ...
+    def preview(self, spec: dict[str, Any], start: str | None = None) -> Answer: ...
+    def fires(self, workflow_id: str) -> Answer: ...
 
 
 class HttpEdge:
@@ -133,6 +139,33 @@ class HttpEdge:
                 return Answer("ok", {})
             response.read()
             return self._answer(response)
+
+
+def _http_schedule_methods() -> None:
+    def pause(self: HttpEdge, workflow_id: str) -> Answer:
+        return self._send("POST", f"/workflows/{workflow_id}/pause")
+
+    def resume(self: HttpEdge, workflow_id: str) -> Answer:
+        return self._send("POST", f"/workflows/{workflow_id}/resume")
+
+    def schedule(self: HttpEdge, workflow_id: str, count: int = 3) -> Answer:
+        return self._send("GET", f"/workflows/{workflow_id}/schedule", params={"count": count})
+
+    def preview(self: HttpEdge, spec: dict[str, Any], start: str | None = None) -> Answer:
+        params = {"count": 2, **({"from": start} if start else {})}
+        answer = self._send("POST", "/schedules/preview", params=params, json=spec)
+        if answer.outcome == "ok":
+            return Answer("ok", {"at": [f["at"] for f in answer.body["next"]]})
+        return answer
+
+    def fires(self: HttpEdge, workflow_id: str) -> Answer:
+        return self._send("GET", f"/workflows/{workflow_id}/fires")
+
+    for method in (pause, resume, schedule, preview, fires):
+        setattr(HttpEdge, method.__name__, method)
+
+
+_http_schedule_methods()
 
 
 _CODES = {
@@ -239,6 +272,46 @@ class GrpcEdge:
         finally:
             stream.cancel()
         return Answer("ok", {})
+
+
+def _grpc_schedule_methods() -> None:
+    def pause(self: GrpcEdge, workflow_id: str) -> Answer:
+        request = workflows_pb2.PauseWorkflowRequest(id=workflow_id)
+        return self._call(self._workflows.PauseWorkflow, request)
+
+    def resume(self: GrpcEdge, workflow_id: str) -> Answer:
+        request = workflows_pb2.ResumeWorkflowRequest(id=workflow_id)
+        return self._call(self._workflows.ResumeWorkflow, request)
+
+    def schedule(self: GrpcEdge, workflow_id: str, count: int = 3) -> Answer:
+        request = workflows_pb2.GetScheduleRequest(id=workflow_id, count=count)
+        return self._call(self._workflows.GetSchedule, request)
+
+    def preview(self: GrpcEdge, spec: dict[str, Any], start: str | None = None) -> Answer:
+        fields = dict(spec)
+        if "dst" in fields:
+            fields["dst"] = workflows_pb2.DstPolicy(**fields["dst"])
+        request = workflows_pb2.PreviewScheduleRequest(count=2, **fields)
+        if start is not None:
+            getattr(request, "from").FromDatetime(datetime.fromisoformat(start))
+        try:
+            reply = self._workflows.PreviewSchedule(request, metadata=self._metadata)
+        except grpc.RpcError:
+            return self._call(self._workflows.PreviewSchedule, request)
+        return Answer(
+            "ok",
+            {"at": [f.at.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ") for f in reply.next]},
+        )
+
+    def fires(self: GrpcEdge, workflow_id: str) -> Answer:
+        request = workflows_pb2.ListFiresRequest(workflow_id=workflow_id)
+        return self._call(self._workflows.ListFires, request)
+
+    for method in (pause, resume, schedule, preview, fires):
+        setattr(GrpcEdge, method.__name__, method)
+
+
+_grpc_schedule_methods()
 
 
 def _raise(error: grpc.RpcError) -> Callable[..., Any]:
@@ -382,6 +455,46 @@ def conflicts(edge: Edge, server: RunningServer) -> list[str]:
     ]
 
 
+def schedules(edge: Edge, server: RunningServer) -> list[Any]:
+    signed_in(edge)
+    cron = edge.create(
+        {"name": "c", "kind": "HEARTBEAT", "cron": "0 3 * * *", "timezone": "Europe/Riga"}
+    )
+    riga = {"cron": "0 3 * * *", "timezone": "Europe/Riga"}
+    return [
+        cron.outcome,
+        edge.create({**HEARTBEAT, "cron": "@daily"}).outcome,  # interval and cron
+        edge.create({"name": "c", "kind": "HEARTBEAT", "cron": "@reboot"}).outcome,
+        edge.create(
+            {"name": "c", "kind": "HEARTBEAT", "cron": "@daily", "timezone": "Mars/X"}
+        ).outcome,
+        edge.create({**HEARTBEAT, "dst": {"gap": "skip"}}).outcome,
+        edge.preview(riga, "2027-03-27T12:00:00+00:00").body.get("at"),
+        edge.preview(
+            {**riga, "dst": {"gap": "skip", "overlap": "once"}}, "2027-03-27T12:00:00+00:00"
+        ).body.get("at"),
+        edge.preview({"interval": 0}).outcome,
+        edge.schedule(cron.id).outcome,
+        edge.schedule(cron.id, count=101).outcome,
+        edge.pause(cron.id).outcome,
+        edge.pause(cron.id).outcome,
+        edge.resume(cron.id).outcome,
+        edge.fires(cron.id).outcome,
+    ]
+
+
+def schedules_of_others(edge: Edge, server: RunningServer) -> list[str]:
+    signed_in(edge)
+    mine = edge.create(HEARTBEAT).id
+    signed_in(edge)
+    return [
+        edge.pause(mine).outcome,
+        edge.resume(mine).outcome,
+        edge.schedule(mine).outcome,
+        edge.fires(mine).outcome,
+    ]
+
+
 def unauthenticated(edge: Edge, server: RunningServer) -> list[str]:
     edge.use(None)
     answers = [edge.list().outcome, edge.create(HEARTBEAT).outcome]
@@ -413,6 +526,26 @@ CASES: dict[str, tuple[Callable[[Edge, RunningServer], list[Any]], list[Any]]] =
         ["not_found"] * 10 + [True],
     ),
     "conflicts": (conflicts, ["conflict", "conflict", "ok"]),
+    "schedules": (
+        schedules,
+        [
+            "ok",
+            "invalid:cron",
+            "invalid:cron",
+            "invalid:timezone",
+            "invalid:dst",
+            ["2027-03-28T01:00:00Z", "2027-03-29T00:00:00Z"],
+            ["2027-03-29T00:00:00Z", "2027-03-30T00:00:00Z"],
+            "invalid:interval",
+            "ok",
+            "invalid:count",
+            "ok",
+            "ok",
+            "ok",
+            "ok",
+        ],
+    ),
+    "schedules of other users": (schedules_of_others, ["not_found"] * 4),
     "unauthenticated": (unauthenticated, ["unauthenticated"] * 3),
 }
 

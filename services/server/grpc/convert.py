@@ -14,7 +14,12 @@ from chronoverse.logs import LogLine
 from chronoverse.secrets import mask_payload
 from chronoverse.v1 import jobs_pb2, workflows_pb2
 from services.server.logs import LogEnd
-from services.server.schemas import JobOut, WorkflowOut
+from services.server.schemas import (
+    FirePageOut,
+    JobOut,
+    SchedulePreviewOut,
+    WorkflowOut,
+)
 
 
 def timestamp(value: datetime) -> Timestamp:
@@ -41,7 +46,9 @@ def workflow(data: WorkflowOut | dict[str, Any]) -> workflows_pb2.Workflow:
         kind=out.kind.value,
         # Masked by WorkflowOut.of already; again here for responses saved before masking.
         payload_json=json.dumps(mask_payload(out.kind, out.payload)),
-        interval=out.interval,
+        timezone=out.timezone,
+        catchup=out.catchup.value,
+        state=out.state.value,
         max_consecutive_job_failures_allowed=out.max_consecutive_job_failures_allowed,
         consecutive_job_failures_count=out.consecutive_job_failures_count,
         build_status=out.build_status.value,
@@ -55,7 +62,49 @@ def workflow(data: WorkflowOut | dict[str, Any]) -> workflows_pb2.Workflow:
         message.terminated_at.CopyFrom(timestamp(out.terminated_at))
     if out.terminated_reason is not None:
         message.terminated_reason = out.terminated_reason
+    if out.interval is not None:
+        message.interval = out.interval
+    if out.cron is not None:
+        message.cron = out.cron
+    if out.dst is not None:
+        message.dst.CopyFrom(workflows_pb2.DstPolicy(gap=out.dst.gap, overlap=out.dst.overlap))
+    if out.catchup_window_minutes is not None:
+        message.catchup_window_minutes = out.catchup_window_minutes
+    if out.paused_at is not None:
+        message.paused_at.CopyFrom(timestamp(out.paused_at))
+    if out.next_run_at is not None:
+        message.next_run_at.CopyFrom(timestamp(out.next_run_at))
     return message
+
+
+def schedule_preview(preview: SchedulePreviewOut) -> workflows_pb2.SchedulePreview:
+    return workflows_pb2.SchedulePreview(
+        next=[
+            workflows_pb2.Fire(
+                at=timestamp(f.at),
+                local=f.local.isoformat(),
+                note=f.note.value if f.note is not None else None,
+            )
+            for f in preview.next
+        ]
+    )
+
+
+def fire_page(page: FirePageOut) -> workflows_pb2.ListFiresResponse:
+    return workflows_pb2.ListFiresResponse(
+        fires=[
+            workflows_pb2.FireEntry(
+                scheduled_at=timestamp(f.scheduled_at),
+                first_scheduled_at=timestamp(f.first_scheduled_at),
+                outcome=f.outcome,
+                job_id=str(f.job_id) if f.job_id is not None else None,
+                slots=f.slots,
+                detail=f.detail,
+            )
+            for f in page.fires
+        ],
+        next_cursor=page.next_cursor or "",
+    )
 
 
 def job(data: JobOut | dict[str, Any]) -> jobs_pb2.Job:
