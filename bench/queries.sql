@@ -20,9 +20,9 @@ FROM generate_series(1, %(count)s) AS g
 INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, cron, timezone,
                        build_status, next_run_at)
 SELECT %(user_id)s, 'bench-' || g, 'HEARTBEAT', '{}'::jsonb,
-       CASE WHEN g % 2 = 0 THEN 10080 END,
-       CASE WHEN g % 2 = 1 THEN (ARRAY['0 3 * * *', '*/15 * * * 1-5', '0 0 1 1 *'])[1 + g % 3] END,
-       (ARRAY['UTC', 'Europe/Riga', 'America/New_York', 'Asia/Kolkata'])[1 + g % 4],
+       CASE WHEN g %% 2 = 0 THEN 10080 END,
+       CASE WHEN g %% 2 = 1 THEN (ARRAY['0 3 * * *', '*/15 * * * 1-5', '0 0 1 1 *'])[1 + g %% 3] END,
+       (ARRAY['UTC', 'Europe/Riga', 'America/New_York', 'Asia/Kolkata'])[1 + g %% 4],
        'COMPLETED', now()
 FROM generate_series(1, %(count)s) AS g
 

@@ -177,11 +177,12 @@ class CronSchedule:
         """The slots strictly after ``after``, in order."""
         zone = self.zone
         after = after.astimezone(UTC)
-        # Start an hour early, in local time: the second occurrence of a repeated hour is after
-        # ``after`` even when its first occurrence is before it.
-        start = (after - timedelta(hours=2)).astimezone(zone)
         fixed = self.fixed_time
-        minutes, hours = _fixed_fields(self.expression) if fixed else (set(), set())
+        # With ``twice``, start early: the second occurrence of a repeated hour is after
+        # ``after`` even when its first occurrence is before it.
+        early = fixed and self.dst.overlap is DstOverlap.TWICE
+        start = (after - timedelta(hours=2) if early else after).astimezone(zone)
+        minutes, hours = _fixed_fields(self.expression) if fixed else (frozenset(), frozenset())
         # A repeated time's second occurrence (fold 1) can come after later first occurrences
         # (03:05 twice, 03:35 twice: 03:05, 03:35, then 03:05 again): hold fires in a heap and
         # let one go once cronsim's next first occurrence is later, as every later fire will be.
@@ -198,7 +199,7 @@ class CronSchedule:
                 heapq.heappush(pending, (fire.at, next(order), fire))
 
     def _fires_at(
-        self, local: datetime, *, fixed: bool, minutes: set[int], hours: set[int]
+        self, local: datetime, *, fixed: bool, minutes: frozenset[int], hours: frozenset[int]
     ) -> Iterator[Fire]:
         """What cronsim's next time means under the DST policy: zero, one or two fires."""
         if not fixed:
@@ -317,6 +318,19 @@ def due_slots(schedule: Schedule, *, first: datetime, now: datetime, keep: int) 
         return DueSlots(
             count=count, counted_all=True, latest=latest, recent=recent, next_after=latest + step
         )
+    # The common case, one or a few slots due: many workflows share an expression, a zone and
+    # (cron slots fall on the wall clock) the same slot, so the slots after one are cached.
+    ahead = _slots_after(schedule, first)
+    due = [at for at in ahead if at <= now]
+    if len(due) < len(ahead):
+        slots = [first, *due]
+        return DueSlots(
+            count=len(slots),
+            counted_all=True,
+            latest=slots[-1],
+            recent=tuple(slots[-keep:]),
+            next_after=ahead[len(due)],
+        )
     slots = [first]
     count = 1
     nxt: datetime | None = None
@@ -347,6 +361,12 @@ def due_slots(schedule: Schedule, *, first: datetime, now: datetime, keep: int) 
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _slots_after(schedule: CronSchedule, after: datetime, count: int = 8) -> tuple[datetime, ...]:
+    """The next ``count`` slots after ``after`` (cached: schedules are frozen values)."""
+    return tuple(fire.at for fire in itertools.islice(schedule.fires(after=after), count))
+
+
 def _latest_at_or_before(schedule: CronSchedule, now: datetime) -> datetime | None:
     """The last slot at or before ``now``: search back a day at a time (the cap case only)."""
     for days in (1, 7, 31, 366):
@@ -363,9 +383,10 @@ def _window(schedule: CronSchedule, start: datetime, end: datetime) -> Iterator[
         yield fire
 
 
-def _fixed_fields(expression: str) -> tuple[set[int], set[int]]:
+@functools.lru_cache(maxsize=1024)
+def _fixed_fields(expression: str) -> tuple[frozenset[int], frozenset[int]]:
     sim = CronSim(expression, datetime(2000, 1, 1, tzinfo=UTC))
-    return set(sim.minutes), set(sim.hours)
+    return frozenset(sim.minutes), frozenset(sim.hours)
 
 
 def _ambiguous(local: datetime) -> bool:
