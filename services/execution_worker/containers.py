@@ -3,18 +3,25 @@
 Every job container runs in the operator's :class:`~services.execution_worker.sandbox.Sandbox`,
 whatever its payload says. The definition it runs comes from the sealed Redis cache or, failing
 that, from Postgres, and is checked against the policy again on every run. The container always
-carries the labels `chronoverse.job_id`, `chronoverse.workflow_id` and `chronoverse.lease_token`,
-and is always removed; the :class:`~services.execution_worker.reaper.Reaper` removes the ones a
-dead worker left behind. What its exit or a Docker error means for the job is decided in
-:mod:`services.execution_worker.results`.
+carries the labels `chronoverse.job_id`, `chronoverse.workflow_id`, `chronoverse.lease_token` and
+`chronoverse.attempt`, and is always removed. Two attempts of one job never run at once: before an
+attempt starts, the containers earlier attempts left behind (their worker died) are stopped and
+removed, their output kept as theirs (:mod:`services.execution_worker.leftovers`); the
+:class:`~services.execution_worker.reaper.Reaper` does the same with orphans meanwhile.
+
+The outcome is the container's, whatever happens to its log: lines that could not be shipped are
+recorded as a gap in the job's log, never as a reason to run it again. A container that outlives
+its timeout is stopped, and killed again while Docker refuses; one that cannot be stopped at all
+ends the job as a SYSTEM failure and is left to the reaper. What its exit or a Docker error means
+for the job is decided in :mod:`services.execution_worker.results`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import docker
@@ -37,8 +44,10 @@ from chronoverse.payloads import ContainerPayload, ContainerPolicy, parse_payloa
 from chronoverse.scheduling import RunResult
 from chronoverse.secrets import SecretBox, SecretError, open_payload
 from services.execution_worker import results
+from services.execution_worker.leftovers import Leftovers, stop_container
 from services.execution_worker.logship import LogShipper
 from services.execution_worker.metrics import DEFINITIONS_REBUILT
+from services.execution_worker.output import Output
 from services.execution_worker.sandbox import Sandbox
 from services.execution_worker.volumes import ensure_volume
 
@@ -46,7 +55,12 @@ logger = logging.getLogger(__name__)
 
 ShipperFactory = Callable[[UUID, int], LogShipper]  # (job, attempt)
 RecordContainer = Callable[[str], bool]
+RecordLogsLost = Callable[[], None]
 TouchVolume = Callable[[UUID, str, UUID], UUID]  # (owner, name, job) -> the volume's id
+if TYPE_CHECKING:
+    from docker.types import CancellableStream
+
+    Frames = CancellableStream[tuple[bytes | None, bytes | None]]  # (stdout, stderr) as they come
 
 
 class ContainerRunner:
@@ -62,6 +76,7 @@ class ContainerRunner:
         sandbox: Sandbox,
         shippers: ShipperFactory,
         touch_volume: TouchVolume,
+        leftovers: Leftovers,
         stop_grace_s: int,
         max_log_chars: int,
         installation: str,
@@ -73,6 +88,7 @@ class ContainerRunner:
         self._sandbox = sandbox
         self._shippers = shippers
         self._touch_volume = touch_volume
+        self._leftovers = leftovers
         self._stop_grace_s = stop_grace_s
         self._max_log_chars = max_log_chars
         self._installation = installation
@@ -88,10 +104,16 @@ class ContainerRunner:
         lease_token: int,
         record_container: RecordContainer,
         attempt: int,
+        record_logs_lost: RecordLogsLost,
     ) -> RunResult:
         splitter = LineSplitter()
         shipper = self._shippers(job_id, attempt)
         try:
+            try:
+                # No overlap: an earlier attempt's container goes before this one is created.
+                self._leftovers.clear(job_id)
+            except DockerException as exc:
+                return results.leftover_not_removed(exc)
             return self._run(
                 job_id,
                 workflow_id,
@@ -102,11 +124,32 @@ class ContainerRunner:
                 record_container,
                 splitter,
                 shipper,
+                attempt,
             )
         finally:
-            # Every CONTAINER job ends its log stream, even one that never started.
+            # Every CONTAINER job ends its log stream, even one that never started. Whatever
+            # happens to it, the result above stands: lost lines are a gap, never a re-run.
+            if not self._end_logs(job_id, attempt, splitter, shipper):
+                record_logs_lost()
+
+    def _end_logs(
+        self, job_id: UUID, attempt: int, splitter: LineSplitter, shipper: LogShipper
+    ) -> bool:
+        """Ship the last lines and the end marker; False (logged) when lines were lost."""
+        try:
             shipper.add(splitter.flush(utcnow()))
             shipper.close(splitter.last_seq)
+            return True
+        except Exception as exc:  # a PublishError, or a producer that broke: the same gap
+            logger.error(
+                "lines of job %s attempt %d were lost: %s",
+                job_id,
+                attempt,
+                exc,
+                exc_info=exc,
+                extra={"action": "logs_lost", "job_id": str(job_id), "attempt": attempt},
+            )
+            return False
 
     def _run(
         self,
@@ -119,6 +162,7 @@ class ContainerRunner:
         record_container: RecordContainer,
         splitter: LineSplitter,
         shipper: LogShipper,
+        attempt: int,
     ) -> RunResult:
         try:
             definition = self._definition(workflow_id, user_id, generation, payload)
@@ -143,7 +187,9 @@ class ContainerRunner:
                 command=definition.command or None,
                 environment=definition.env,
                 working_dir=definition.working_dir,
-                labels=labels(job_id, workflow_id, lease_token, self._installation),
+                labels=labels(
+                    job_id, workflow_id, lease_token, self._installation, attempt=attempt
+                ),
                 detach=True,
                 **self._sandbox.host_config(definition),
             )
@@ -152,7 +198,12 @@ class ContainerRunner:
         try:
             if not record_container(str(container.id)):
                 return results.lease_lost_before_start()
-            return self._watch(container, definition, splitter, shipper)
+            return self._watch(
+                container,
+                definition,
+                Output(splitter, shipper, max_chars=self._max_log_chars),
+                str(job_id),
+            )
         except DockerException as exc:
             return results.run_error(exc)
         finally:
@@ -169,55 +220,37 @@ class ContainerRunner:
                 )
 
     def _watch(
-        self,
-        container: Any,
-        definition: ContainerDefinition,
-        splitter: LineSplitter,
-        shipper: LogShipper,
+        self, container: Any, definition: ContainerDefinition, output: Output, job_id: str
     ) -> RunResult:
         # Attach before start, so not a byte of output is missed.
-        stream = cast(
-            Iterator[tuple[bytes | None, bytes | None]],
-            self._docker.api.attach(
-                container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True
-            ),
+        stream: Frames = self._docker.api.attach(
+            container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True
         )
-        timed_out = threading.Event()
-
-        def stop_on_timeout() -> None:
-            timed_out.set()
-            try:
-                container.stop(timeout=self._stop_grace_s)  # SIGTERM, then SIGKILL after grace
-            except DockerException:
-                pass
-
-        timer = threading.Timer(definition.timeout_s, stop_on_timeout)
+        try:
+            container.start()
+        except DockerException as exc:
+            _end(stream)
+            _release(stream)
+            return results.start_error(exc)
+        timeout = _TimeoutStop(container, stream, grace_s=self._stop_grace_s, job_id=job_id)
+        timer = threading.Timer(definition.timeout_s, timeout)
         timer.daemon = True
-        container.start()
         timer.start()
-        shipped = 0
-        truncated = 0
         try:
             for out, err in stream:
                 now = utcnow()
-                for name, chunk in ((LogStream.STDOUT, out), (LogStream.STDERR, err)):
-                    if not chunk:
-                        continue
-                    if shipped >= self._max_log_chars:
-                        truncated += len(chunk)
-                        continue
-                    lines = splitter.feed(name, chunk, now)
-                    shipped += sum(len(line.line) for line in lines)
-                    shipper.add(lines)
-            status = container.wait()
+                output.feed(LogStream.STDOUT, out, now)
+                output.feed(LogStream.STDERR, err, now)
         finally:
             timer.cancel()
-        if truncated:
-            note = f"[chronoverse] output truncated: {truncated} more bytes were not kept\n"
-            shipper.add(splitter.flush(utcnow()))
-            shipper.add(splitter.feed(LogStream.STDERR, note.encode(), utcnow()))
+            timer.join()  # a stop under way ends (stopped, or given up) before the result
+            _release(stream)
+        output.finish(utcnow())
+        if timeout.error is not None:
+            return results.unstoppable(timeout.error, timeout_s=definition.timeout_s)
+        status = container.wait()
         return results.container_exit(
-            status, timed_out=timed_out.is_set(), timeout_s=definition.timeout_s
+            status, timed_out=timeout.fired, timeout_s=definition.timeout_s
         )
 
     def _definition(
@@ -271,3 +304,39 @@ class ContainerRunner:
             extra={"action": "definition_rebuilt", "workflow_id": str(workflow_id)},
         )
         return definition
+
+
+class _TimeoutStop:
+    """Called when a container's time is up: stops it (see :func:`stop_container`). When Docker
+    will not stop it at all, closes its output stream so the job ends anyway, with ``error``."""
+
+    def __init__(self, container: Any, stream: Frames, *, grace_s: int, job_id: str):
+        self._container = container
+        self._stream = stream
+        self._grace_s = grace_s
+        self._job_id = job_id
+        self.fired = False
+        self.error: DockerException | None = None
+
+    def __call__(self) -> None:
+        self.fired = True
+        error = stop_container(self._container, grace_s=self._grace_s, job_id=self._job_id)
+        if error is not None:
+            self.error = error
+            _end(self._stream)
+
+
+def _end(stream: Frames) -> None:
+    """End an attach stream from another thread: its reader sees the end at once."""
+    try:
+        stream.close()  # shuts the socket down
+    except OSError:
+        pass  # already closed by the daemon
+
+
+def _release(stream: Frames) -> None:
+    """Close the attach stream's response (by the thread that read it, once done): it holds the
+    socket's file, and the socket stays open until it is closed."""
+    response = getattr(stream, "_response", None)
+    if response is not None:
+        response.close()

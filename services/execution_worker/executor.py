@@ -8,17 +8,23 @@ transaction, while every other job is claimed and run on its own thread of the j
 The queries are the :class:`~services.execution_worker.store.JobStore`'s; what a run's result
 means is decided by :mod:`services.execution_worker.results` and
 :func:`chronoverse.scheduling.decide_outcome`.
+
+A stopping worker first stops claiming (a claim under way is waited for), then hands back the jobs
+it holds: every job it ever claimed is either finished or handed back, none is left RUNNING under
+a lease that nobody renews.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from uuid import UUID
 
 import httpx
+import psycopg
 from pydantic import ValidationError
 
 from chronoverse.domain import JobStatus, WorkflowKind, utcnow
@@ -65,10 +71,44 @@ class Executor:
         self._clock = clock
         # Runs the jobs that are more than a claim and a record: CONTAINERs, endpoint checks.
         self._jobs = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
+        self._claims = threading.Condition()
+        self._claiming = 0  # claims under way
+        self._closed = False
 
-    def close(self) -> None:
-        """Stop the job pool; jobs not started yet stay unclaimed (their messages uncommitted)."""
+    def close(self, *, timeout_s: float = 30.0) -> None:
+        """Stop claiming and drop the jobs not started: they stay unclaimed (their messages
+        uncommitted). Returns once no claim is under way, so every claim made is in the book."""
+        with self._claims:
+            self._closed = True
+            if not self._claims.wait_for(lambda: self._claiming == 0, timeout=timeout_s):
+                logger.error(
+                    "a claim still under way after %.0fs; its job may be left to lease expiry",
+                    timeout_s,
+                    extra={"action": "claim_unfinished"},
+                )
         self._jobs.shutdown(wait=False, cancel_futures=True)
+
+    def stop(self) -> int:
+        """A stopping worker: stop claiming, then hand back the jobs still running. In this
+        order, or a job claimed after the hand-back would stay RUNNING with no lease renewal."""
+        self.close()
+        return self.hand_back_all()
+
+    def _claim(self, job_ids: Sequence[UUID], *, liveness_only: bool = False) -> list[Claim]:
+        """Claim jobs and add their leases to the book (nothing once closed)."""
+        with self._claims:
+            if self._closed:
+                return []
+            self._claiming += 1
+        try:
+            claims = self._store.claim(job_ids, liveness_only=liveness_only)
+            for claim in claims:
+                self.leases.add(claim.job_id, claim.lease_token)
+            return claims
+        finally:
+            with self._claims:
+                self._claiming -= 1
+                self._claims.notify_all()
 
     def handle(self, batch: Sequence[Record[JobMessage]]) -> None:
         """The consumer's handler: returning means every job in the batch is accounted for."""
@@ -86,12 +126,10 @@ class Executor:
     def run_liveness(self, job_ids: list[UUID]) -> set[UUID]:
         """Claim the liveness HEARTBEATs among these jobs, run and record them together; return
         the ids claimed. The others are left alone, to be claimed one by one."""
-        claims = self._store.claim(job_ids, liveness_only=True)
+        claims = self._claim(job_ids, liveness_only=True)
         metrics.claimed(claims)
         if not claims:
             return set()
-        for claim in claims:
-            self.leases.add(claim.job_id, claim.lease_token)
         try:
             completed: list[Claim] = []
             for claim in claims:
@@ -109,9 +147,11 @@ class Executor:
 
     def execute(self, message: JobMessage) -> None:
         """Claim one job, run it and record its outcome; a job not claimable is left alone."""
-        claims = self._store.claim([message.job_id])
+        claims = self._claim([message.job_id])
         metrics.claimed(claims)
         if not claims:
+            if self._closed:
+                return  # stopping: the message stays uncommitted, for the next worker
             metrics.DUPLICATES.inc()
             logger.debug(
                 "job %s not claimable (duplicate, finished or not due)",
@@ -131,8 +171,8 @@ class Executor:
                 "attempt": claim.attempt,
             },
         )
-        # The lease is renewed until the outcome is written, not just until the job ends.
-        self.leases.add(claim.job_id, claim.lease_token)
+        # The lease (in the book since the claim) is renewed until the outcome is written, not
+        # just until the job ends.
         try:
             self._record(claim, self._outcome(claim, self._run(claim)))
         finally:
@@ -175,6 +215,7 @@ class Executor:
                     claim.job_id, claim.lease_token, container_id
                 ),
                 attempt=claim.attempt,
+                record_logs_lost=lambda: self._record_logs_lost(claim),
             )
         except SecretError as exc:
             return results.unreadable_secrets(exc)
@@ -187,6 +228,19 @@ class Executor:
                 extra={"action": "job_runner_error", "job_id": str(claim.job_id)},
             )
             return results.worker_error(exc)
+
+    def _record_logs_lost(self, claim: Claim) -> None:
+        """Mark the gap in the job's log; the outcome is recorded next, whatever happens here."""
+        try:
+            self._store.mark_logs_incomplete(claim.job_id, claim.lease_token)
+        except psycopg.Error as exc:
+            logger.error(
+                "could not record the log gap of job %s: %s",
+                claim.job_id,
+                exc,
+                exc_info=exc,
+                extra={"action": "logs_gap_unrecorded", "job_id": str(claim.job_id)},
+            )
 
     def _outcome(self, claim: Claim, result: RunResult) -> Outcome:
         return decide_outcome(result, attempt=claim.attempt, policy=self._policy, now=self._clock())

@@ -6,13 +6,15 @@
 -- message finds nothing. With liveness_only, only the liveness HEARTBEATs among them
 -- (chronoverse_is_liveness, migrations/0006_liveness.sql: nothing to run), which are claimed
 -- together; the rest are left for a claim one at a time, when a slot is free to run them.
+-- logs_incomplete describes the job's latest attempt: a new attempt starts without a gap.
 UPDATE jobs AS j
 SET status = 'RUNNING',
     attempt = j.attempt + 1,
     lease_owner = %(owner)s,
     lease_token = j.lease_token + 1,
     lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_s)s),
-    started_at = clock_timestamp()
+    started_at = clock_timestamp(),
+    logs_incomplete = false
 FROM workflows AS w
 WHERE j.id = ANY(%(ids)b::uuid[])
   AND j.status IN ('PENDING', 'QUEUED')
@@ -67,22 +69,26 @@ WITH done AS (
 SELECT workflow_id, started_at, finished_at FROM done
 
 -- name: fail_job
+-- logs_lost: the attempt's worker died (its lease lapsed), so its log end marker never comes.
 UPDATE jobs
 SET status = 'FAILED', finished_at = now(), exit_code = %(exit_code)s, error = %(error)s,
-    failure_kind = %(failure_kind)s, lease_owner = NULL, lease_expires_at = NULL
+    failure_kind = %(failure_kind)s, lease_owner = NULL, lease_expires_at = NULL,
+    logs_incomplete = logs_incomplete OR %(logs_lost)s
 WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
 RETURNING workflow_id, started_at, finished_at
 
 -- name: retry_job
 -- Back to PENDING for another attempt, unless the workflow was terminated meanwhile: then the job
--- is cancelled like the workflow's other pending work.
+-- is cancelled like the workflow's other pending work (then, as in fail_job, logs_lost marks
+-- the gap of a final attempt whose worker died).
 UPDATE jobs AS j
 SET status = CASE WHEN w.terminated_at IS NULL THEN 'PENDING' ELSE 'CANCELED' END,
     finished_at = CASE WHEN w.terminated_at IS NULL THEN NULL ELSE now() END,
     run_after = %(retry_at)s,
     error = CASE WHEN w.terminated_at IS NULL THEN %(error)s ELSE w.terminated_reason END,
     lease_owner = NULL,
-    lease_expires_at = NULL
+    lease_expires_at = NULL,
+    logs_incomplete = j.logs_incomplete OR (%(logs_lost)s AND w.terminated_at IS NOT NULL)
 FROM workflows AS w
 WHERE j.id = %(job_id)s AND j.lease_token = %(token)s AND j.status = 'RUNNING'
   AND w.id = j.workflow_id
@@ -126,11 +132,20 @@ LIMIT %(limit)s
 
 -- name: cancel_job
 -- The workflow was terminated while the job ran (its container was stopped): not a failure.
+-- logs_lost as in fail_job.
 UPDATE jobs
 SET status = 'CANCELED', finished_at = now(), exit_code = %(exit_code)s, error = %(error)s,
-    lease_owner = NULL, lease_expires_at = NULL
+    lease_owner = NULL, lease_expires_at = NULL,
+    logs_incomplete = logs_incomplete OR %(logs_lost)s
 WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
 RETURNING workflow_id, started_at, finished_at
+
+-- name: mark_logs_incomplete
+-- Lines of the job's current attempt were lost in shipping: its stored log has a gap. Written
+-- before the outcome, under the lease that ran the attempt.
+UPDATE jobs SET logs_incomplete = true
+WHERE id = %(job_id)s AND lease_token = %(token)s AND status = 'RUNNING'
+RETURNING id
 
 -- name: set_container
 UPDATE jobs SET container_id = %(container_id)s

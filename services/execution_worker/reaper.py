@@ -2,7 +2,9 @@
 
 A worker always removes its job's container, but one that crashed cannot: its containers (and
 the helper containers that set up volumes) carry this installation's labels, and every worker's
-reaper removes those whose job no live lease owns.
+reaper removes those whose job no live lease owns. A job container's output is kept first, as its
+attempt's (``salvage``: :meth:`~services.execution_worker.leftovers.Leftovers.salvage`), so a
+reaper that gets there before the job's next attempt loses nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import docker
-from docker.errors import NotFound
+from docker.errors import DockerException, NotFound
 
 from chronoverse.definitions import LABEL_HELPER, LABEL_INSTALLATION, LABEL_JOB, LABEL_LEASE
 from chronoverse.domain import utcnow
@@ -35,11 +37,13 @@ class Reaper:
         mine: Callable[[], set[UUID]],
         *,
         installation: str,
+        salvage: Callable[[Any], None] | None = None,
     ) -> None:
         self._docker = docker_client
         self._owned = owned
         self._mine = mine
         self._installation = installation
+        self._salvage = salvage
 
     def reap(self) -> int:
         found: list[tuple[Any, UUID, int]] = []
@@ -71,8 +75,21 @@ class Reaper:
             if job_id in alive:
                 continue
             try:
-                container.remove(force=True)
+                if self._salvage is not None:
+                    self._salvage(container)  # stops it, keeps its output, removes it
+                else:
+                    container.remove(force=True)
             except NotFound:
+                continue
+            except DockerException as exc:
+                logger.error(
+                    "could not reap container %s of job %s: %s; trying again later",
+                    container.short_id,
+                    job_id,
+                    exc,
+                    exc_info=exc,
+                    extra={"action": "container_reap_failed", "job_id": str(job_id)},
+                )
                 continue
             removed += 1
             CONTAINERS_REAPED.inc()

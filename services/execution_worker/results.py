@@ -77,9 +77,37 @@ def create_error(exc: DockerException, *, image: str) -> RunResult:
     return RunResult.system_failure(f"docker unavailable: {exc}")
 
 
+def start_error(exc: DockerException) -> RunResult:
+    """Docker refused to start the container: USER when it blames the container's configuration
+    (a 400: its command's executable is not in the image, or may not be run), else SYSTEM.
+
+    The same refusal at ``create`` is USER (:func:`create_error`); Docker only finds a missing
+    executable at ``start``.
+    """
+    if isinstance(exc, APIError) and exc.status_code == 400:
+        return RunResult.user_failure(f"container could not start: {exc.explanation}")
+    return run_error(exc)
+
+
 def run_error(exc: DockerException) -> RunResult:
-    """Docker failed while the container started or ran: SYSTEM."""
+    """Docker failed while the container ran: SYSTEM."""
     return RunResult.system_failure(f"docker: {exc}")
+
+
+def unstoppable(exc: DockerException, *, timeout_s: int) -> RunResult:
+    """A timed-out container that Docker would not stop or kill: SYSTEM. The job ends now (the
+    container is left to the reaper), rather than running on past its timeout unnoticed."""
+    return RunResult.system_failure(
+        f"timed out after {timeout_s}s, and the container could not be stopped: {exc}"
+    )
+
+
+def leftover_not_removed(exc: DockerException) -> RunResult:
+    """Docker could not say that no container of an earlier attempt still runs, or could not
+    remove one, so this attempt does not start (two runs of one job never overlap): SYSTEM."""
+    return RunResult.system_failure(
+        f"could not make sure no earlier attempt's container still runs: {exc}"
+    )
 
 
 def lease_lost_before_start() -> RunResult:

@@ -15,8 +15,11 @@ from docker.types import LogConfig, Mount, Ulimit
 
 from chronoverse.definitions import ContainerDefinition
 
-# A bounded log driver: we stream the output ourselves, Docker's copy is only a fallback.
-DOCKER_LOG = LogConfig(type=LogConfig.types.JSON, config={"max-size": "1m", "max-file": "1"})
+# A bounded log driver: we stream the output ourselves; Docker's copy is where a dead attempt's
+# output is read back from (leftovers.py). Two files: once Docker rotated its log, it still holds
+# a whole file (at least max-size), so a copy smaller than that is known to hold everything.
+DOCKER_LOG_FILE_BYTES = 1024 * 1024  # max-size 1m
+DOCKER_LOG = LogConfig(type=LogConfig.types.JSON, config={"max-size": "1m", "max-file": "2"})
 
 
 @dataclass(frozen=True, kw_only=True)

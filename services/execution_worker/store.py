@@ -156,6 +156,15 @@ class JobStore:
         return [Claim.from_row(row) for row in rows]
 
     @_db_retry
+    def mark_logs_incomplete(self, job_id: UUID, token: int) -> bool:
+        """Record that lines of the running attempt were lost; False when the lease was lost."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                QUERIES.mark_logs_incomplete, {"job_id": job_id, "token": token}
+            ).fetchone()
+        return row is not None
+
+    @_db_retry
     def set_container(self, job_id: UUID, token: int, container_id: str) -> bool:
         """Note the job's container; False when the lease was lost."""
         with self._pool.connection() as conn:
@@ -189,12 +198,15 @@ class JobStore:
             return self._apply(conn, job_id, token, outcome)
 
     def record_lapsed(self, lease: LapsedLease, outcome: Outcome) -> Recorded:
-        """Write the outcome of a job whose lease lapsed, if no other worker did first."""
+        """Write the outcome of a job whose lease lapsed, if no other worker did first. When the
+        job ends here, its log has a gap: the dead worker's end marker never comes."""
         with self._pool.connection() as conn:
-            return self._apply(conn, lease.job_id, lease.lease_token, outcome)
+            return self._apply(conn, lease.job_id, lease.lease_token, outcome, logs_lost=True)
 
-    def _apply(self, conn: Conn, job_id: UUID, token: int, outcome: Outcome) -> Recorded:
-        params = {"job_id": job_id, "token": token}
+    def _apply(
+        self, conn: Conn, job_id: UUID, token: int, outcome: Outcome, *, logs_lost: bool = False
+    ) -> Recorded:
+        params = {"job_id": job_id, "token": token, "logs_lost": logs_lost}
         workflow = conn.execute(QUERIES.lock_workflow_of_job, {"job_id": job_id}).fetchone()
         terminated = workflow is not None and workflow["terminated_at"] is not None
         outcome = cancel_if_terminated(outcome, workflow_terminated=terminated)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
+from uuid import UUID
 
 import httpx
 
 from chronoverse import containers, redis_store
-from chronoverse.checks import kafka_check, postgres_check, redis_check
+from chronoverse.checks import assignment_check, kafka_check, postgres_check, redis_check
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.domain import Topic
 from chronoverse.egress import policy_from_settings
 from chronoverse.health import Check
 from chronoverse.jobs import JobMessage, decode_job_message
+from chronoverse.kafka.assignment import AssignmentWatch
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
 from chronoverse.kafka.producer import StreamingProducer
 from chronoverse.payloads import ContainerPolicy
@@ -23,6 +25,7 @@ from chronoverse.secrets import SecretBox
 from services.execution_worker.containers import ContainerRunner
 from services.execution_worker.executor import Executor
 from services.execution_worker.leases import LeaseBook, LeaseKeeper
+from services.execution_worker.leftovers import Leftovers
 from services.execution_worker.logship import LogShipper
 from services.execution_worker.reaper import Reaper
 from services.execution_worker.sandbox import Sandbox
@@ -36,12 +39,14 @@ CONSUMER_GROUP = "chronoverse-execution-worker"
 class ExecutionWorker:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._watch = AssignmentWatch.for_group(settings, settings.group(CONSUMER_GROUP))
 
     def checks(self) -> list[Check]:
         s = self._settings
         return [
             postgres_check(s),
             kafka_check(s, (s.topic(Topic.JOBS), s.topic(Topic.JOB_LOGS))),
+            assignment_check(self._watch),
             redis_check(s),
             containers.docker_check(s),
         ]
@@ -75,6 +80,17 @@ class ExecutionWorker:
         logs_topic = s.topic(Topic.JOB_LOGS)
         log_producer = StreamingProducer(s, client_id=f"execution-{s.worker_id}-logs")
         secrets = SecretBox.from_settings(s)
+
+        def shippers(job_id: UUID, attempt: int) -> LogShipper:
+            return LogShipper(log_producer, logs_topic, job_id, attempt=attempt)
+
+        # The containers dead attempts left: cleared before a job's next attempt, and reaped.
+        leftovers = Leftovers(
+            docker_client,
+            shippers,
+            installation=s.installation,
+            max_log_chars=s.max_log_chars_per_job,
+        )
         runner = ContainerRunner(
             docker_client=docker_client,
             definitions=DefinitionCache(redis_client, secrets, ttl_s=s.definition_cache_ttl_s),
@@ -85,10 +101,9 @@ class ExecutionWorker:
                 tmpfs_mb=s.container_tmpfs_mb,
                 nofile=s.container_nofile,
             ),
-            shippers=lambda job_id, attempt: LogShipper(
-                log_producer, logs_topic, job_id, attempt=attempt
-            ),
+            shippers=shippers,
             touch_volume=store.touch_volume,
+            leftovers=leftovers,
             stop_grace_s=s.stop_grace_s,
             max_log_chars=s.max_log_chars_per_job,
             installation=s.installation,
@@ -108,6 +123,7 @@ class ExecutionWorker:
             owned=store.owned,
             mine=lambda: set(leases.snapshot()),
             installation=s.installation,
+            salvage=leftovers.salvage,
         )
         janitor = Janitor(docker_client, store, installation=s.installation)
         keeper = LeaseKeeper(store, leases, policy=policy)
@@ -147,18 +163,20 @@ class ExecutionWorker:
             ),
             decode=decode_job_message,
             handle=executor.handle,
+            watch=self._watch,
         )
         try:
             loop.run(stop)
         finally:
             # Leases were renewed while the loop drained its in-flight jobs; whatever is still
             # running after the grace period goes back to PENDING for another worker, at once
-            # rather than after its lease lapses (the reaper then removes its container).
-            executor.hand_back_all()
+            # rather than after its lease lapses (the next attempt, or a reaper, then stops its
+            # container and keeps its output). Claiming stops first: a job claimed after the
+            # hand-back would stay RUNNING with nobody renewing its lease.
+            executor.stop()
             background_stop.set()
             for thread in background:
                 thread.join(timeout=5)
-            executor.close()
             log_producer.close()
             http.close()
             docker_client.close()

@@ -4,6 +4,7 @@ fencing, recovery, and the liveness predicate that the claim shares with Python.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ from chronoverse.settings import PostgresSettings
 from services.execution_worker.executor import Executor
 from services.execution_worker.leases import LeaseBook, LeaseKeeper
 from services.execution_worker.store import JobStore
+from tests.conftest import wait_until
 from tests.factories import Endpoint, make_user, make_workflow
 
 pytestmark = pytest.mark.integration
@@ -496,3 +498,119 @@ def test_sql_and_python_agree_on_what_a_liveness_job_is(
         "SELECT chronoverse_is_liveness(%s, %s) AS live", (kind, Jsonb(payload))
     ).fetchone()
     assert (row["live"], is_liveness(kind, payload)) == (expected, expected)
+
+
+# --- issue 14: shutdown order, log gaps ------------------------------------------------------
+
+
+class SlowHandBack(JobStore):
+    """A store whose hand-back waits a while first (a busy database): time enough for a job pool
+    that still takes work to start its next job meanwhile."""
+
+    def hand_back(self, leases: Any, *, error: str) -> None:
+        time.sleep(2)
+        super().hand_back(leases, error=error)
+
+
+def test_a_stopping_worker_stops_claiming_before_it_hands_its_jobs_back(
+    conn: Any, pool: Pool, endpoint: Endpoint
+) -> None:
+    endpoint.delay_s = 0.5
+    user_id = make_user(conn)
+    running, queued = (
+        queue_job(conn, make_workflow(conn, user_id, payload={"endpoint": endpoint.url}))
+        for _ in range(2)
+    )
+    with httpx.Client() as http:
+        executor = Executor(
+            store=SlowHandBack(pool, owner="stopping", lease_s=30),
+            leases=LeaseBook(),
+            policy=POLICY,
+            http=http,
+            egress=EGRESS,
+            secrets=SECRETS,
+            concurrency=1,  # the second job waits for the first one's slot
+        )
+        failures: list[BaseException] = []
+
+        def consume() -> None:
+            try:
+                executor.handle(records(running, queued))
+            except Exception as exc:  # the batch's unstarted job was dropped: expected
+                failures.append(exc)
+
+        handler = threading.Thread(target=consume)
+        handler.start()
+        wait_until(
+            lambda: job(conn, running.job_id)["status"] == "RUNNING",
+            message="the first job to run",
+        )
+        executor.stop()  # the first job ends during the (slow) hand-back: its slot frees up
+        handler.join(timeout=10)
+        time.sleep(1)  # whatever the pool might still start, it would have by now
+    # The second job was never claimed: no job is left RUNNING under a lease nobody renews.
+    assert (job(conn, queued.job_id)["status"], job(conn, queued.job_id)["attempt"]) == (
+        "QUEUED",
+        0,
+    )
+    assert job(conn, running.job_id)["status"] in {"COMPLETED", "PENDING"}
+    assert endpoint.hits == 1
+    # And a message that comes after the stop claims nothing.
+    late = queue_job(conn, make_workflow(conn, user_id))
+    executor.execute(late)
+    assert job(conn, late.job_id)["status"] == "QUEUED"
+
+
+def test_a_lapsed_final_attempt_leaves_its_log_marked_incomplete(
+    conn: Any, store: JobStore
+) -> None:
+    user_id = make_user(conn)
+    last, retried = (queue_job(conn, make_workflow(conn, user_id)) for _ in range(2))
+    store.claim([last.job_id, retried.job_id])
+    conn.execute(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = ANY(%s)",
+        ([last.job_id, retried.job_id],),
+    )
+    # One attempt in all for the first (its worker died: final), two for the second.
+    once = RetryPolicy(max_attempts=1, base_delay_s=0, max_delay_s=0)
+    lapsed = {lease.job_id: lease for lease in store.lapsed(10)}
+    for message, policy in ((last, once), (retried, POLICY)):
+        lease = lapsed[message.job_id]
+        outcome = decide_outcome(
+            RunResult.system_failure("worker lost"),
+            attempt=lease.attempt,
+            policy=policy,
+            now=datetime.now(UTC),
+        )
+        assert store.record_lapsed(lease, outcome).written
+    failed = job(conn, last.job_id)
+    # Its end marker will never come: the gap is recorded with the outcome.
+    assert (failed["status"], failed["failure_kind"], failed["logs_incomplete"]) == (
+        "FAILED",
+        "SYSTEM",
+        True,
+    )
+    # A retry's next attempt has a log of its own: nothing to mark yet.
+    assert (job(conn, retried.job_id)["status"], job(conn, retried.job_id)["logs_incomplete"]) == (
+        "PENDING",
+        False,
+    )
+
+
+def test_a_log_gap_is_marked_under_the_lease_and_a_new_attempt_starts_without_one(
+    conn: Any, store: JobStore
+) -> None:
+    message = queue_job(conn, make_workflow(conn, make_user(conn)))
+    [claim] = store.claim([message.job_id])
+    assert not store.mark_logs_incomplete(message.job_id, claim.lease_token + 1)  # not our lease
+    assert not job(conn, message.job_id)["logs_incomplete"]
+    assert store.mark_logs_incomplete(message.job_id, claim.lease_token)
+    assert job(conn, message.job_id)["logs_incomplete"]
+    retry = decide_outcome(
+        RunResult.system_failure("flaky"), attempt=1, policy=POLICY, now=datetime.now(UTC)
+    )
+    assert store.record(message.job_id, claim.lease_token, retry).written
+    assert job(conn, message.job_id)["logs_incomplete"]  # still the latest attempt's
+    [again] = store.claim([message.job_id])
+    assert again.attempt == 2
+    assert not job(conn, message.job_id)["logs_incomplete"]

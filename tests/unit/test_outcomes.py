@@ -148,7 +148,9 @@ def test_a_container_that_cannot_be_stopped_ends_the_job_as_a_system_failure() -
 
 def test_a_leftover_container_that_stays_is_a_system_failure() -> None:
     result = results.leftover_not_removed(DockerException("daemon gone"))
-    assert result == system("the container of a previous attempt could not be removed: daemon gone")
+    assert result == system(
+        "could not make sure no earlier attempt's container still runs: daemon gone"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,506 @@
+"""CONTAINER jobs through the executor against real Docker, Postgres, Redis and the broker: the
+outcome stands whatever happens to the log, a command Docker cannot start, a timed-out container
+Docker will not stop, and what dead attempts leave behind (no two runs of one job at once, and
+their output kept as theirs)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import confluent_kafka
+import docker
+import httpx
+import psycopg
+import pytest
+import redis
+import requests
+from docker.errors import APIError, NotFound
+from docker.utils import kwargs_from_env
+from psycopg.rows import dict_row
+
+from chronoverse.definition_cache import DefinitionCache
+from chronoverse.definitions import LABEL_INSTALLATION, LABEL_JOB, labels
+from chronoverse.egress import EgressPolicy
+from chronoverse.jobs import JobMessage
+from chronoverse.kafka.producer import StreamingProducer
+from chronoverse.logs import EndMessage, LinesMessage, LogMessage, decode_log_message
+from chronoverse.payloads import ContainerPolicy
+from chronoverse.postgres import Pool, create_pool
+from chronoverse.scheduling import RetryPolicy
+from chronoverse.secrets import SecretBox, generate_key
+from chronoverse.settings import KafkaSettings, PostgresSettings
+from services.execution_worker.containers import ContainerRunner
+from services.execution_worker.executor import Executor
+from services.execution_worker.leases import LeaseBook
+from services.execution_worker.leftovers import Leftovers
+from services.execution_worker.logship import LogShipper
+from services.execution_worker.reaper import Reaper
+from services.execution_worker.sandbox import Sandbox
+from services.execution_worker.store import JobStore
+from tests.conftest import wait_until
+from tests.e2e.stack import free_port
+from tests.factories import make_user, make_workflow
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+BUSYBOX = "local/busybox:latest"
+POLICY = RetryPolicy(max_attempts=2, base_delay_s=0, max_delay_s=0)
+SECRETS = SecretBox([generate_key()])
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+class RefusingDocker(docker.APIClient):
+    """The real daemon, except that it refuses to stop or kill the first ``refusals`` times it is
+    asked (and, with ``refuse_remove``, to remove), as a daemon whose runtime is stuck answers:
+    a 500. Everything else goes to Docker."""
+
+    def __init__(self, *, refusals: int, refuse_remove: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refusals = refusals
+        self.refuse_remove = refuse_remove
+
+    def _refuse(self, what: str) -> None:
+        response = requests.Response()
+        response.status_code = 500
+        raise APIError(f"{what} refused", response=response, explanation=f"cannot {what}: stuck")
+
+    def stop(self, container: Any, timeout: Any = None) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            self._refuse("stop")
+        super().stop(container, timeout=timeout)
+
+    def kill(self, container: Any, signal: Any = None) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            self._refuse("kill")
+        super().kill(container, signal=signal)
+
+    def remove_container(self, container: Any, **kwargs: Any) -> None:
+        if self.refuse_remove:
+            self._refuse("remove")
+        super().remove_container(container, **kwargs)
+
+
+def refusing_client(**kwargs: Any) -> docker.DockerClient:
+    client = docker.DockerClient(**kwargs_from_env())
+    client.api.close()
+    client.api = RefusingDocker(**kwargs, **kwargs_from_env())
+    return client
+
+
+@dataclass
+class Worker:
+    """One execution worker's parts, wired as worker.py wires them."""
+
+    executor: Executor
+    store: JobStore
+    leftovers: Leftovers
+    installation: str
+    topic: str
+
+
+@pytest.fixture
+def pool(database_url: str) -> Iterator[Pool]:
+    pool = create_pool(PostgresSettings(database_url=database_url), name="test")
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[Conn]:
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def installation(docker_client: docker.DockerClient) -> Iterator[str]:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    yield name
+    for container in docker_client.containers.list(
+        all=True, filters={"label": f"{LABEL_INSTALLATION}={name}"}
+    ):
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+
+
+@pytest.fixture
+def producer(kafka_settings: KafkaSettings) -> Iterator[StreamingProducer]:
+    producer = StreamingProducer(kafka_settings, client_id="test-exec-logs")
+    yield producer
+    producer.close(timeout_s=1)
+
+
+@pytest.fixture
+def make_worker(
+    pool: Pool,
+    redis_client: redis.Redis,
+    docker_client: docker.DockerClient,
+    topic_factory: Callable[..., str],
+    installation: str,
+    producer: StreamingProducer,
+) -> Iterator[Callable[..., Worker]]:
+    made: list[tuple[Executor, httpx.Client]] = []
+
+    def make(
+        *,
+        client: docker.DockerClient = docker_client,
+        log_producer: StreamingProducer = producer,
+        resend_rounds: int = 3,
+    ) -> Worker:
+        topic = topic_factory()
+
+        def shippers(job_id: UUID, attempt: int) -> LogShipper:
+            return LogShipper(
+                log_producer, topic, job_id, attempt=attempt, resend_rounds=resend_rounds
+            )
+
+        store = JobStore(pool, owner=f"worker-{uuid.uuid4().hex[:6]}", lease_s=30)
+        leftovers = Leftovers(client, shippers, installation=installation, max_log_chars=1_000_000)
+        runner = ContainerRunner(
+            docker_client=client,
+            definitions=DefinitionCache(redis_client, SECRETS, ttl_s=60),
+            secrets=SECRETS,
+            policy=ContainerPolicy(),
+            sandbox=Sandbox(user="65534:65534", tmpfs_mb=16, nofile=256),
+            shippers=shippers,
+            touch_volume=store.touch_volume,
+            leftovers=leftovers,
+            stop_grace_s=1,
+            max_log_chars=1_000_000,
+            installation=installation,
+        )
+        http = httpx.Client()
+        executor = Executor(
+            store=store,
+            leases=LeaseBook(),
+            policy=POLICY,
+            http=http,
+            egress=EgressPolicy(allow=()),
+            secrets=SECRETS,
+            containers=runner,
+        )
+        made.append((executor, http))
+        return Worker(
+            executor=executor,
+            store=store,
+            leftovers=leftovers,
+            installation=installation,
+            topic=topic,
+        )
+
+    yield make
+    for executor, http in made:
+        executor.close()
+        http.close()
+
+
+def container_job(conn: Conn, command: list[str], **payload: Any) -> JobMessage:
+    workflow_id = make_workflow(
+        conn,
+        make_user(conn),
+        kind="CONTAINER",
+        payload={"image": BUSYBOX, "command": command, **payload},
+    )
+    row = conn.execute(
+        "INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status, queued_at) "
+        "SELECT id, user_id, 'MANUAL', now(), 'QUEUED', now() FROM workflows WHERE id = %s "
+        "RETURNING id",
+        (workflow_id,),
+    ).fetchone()
+    assert row is not None
+    return JobMessage(job_id=row["id"], workflow_id=workflow_id)
+
+
+def job(conn: Conn, job_id: UUID) -> dict[str, Any]:
+    row = conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    assert row is not None
+    return row
+
+
+def log_messages(
+    settings: KafkaSettings, topic: str, *, until: Callable[[list[LogMessage]], bool]
+) -> list[LogMessage]:
+    """The topic's messages from the start, once ``until`` holds for them."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([confluent_kafka.TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)])
+    messages: list[LogMessage] = []
+    deadline = time.monotonic() + 30
+    try:
+        while not until(messages):
+            assert time.monotonic() < deadline, f"only {messages} on {topic}"
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                messages.append(decode_log_message(message.key(), message.value()))
+    finally:
+        consumer.close()
+    return messages
+
+
+def ended(attempt: int) -> Callable[[list[LogMessage]], bool]:
+    return lambda messages: any(
+        isinstance(m, EndMessage) and m.attempt == attempt for m in messages
+    )
+
+
+def lines_of(messages: list[LogMessage], attempt: int) -> list[tuple[int, str]]:
+    """An attempt's lines as (seq, text), each seq once, in seq order."""
+    seen = {
+        line.seq: line.line
+        for m in messages
+        if isinstance(m, LinesMessage) and m.attempt == attempt
+        for line in m.lines
+    }
+    return sorted(seen.items())
+
+
+def job_containers(client: docker.DockerClient, job_id: UUID) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"}))
+
+
+# --- the outcome first ---------------------------------------------------------------------------
+
+
+def test_a_finished_container_s_outcome_stands_when_its_log_cannot_be_shipped(
+    conn: Conn, make_worker: Callable[..., Worker], kafka_settings: KafkaSettings
+) -> None:
+    # A broker that is down for the whole run: nothing listens on this port.
+    down = KafkaSettings.from_environ(
+        {"CHRONOVERSE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    )
+    lost = StreamingProducer(down, client_id="test-down", delivery_timeout_s=1)
+    try:
+        worker = make_worker(log_producer=lost, resend_rounds=0)
+        message = container_job(conn, ["sh", "-c", "echo done"])
+        worker.executor.execute(message)
+    finally:
+        lost.close(timeout_s=0)
+    ran = job(conn, message.job_id)
+    # Not retried as a SYSTEM failure: the container finished, and its exit is the outcome.
+    assert (ran["status"], ran["exit_code"], ran["attempt"]) == ("COMPLETED", 0, 1), ran["error"]
+    assert ran["logs_incomplete"] is True  # the lost line is a recorded gap
+
+
+# --- a command Docker cannot start ----------------------------------------------------------------
+
+
+def test_a_command_whose_executable_is_not_in_the_image_is_a_user_failure(
+    conn: Conn, make_worker: Callable[..., Worker], kafka_settings: KafkaSettings
+) -> None:
+    worker = make_worker()
+    message = container_job(conn, ["/no/such/program"])
+    worker.executor.execute(message)
+    failed = job(conn, message.job_id)
+    assert (failed["status"], failed["failure_kind"], failed["attempt"]) == ("FAILED", "USER", 1)
+    assert failed["error"].startswith("container could not start: ")
+    assert "/no/such/program" in failed["error"]
+    # Its log still ends (with no line), so readers do not wait for it.
+    messages = log_messages(kafka_settings, worker.topic, until=ended(1))
+    assert [m for m in messages if isinstance(m, EndMessage)] == [
+        EndMessage(job_id=message.job_id, attempt=1, last_seq=-1)
+    ]
+
+
+# --- a timed-out container Docker will not stop ---------------------------------------------------
+
+
+def test_a_timed_out_container_docker_refuses_to_stop_is_killed_again(
+    conn: Conn, make_worker: Callable[..., Worker], docker_client: docker.DockerClient
+) -> None:
+    client = refusing_client(refusals=1)  # the stop is refused; the kill after it works
+    try:
+        worker = make_worker(client=client)
+        message = container_job(conn, ["sh", "-c", "echo start; sleep 60"], timeout_seconds=1)
+        started = time.monotonic()
+        worker.executor.execute(message)
+        took = time.monotonic() - started
+    finally:
+        client.close()
+    failed = job(conn, message.job_id)
+    assert (failed["status"], failed["failure_kind"], failed["error"]) == (
+        "FAILED",
+        "USER",
+        "timed out after 1s",
+    )
+    assert took < 20, f"the job ran {took:.0f}s, past its timeout"
+    assert job_containers(docker_client, message.job_id) == []
+
+
+def test_a_timed_out_container_that_cannot_be_stopped_ends_its_job_and_the_reaper_gets_it(
+    conn: Conn,
+    make_worker: Callable[..., Worker],
+    docker_client: docker.DockerClient,
+    pool: Pool,
+    kafka_settings: KafkaSettings,
+) -> None:
+    client = refusing_client(refusals=1000, refuse_remove=True)
+    try:
+        worker = make_worker(client=client)
+        message = container_job(conn, ["sh", "-c", "echo start; sleep 60"], timeout_seconds=1)
+        started = time.monotonic()
+        worker.executor.execute(message)
+        took = time.monotonic() - started
+    finally:
+        client.close()
+    stuck = job(conn, message.job_id)
+    # A SYSTEM failure that says why (retried once the container is gone), not a job that runs
+    # on past its timeout.
+    assert (stuck["status"], stuck["attempt"]) == ("PENDING", 1)
+    assert "timed out after 1s, and the container could not be stopped: " in stuck["error"]
+    assert took < 20, f"the job ran {took:.0f}s, past its timeout"
+    [left] = job_containers(docker_client, message.job_id)
+    assert left.status == "running"
+
+    # No lease owns it now: a reaper on a daemon that answers stops it, keeping its output.
+    store = JobStore(pool, owner="reaper", lease_s=30)
+    topic = worker.topic
+    reaper = Reaper(
+        docker_client,
+        owned=store.owned,
+        mine=set,
+        installation=worker.installation,
+        salvage=Leftovers(
+            docker_client,
+            lambda job_id, attempt: LogShipper(
+                StreamingProducer(kafka_settings, client_id="test-reaper"),
+                topic,
+                job_id,
+                attempt=attempt,
+            ),
+            installation=worker.installation,
+            max_log_chars=1_000_000,
+        ).salvage,
+    )
+    assert reaper.reap() == 1
+    assert job_containers(docker_client, message.job_id) == []
+    messages = log_messages(kafka_settings, topic, until=ended(1))
+    assert lines_of(messages, 1) == [(0, "start")]
+
+
+# --- what dead attempts leave behind --------------------------------------------------------------
+
+
+def dead_attempt(
+    conn: Conn,
+    client: docker.DockerClient,
+    message: JobMessage,
+    installation: str,
+    *,
+    script: str,
+    printed: int,
+    attempt: int = 1,
+) -> Any:
+    """The container a worker that died left running for the job's attempt; the job as the
+    lease recovery leaves it (PENDING for the next attempt)."""
+    conn.execute(
+        "UPDATE jobs SET status = 'PENDING', attempt = %s, lease_token = %s, run_after = now(), "
+        "error = 'worker lost' WHERE id = %s",
+        (attempt, attempt, message.job_id),
+    )
+    container = client.containers.create(
+        BUSYBOX,
+        ["sh", "-c", script],
+        labels=labels(message.job_id, message.workflow_id, attempt, installation, attempt=attempt),
+        user="65534:65534",
+    )
+    container.start()
+    wait_until(
+        lambda: container.logs().count(b"\n") >= printed,
+        timeout_s=30,
+        message="the dead run's output",
+    )
+    return container
+
+
+def test_a_new_attempt_starts_only_after_the_dead_attempt_s_container_is_gone(
+    conn: Conn,
+    make_worker: Callable[..., Worker],
+    docker_client: docker.DockerClient,
+    installation: str,
+    kafka_settings: KafkaSettings,
+) -> None:
+    worker = make_worker()
+    message = container_job(conn, ["sh", "-c", "echo second run"])
+    since = int(time.time()) - 1
+    old = dead_attempt(
+        conn,
+        docker_client,
+        message,
+        installation,
+        # Apart in time: the order of two streams' lines is Docker's only to a millisecond.
+        script="echo one; sleep 0.1; echo two >&2; sleep 0.1; echo three; sleep 60",
+        printed=3,
+    )
+    worker.executor.execute(message)
+    ran = job(conn, message.job_id)
+    assert (ran["status"], ran["attempt"]) == ("COMPLETED", 2), ran["error"]
+    assert job_containers(docker_client, message.job_id) == []
+
+    # Docker's own record: the dead attempt's container was destroyed before the new one started.
+    events = list(
+        docker_client.events(
+            since=since,
+            until=int(time.time()) + 1,
+            filters={"type": "container", "label": f"{LABEL_JOB}={message.job_id}"},
+            decode=True,
+        )
+    )
+    destroyed = [e["timeNano"] for e in events if e["Action"] == "destroy" and e["id"] == old.id]
+    started = [e["timeNano"] for e in events if e["Action"] == "start" and e["id"] != old.id]
+    assert destroyed and started, [(e["Action"], e["id"][:12], e["timeNano"]) for e in events]
+    assert destroyed[0] < started[0]
+
+    # Its output is kept as attempt 1's, with the seqs it was printed with; attempt 2's apart.
+    messages = log_messages(
+        kafka_settings, worker.topic, until=lambda m: ended(1)(m) and ended(2)(m)
+    )
+    assert lines_of(messages, 1) == [(0, "one"), (1, "two"), (2, "three")]
+    assert EndMessage(job_id=message.job_id, attempt=1, last_seq=2) in messages
+    assert lines_of(messages, 2) == [(0, "second run")]
+
+
+def test_the_reaper_keeps_an_orphan_s_output_before_removing_it(
+    conn: Conn,
+    make_worker: Callable[..., Worker],
+    docker_client: docker.DockerClient,
+    installation: str,
+    kafka_settings: KafkaSettings,
+    pool: Pool,
+) -> None:
+    worker = make_worker()
+    message = container_job(conn, ["true"])
+    dead_attempt(
+        conn,
+        docker_client,
+        message,
+        installation,
+        script="for i in 1 2 3 4; do echo line $i; done; sleep 60",
+        printed=4,
+        attempt=3,
+    )
+    reaper = Reaper(
+        docker_client,
+        owned=worker.store.owned,
+        mine=set,
+        installation=installation,
+        salvage=worker.leftovers.salvage,
+    )
+    assert reaper.reap() == 1
+    assert job_containers(docker_client, message.job_id) == []
+    messages = log_messages(kafka_settings, worker.topic, until=ended(3))
+    assert lines_of(messages, 3) == [(i, f"line {i + 1}") for i in range(4)]
+    assert EndMessage(job_id=message.job_id, attempt=3, last_seq=3) in messages
