@@ -243,7 +243,9 @@ class Executor:
             )
 
     def _outcome(self, claim: Claim, result: RunResult) -> Outcome:
-        return decide_outcome(result, attempt=claim.attempt, policy=self._policy, now=self._clock())
+        return decide_outcome(
+            result, attempt=claim.counted_attempt, policy=self._policy, now=self._clock()
+        )
 
     def _record(self, claim: Claim, outcome: Outcome) -> None:
         recorded = self._store.record(claim.job_id, claim.lease_token, outcome)

@@ -95,7 +95,7 @@ class LeaseKeeper:
         for lease in lapsed:
             outcome = decide_outcome(
                 RunResult.system_failure(WORKER_LOST),
-                attempt=lease.attempt,
+                attempt=lease.counted_attempt,
                 policy=self._policy,
                 now=self._clock(),
             )

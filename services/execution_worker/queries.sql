@@ -23,7 +23,8 @@ WHERE j.id = ANY(%(ids)b::uuid[])
   AND w.terminated_at IS NULL
   AND (NOT %(liveness_only)s OR chronoverse_is_liveness(w.kind, w.payload))
 RETURNING j.id, j.workflow_id, j.user_id, j.trigger, j.attempt, j.lease_token, j.queued_at,
-          j.started_at, w.kind, w.payload, w.generation
+          j.started_at, w.kind, w.payload, w.generation,
+          j.attempt - j.handed_back AS counted_attempt
 
 -- name: lock_workflows
 -- Several jobs' workflows, locked in one order (by id) so that two batches cannot deadlock.
@@ -95,11 +96,12 @@ WHERE j.id = %(job_id)s AND j.lease_token = %(token)s AND j.status = 'RUNNING'
 RETURNING j.workflow_id, j.started_at, now() AS finished_at
 
 -- name: hand_back_job
--- A stopping worker returns a job it could not finish; the attempt does not count.
+-- A stopping worker returns a job it could not finish. The run keeps its attempt number (its log
+-- lines are that attempt's); handed_back makes the retry policy not count it.
 UPDATE jobs AS j
 SET status = CASE WHEN w.terminated_at IS NULL THEN 'PENDING' ELSE 'CANCELED' END,
     finished_at = CASE WHEN w.terminated_at IS NULL THEN NULL ELSE now() END,
-    attempt = j.attempt - 1,
+    handed_back = j.handed_back + 1,
     run_after = now(),
     error = %(error)s,
     lease_owner = NULL,
@@ -124,7 +126,8 @@ WHERE id = %(workflow_id)s AND terminated_at IS NULL AND paused_at IS NULL
 RETURNING consecutive_job_failures_count, max_consecutive_job_failures_allowed
 
 -- name: expired_leases
-SELECT j.id, j.workflow_id, j.attempt, j.lease_token, j.lease_owner, w.kind
+SELECT j.id, j.workflow_id, j.attempt, j.lease_token, j.lease_owner, w.kind,
+       j.attempt - j.handed_back AS counted_attempt
 FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
 WHERE j.status = 'RUNNING' AND j.lease_expires_at < clock_timestamp()
 ORDER BY j.lease_expires_at

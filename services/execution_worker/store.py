@@ -54,7 +54,8 @@ class Claim:
     user_id: UUID
     kind: WorkflowKind
     payload: dict[str, Any]
-    attempt: int
+    attempt: int  # this run's number: its log lines are stored as this attempt
+    counted_attempt: int  # what the retry policy counts: hand-backs by stopping workers are not
     lease_token: int
     generation: int
     queued_at: datetime | None
@@ -70,6 +71,7 @@ class Claim:
             kind=WorkflowKind(row["kind"]),
             payload=row["payload"],
             attempt=row["attempt"],
+            counted_attempt=row["counted_attempt"],
             lease_token=row["lease_token"],
             generation=row["generation"],
             queued_at=row["queued_at"],
@@ -111,6 +113,7 @@ class LapsedLease:
     workflow_id: UUID
     kind: WorkflowKind
     attempt: int
+    counted_attempt: int
     lease_token: int
     lease_owner: str | None
 
@@ -121,6 +124,7 @@ class LapsedLease:
             workflow_id=row["workflow_id"],
             kind=WorkflowKind(row["kind"]),
             attempt=row["attempt"],
+            counted_attempt=row["counted_attempt"],
             lease_token=row["lease_token"],
             lease_owner=row["lease_owner"],
         )

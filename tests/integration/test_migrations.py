@@ -82,6 +82,7 @@ EXPECTED_COLUMNS = {
         "logs_last_seq",
         "logs_closed_at",
         "logs_attempt",
+        "handed_back",
         "logs_incomplete",
     },
     "skipped_runs": {
