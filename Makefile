@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 export CHRONOVERSE_RUN_DIR ?= $(CURDIR)/.run
 
-.PHONY: help install services services-down up down test test-unit bench lint format protos image docs clean
+.PHONY: help install services services-down up down test test-unit chaos soak bench lint format protos image docs clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,11 +27,17 @@ up: services  ## Run the whole stack in the background (logs and pids in .run/).
 down:  ## Stop what `make up` started.
 	scripts/down.sh
 
-test: services  ## Start the infrastructure, then run every test tier.
+test: services  ## Start the infrastructure, then run every test tier (the chaos tier last).
 	scripts/test.sh
 
 test-unit: install  ## Unit tests only (no infrastructure).
 	$(VENV)/bin/pytest tests/unit
+
+chaos: services  ## The chaos tier only (part of `make test`): faults on a private Postgres, Redis, broker and dockerd.
+	scripts/test.sh tests/chaos
+
+soak: services  ## 10,000 interval-1 liveness workflows for 10 minutes (not in `make test`). SOAK_ARGS="--help" for options.
+	$(VENV)/bin/python -m bench.soak $(SOAK_ARGS)
 
 bench: services  ## Benchmarks (not part of `make test`): a table, and JSON in bench/results/. BENCH_ARGS="--help" for options.
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)

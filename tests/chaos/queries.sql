@@ -23,34 +23,30 @@ WHERE j.status = 'RUNNING' AND j.workflow_id = ANY(%(workflow_ids)s::uuid[])
 -- name: workflow_built
 SELECT build_status FROM workflows WHERE id = %(id)s
 
--- name: slot_count
--- How the schedule slots of the given interval workflows ended, from each workflow's first slot
--- (its creation) up to %(until)s: with an AUTOMATIC job, a recorded skip, or neither.
-WITH wf AS (
-    SELECT w.id, make_interval(mins => w.interval_minutes) AS step, w.created_at AS first_slot
-    FROM workflows w
-    WHERE w.id = ANY(%(workflow_ids)s::uuid[])
-), slots AS (
-    SELECT wf.id AS workflow_id, s.slot
-    FROM wf, generate_series(wf.first_slot, %(until)s::timestamptz, wf.step) AS s(slot)
-), judged AS (
-    SELECT s.workflow_id, s.slot,
-           (SELECT count(*) FROM jobs j
-            WHERE j.workflow_id = s.workflow_id AND j.trigger = 'AUTOMATIC'
-              AND j.scheduled_at = s.slot) AS jobs,
-           (SELECT count(*) FROM skipped_runs k
-            WHERE k.workflow_id = s.workflow_id
-              AND s.slot BETWEEN k.first_scheduled_at AND k.last_scheduled_at) AS skips
-    FROM slots s
+-- name: poison_targets
+-- A workflow's owner and its first COMPLETED job: real ids for the poison messages to name.
+SELECT w.user_id,
+       (SELECT j.id FROM jobs j WHERE j.workflow_id = w.id AND j.status = 'COMPLETED'
+        ORDER BY j.created_at LIMIT 1) AS job_id
+FROM workflows w WHERE w.id = %(id)s
+
+-- name: log_shipping_recovered
+-- The creation time of the first CONTAINER job created after %(after)s whose log is complete
+-- and after which no job's log was marked incomplete, once every CONTAINER job created up to it
+-- is final with its log settled (no row: not yet).
+WITH c AS (
+    SELECT j.created_at, j.status, j.attempt, j.logs_incomplete,
+           j.logs_closed_at IS NOT NULL AND coalesce(j.logs_attempt, 1) = j.attempt AS closed
+    FROM jobs j JOIN workflows w ON w.id = j.workflow_id
+    WHERE w.kind = 'CONTAINER' AND j.created_at > %(after)s
+), first_good AS (
+    SELECT min(c.created_at) AS at FROM c
+    WHERE c.status = 'COMPLETED' AND c.closed AND NOT c.logs_incomplete
+      AND c.created_at > coalesce((SELECT max(created_at) FROM c WHERE logs_incomplete),
+                                  '-infinity')
 )
-SELECT count(*) AS slots,
-       count(*) FILTER (WHERE jobs = 1 AND skips = 0) AS ran,
-       count(*) FILTER (WHERE jobs = 0 AND skips = 1) AS skipped,
-       count(*) FILTER (WHERE jobs + skips = 0) AS missed,
-       count(*) FILTER (WHERE jobs + skips > 1) AS duplicated,
-       (SELECT count(*) FROM jobs j JOIN wf ON wf.id = j.workflow_id
-        WHERE j.trigger = 'AUTOMATIC'
-          AND NOT EXISTS (SELECT 1 FROM slots s
-                          WHERE s.workflow_id = j.workflow_id AND s.slot = j.scheduled_at)
-          AND j.scheduled_at <= %(until)s) AS off_grid
-FROM judged
+SELECT f.at AS recovered_at FROM first_good f
+WHERE f.at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM c WHERE c.created_at <= f.at
+                  AND (c.status NOT IN ('COMPLETED', 'FAILED', 'CANCELED')
+                       OR (c.attempt > 0 AND NOT (c.closed OR c.logs_incomplete))))

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from chronoverse.accounts import Principal
 from chronoverse.errors import AuthenticationError, FieldError, InvalidFieldsError
 from services.server.context import ServerContext
+from services.server.schemas import IDEMPOTENCY_KEY_DOC, IDEMPOTENCY_KEY_PATTERN
 from services.server.usecases import Application, Replayable
 
 bearer = HTTPBearer(auto_error=False, description="A token from POST /auth/login.")
@@ -46,9 +47,7 @@ Auth = Annotated[Principal, Depends(principal)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
-        description="Replays the first response for the same key and request; a different "
-        "request is 409. Keys expire after 24 hours by default.",
+        alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN, description=IDEMPOTENCY_KEY_DOC
     ),
 ]
 

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from services.server.http_errors import ERRORS
 from services.server.routes.deps import Api, Auth, IdempotencyKey, replay_response
-from services.server.schemas import JobOut, JobPageOut, JobQuery
+from services.server.schemas import JOB_CREATED, JobOut, JobPageOut, JobQuery
 
 router = APIRouter(prefix="/workflows/{workflow_id}/jobs", tags=["jobs"], responses=ERRORS)
 
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/workflows/{workflow_id}/jobs", tags=["jobs"], respon
     "",
     status_code=201,
     response_model=JobOut,
+    responses=JOB_CREATED,
     summary="Run the workflow now (a MANUAL job). 409 when it is terminated or its "
     "build has not COMPLETED.",
 )

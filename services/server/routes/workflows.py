@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 from services.server.http_errors import ERRORS
 from services.server.routes.deps import Api, Auth, IdempotencyKey, replay_response
 from services.server.schemas import (
+    WORKFLOW_CREATED,
+    WORKFLOW_TERMINATED,
     WorkflowCreate,
     WorkflowOut,
     WorkflowPage,
@@ -23,6 +25,7 @@ router = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
     "",
     status_code=201,
     response_model=WorkflowOut,
+    responses=WORKFLOW_CREATED,
     summary="Create a HEARTBEAT or CONTAINER workflow.",
 )
 def create_workflow(
@@ -56,6 +59,7 @@ def update_workflow(workflow_id: UUID, body: WorkflowUpdate, who: Auth, api: Api
 @router.post(
     "/{workflow_id}/terminate",
     response_model=WorkflowOut,
+    responses=WORKFLOW_TERMINATED,
     summary="Terminate: no new jobs, pending ones are cancelled. Final; history is kept.",
 )
 def terminate_workflow(
