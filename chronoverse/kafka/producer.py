@@ -126,6 +126,9 @@ class Producer:
 # topic needs fresh metadata.
 _STALE = frozenset(
     {
+        # A delivery report after a fatal error carries _FATAL without error.fatal() being set:
+        # the chaos suite saw an instance fail every later message this way, never replaced.
+        confluent_kafka.KafkaError._FATAL,
         confluent_kafka.KafkaError._MSG_TIMED_OUT,
         confluent_kafka.KafkaError.UNKNOWN_PRODUCER_ID,
         confluent_kafka.KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -171,7 +174,7 @@ class StreamingProducer:
         created: list[confluent_kafka.Producer] = []
 
         def on_error(error: confluent_kafka.KafkaError) -> None:
-            if error.fatal() and created:
+            if (error.fatal() or error.code() == confluent_kafka.KafkaError._FATAL) and created:
                 # E.g. a broker that lost its data no longer knows our idempotent producer id.
                 self._stale_instance(created[0], f"fatal error: {error}", fatal=True)
 
@@ -237,7 +240,8 @@ class StreamingProducer:
                 error: Any, message: confluent_kafka.Message, producer: Any = producer
             ) -> None:
                 if error is not None and (error.fatal() or error.code() in _STALE):
-                    self._stale_instance(producer, f"delivery failed: {error}", fatal=error.fatal())
+                    fatal = error.fatal() or error.code() == confluent_kafka.KafkaError._FATAL
+                    self._stale_instance(producer, f"delivery failed: {error}", fatal=fatal)
                 on_delivery(str(error) if error is not None else None)
 
             while True:
@@ -248,7 +252,9 @@ class StreamingProducer:
                     time.sleep(0.01)  # the local queue is full; the report thread drains it
                 except confluent_kafka.KafkaException as exc:
                     error = exc.args[0] if exc.args else None
-                    if error is None or not error.fatal():
+                    if error is None or not (
+                        error.fatal() or error.code() == confluent_kafka.KafkaError._FATAL
+                    ):
                         raise
                     self._stale_instance(producer, f"fatal error: {error}", fatal=True)
                     break
