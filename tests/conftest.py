@@ -8,6 +8,7 @@ the test elsewhere, with the reason.
 from __future__ import annotations
 
 import os
+import sys
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -190,3 +191,23 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s}s waiting for {message}")
         time.sleep(interval_s)
+
+
+# --- ending the process ------------------------------------------------------------------------
+# A librdkafka client that a test leaves unclosed makes the interpreter's exit wait on its native
+# threads for ever when its broker is gone (seen at the end of the main tiers: `rdk:main` and a
+# `rdk:broker` thread alive after pytest's summary). Until the leaking test is found, the process
+# ends itself once pytest has reported everything, with pytest's own exit status.
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _EXIT_STATUS and os.environ.get("CHRONOVERSE_PYTEST_NO_FORCED_EXIT") != "1":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
