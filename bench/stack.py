@@ -90,6 +90,9 @@ class Stack:
         suffix = uuid.uuid4().hex[:8]
         self.topic_prefix = f"{label}{suffix}."
         self.env = {
+            # A test or bench stack registers many users from one address.
+            "CHRONOVERSE_REGISTRATION": "open",
+            "CHRONOVERSE_AUTH_RATE_LIMIT_PER_IP": "100000/minute",
             **environ,
             "CHRONOVERSE_DATABASE_URL": database_url,
             "CHRONOVERSE_KAFKA_TOPIC_PREFIX": self.topic_prefix,

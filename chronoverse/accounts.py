@@ -8,9 +8,13 @@ SHA-256 is stored, so a database leak reveals no usable token.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -20,7 +24,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from chronoverse.domain import User
-from chronoverse.errors import AuthenticationError, ConflictError, FieldError, InvalidFieldsError
+from chronoverse.errors import (
+    AuthenticationError,
+    BusyError,
+    ConflictError,
+    FieldError,
+    ForbiddenError,
+    InvalidFieldsError,
+)
 from chronoverse.postgres import QUERIES, Pool
 
 TOKEN_PREFIX = "cv_"
@@ -34,6 +45,17 @@ MAX_PASSWORD = 1024
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+class RegistrationPolicy(enum.StrEnum):
+    """Who may create an account through the API (``CHRONOVERSE_REGISTRATION``).
+
+    Operators create accounts with ``chronoverse users create`` whatever the policy.
+    """
+
+    OPEN = "open"  # anyone who can reach the API
+    CLOSED = "closed"  # nobody: operators create accounts
+    FIRST_USER = "first-user"  # only while no user exists: whoever sets up the install
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,33 +92,78 @@ def validate_credentials(email: object, password: object) -> tuple[str, str]:
 
 
 class Accounts:
-    def __init__(self, pool: Pool, *, token_ttl: timedelta) -> None:
+    """Users and tokens over the pool.
+
+    Argon2 costs about 64 MiB and tens of milliseconds per hash, so at most ``hash_slots`` hashes
+    run at once; a caller that waits ``hash_wait_s`` for a slot gets :class:`BusyError`. No
+    database connection is held while a password is hashed.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        token_ttl: timedelta,
+        hash_slots: int = 2,
+        hash_wait_s: float = 5.0,
+    ) -> None:
         self._pool = pool
         self._token_ttl = token_ttl
+        self._hash_slots = threading.BoundedSemaphore(hash_slots)
+        self._hash_wait_s = hash_wait_s
 
-    def register(self, email: str, password: str) -> User:
+    @contextmanager
+    def _hashing(self) -> Iterator[None]:
+        if not self._hash_slots.acquire(timeout=self._hash_wait_s):
+            raise BusyError("the server is busy checking other passwords; try again shortly")
+        try:
+            yield
+        finally:
+            self._hash_slots.release()
+
+    def register(
+        self, email: str, password: str, *, policy: RegistrationPolicy = RegistrationPolicy.OPEN
+    ) -> User:
+        """Create a user, if ``policy`` allows (operators' own calls pass the default, OPEN)."""
         email, password = validate_credentials(email, password)
+        if policy is RegistrationPolicy.CLOSED:
+            raise ForbiddenError(
+                "registration_closed",
+                "registration is closed; an operator creates accounts with "
+                "`chronoverse users create`",
+            )
+        with self._hashing():
+            password_hash = _hasher.hash(password)
+        params = {"email": email, "password_hash": password_hash}
         with self._pool.connection() as conn:
             try:
-                row = conn.execute(
-                    QUERIES.insert_user,
-                    {"email": email, "password_hash": _hasher.hash(password)},
-                ).fetchone()
+                if policy is RegistrationPolicy.FIRST_USER:
+                    conn.execute(QUERIES.lock_first_user)
+                    row = conn.execute(QUERIES.insert_first_user, params).fetchone()
+                else:
+                    row = conn.execute(QUERIES.insert_user, params).fetchone()
             except psycopg.errors.UniqueViolation as exc:
                 raise ConflictError("email_taken", f"{email} is already registered") from exc
-        assert row is not None
+        if row is None:  # FIRST_USER, and a user exists
+            raise ForbiddenError(
+                "registration_closed",
+                "registration is closed: this installation has its first user; an operator "
+                "creates more accounts with `chronoverse users create`",
+            )
         return User.from_row(row)
 
     def login(self, email: str, password: str, *, token_name: str = "login") -> IssuedToken:
         with self._pool.connection() as conn:
             row = conn.execute(QUERIES.user_by_email, {"email": email}).fetchone()
-            stored = str(row["password_hash"]) if row else _DUMMY_HASH
+        stored = str(row["password_hash"]) if row else _DUMMY_HASH
+        with self._hashing():
             try:
                 _hasher.verify(stored, password)
             except (VerificationError, InvalidHashError) as exc:
                 raise AuthenticationError("wrong email or password") from exc
-            if row is None:
-                raise AuthenticationError("wrong email or password")
+        if row is None:
+            raise AuthenticationError("wrong email or password")
+        with self._pool.connection() as conn:
             return self._issue(conn, UUID(str(row["id"])), token_name)
 
     def issue_token(self, email: str, *, token_name: str) -> IssuedToken:

@@ -119,3 +119,30 @@ class UnresolvableHostError(ChronoverseError):
     def __init__(self, host: str) -> None:
         super().__init__(f"could not resolve {host}")
         self.host = host
+
+
+class ForbiddenError(ChronoverseError):
+    """The caller may not do this at all (e.g. registration is closed); ``code`` says which."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RateLimitedError(ChronoverseError):
+    """Too many attempts from this client or for this account; try again in ``retry_after_s``."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = max(1, retry_after_s)
+
+
+class BusyError(ChronoverseError):
+    """The server has no capacity for this now (e.g. every password-hashing slot is taken)."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = max(1, retry_after_s)

@@ -91,6 +91,18 @@ WHERE user_id = %(user_id)s AND key = %(key)s
 INSERT INTO users (email, password_hash) VALUES (%(email)s, %(password_hash)s)
 RETURNING id, email, created_at
 
+-- name: lock_first_user
+-- Registration while it is open only to the first user: this transaction-scoped lock makes two
+-- concurrent first registrations take turns. It is its own statement so that the insert after
+-- it takes its snapshot once the lock is held, and sees a user the other one committed.
+SELECT pg_advisory_xact_lock(hashtext('chronoverse.first_user'))
+
+-- name: insert_first_user
+INSERT INTO users (email, password_hash)
+SELECT %(email)s, %(password_hash)s
+WHERE NOT EXISTS (SELECT 1 FROM users)
+RETURNING id, email, created_at
+
 -- name: user_by_email
 SELECT id, email, password_hash, created_at FROM users WHERE lower(email) = lower(%(email)s)
 

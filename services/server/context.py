@@ -15,6 +15,7 @@ from chronoverse.postgres import Pool, create_pool
 from chronoverse.secrets import SecretBox
 from services.server.settings import Settings
 from services.server.store.workflows import PayloadRules
+from services.server.throttle import AuthRates, AuthThrottle, parse_rate
 
 
 class ServerContext:
@@ -22,7 +23,21 @@ class ServerContext:
         self.settings = settings
         # Opened by open(): building the app (e.g. to render OpenAPI) needs no database.
         self.pool: Pool = create_pool(settings, name="server", open=False)
-        self.accounts = Accounts(self.pool, token_ttl=timedelta(days=settings.token_ttl_days))
+        self.accounts = Accounts(
+            self.pool,
+            token_ttl=timedelta(days=settings.token_ttl_days),
+            hash_slots=settings.password_hash_concurrency,
+            hash_wait_s=settings.password_hash_wait_s,
+        )
+        # Login and registration attempts, counted in Redis for every server process.
+        self.throttle = AuthThrottle(
+            settings.redis_url,
+            AuthRates(
+                per_ip=parse_rate(settings.auth_rate_limit_per_ip),
+                per_email=parse_rate(settings.auth_rate_limit_per_email),
+            ),
+            key_prefix="chronoverse:auth-limits",
+        )
         # Seals the secret values of the payloads the API stores; responses only ever mask them.
         self.secrets = SecretBox.from_settings(settings)
         # The operator's bounds on payloads: container policy, egress policy, volumes per user.

@@ -13,11 +13,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronoverse.errors import (
     AuthenticationError,
+    BusyError,
     ChronoverseError,
     ConflictError,
     FieldError,
+    ForbiddenError,
     InvalidFieldsError,
     NotFoundError,
+    RateLimitedError,
 )
 from chronoverse.secrets import SecretError
 from services.server.schemas import ErrorOut
@@ -37,6 +40,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         413: "The request body is over the size limit.",
         415: "The body is not sent as `Content-Type: application/json`.",
         422: "Invalid fields; `details` names each.",
+    }.items()
+}
+# What login and registration may also answer.
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in {
+        403: "Registration is closed (`registration_closed`): see CHRONOVERSE_REGISTRATION.",
+        429: (
+            "Too many attempts from this address or for this email (`rate_limited`); the "
+            "Retry-After header says in how many seconds to try again."
+        ),
+        503: (
+            "Every password-hashing slot stayed busy (`busy`); Retry-After says when to try again."
+        ),
     }.items()
 }
 # What a 405's Allow header may list: every method some route of the path answers.
@@ -161,6 +178,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return error_response(409, "secret_unreadable", secret_unreadable_message(exc))
 
+    async def forbidden(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ForbiddenError)
+        return error_response(403, exc.code, exc.message)
+
+    async def rate_limited(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RateLimitedError | BusyError)
+        status, code = (429, "rate_limited") if isinstance(exc, RateLimitedError) else (503, "busy")
+        response = error_response(status, code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+
     async def unauthenticated(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthenticationError)
         response = error_response(401, "unauthenticated", exc.message)
@@ -216,6 +244,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(SecretError, secret_unreadable)
     app.add_exception_handler(AuthenticationError, unauthenticated)
+    app.add_exception_handler(ForbiddenError, forbidden)
+    app.add_exception_handler(RateLimitedError, rate_limited)
+    app.add_exception_handler(BusyError, rate_limited)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(ChronoverseError, unexpected)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from chronoverse.accounts import RegistrationPolicy
 from chronoverse.settings import (
     ContainerSettings,
     EgressSettings,
     PostgresSettings,
+    PublicUrlSettings,
     RedisSettings,
     SecretSettings,
 )
+from services.server.throttle import parse_rate
 
 
-class Settings(PostgresSettings, RedisSettings, SecretSettings, EgressSettings, ContainerSettings):
+class Settings(
+    PostgresSettings,
+    RedisSettings,
+    SecretSettings,
+    EgressSettings,
+    ContainerSettings,
+    PublicUrlSettings,
+):
     """Everything the server reads from the environment."""
 
     http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
@@ -36,6 +46,54 @@ class Settings(PostgresSettings, RedisSettings, SecretSettings, EgressSettings, 
     sse_keepalive_s: float = Field(
         15.0, gt=0, description="Seconds between keep-alive comments on an idle log stream."
     )
+    registration: RegistrationPolicy = Field(
+        RegistrationPolicy.FIRST_USER,
+        description=(
+            "Who may create an account through the API: `open` (anyone), `closed` (nobody; "
+            "operators run `chronoverse users create`), or `first-user` (only while no user "
+            "exists, so whoever installs it becomes its first user, and it is closed after)."
+        ),
+    )
+    auth_rate_limit_per_ip: str = Field(
+        "30/minute",
+        description=(
+            "Login attempts, and separately registrations, one client address may make, as "
+            "`<count>/<second|minute|hour|day>` (shared by every server process through Redis). "
+            "Past it: 429 with Retry-After."
+        ),
+    )
+    auth_rate_limit_per_email: str = Field(
+        "10/minute",
+        description=(
+            "Login attempts, and separately registrations, for one email, from any address, "
+            "in the same form. Past it: 429 with Retry-After."
+        ),
+    )
+    password_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Argon2 password hashes (64 MiB each) computed at once by one server process; "
+            "logins and registrations beyond it wait for a slot."
+        ),
+    )
+    password_hash_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description="How long a login or registration waits for a hashing slot before 503.",
+    )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="Seconds in-flight requests get to finish after SIGTERM."
     )
+    max_webhooks_per_user: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Webhook endpoints one user may have (`POST /webhooks` gives 409 beyond it).",
+    )
+
+    @field_validator("auth_rate_limit_per_ip", "auth_rate_limit_per_email")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value

@@ -49,6 +49,9 @@ def server(
             "CHRONOVERSE_GRPC_PORT": str(free_port()),
             "CHRONOVERSE_MAX_REQUEST_BYTES": "65536",
             "CHRONOVERSE_SSE_KEEPALIVE_S": "0.5",
+            # Every test registers its own users, all from 127.0.0.1.
+            "CHRONOVERSE_REGISTRATION": "open",
+            "CHRONOVERSE_AUTH_RATE_LIMIT_PER_IP": "100000/minute",
         }
     )
     context = ServerContext(settings)

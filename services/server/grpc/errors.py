@@ -8,16 +8,19 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from chronoverse.errors import (
     AuthenticationError,
+    BusyError,
     ConflictError,
     FieldError,
+    ForbiddenError,
     InvalidFieldsError,
     NotFoundError,
+    RateLimitedError,
 )
 from chronoverse.secrets import SecretError
 from services.server.http_errors import secret_unreadable_message
@@ -33,9 +36,17 @@ def abort(
     code: grpc.StatusCode,
     message: str,
     fields: list[FieldError] | None = None,
+    retry_after_s: int | None = None,
 ) -> None:
-    """End the call with ``code``; invalid fields travel as a google.rpc.BadRequest detail."""
+    """End the call with ``code``; invalid fields travel as a google.rpc.BadRequest detail, and
+    when to try again (HTTP's Retry-After) as a google.rpc.RetryInfo detail."""
     status = status_pb2.Status(code=code.value[0], message=message)
+    if retry_after_s is not None:
+        retry = any_pb2.Any()
+        retry.Pack(
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_after_s))
+        )
+        status.details.append(retry)
     if fields:
         detail = any_pb2.Any()
         detail.Pack(
@@ -67,6 +78,12 @@ def status_of(exc: Exception) -> tuple[grpc.StatusCode, str, list[FieldError] | 
         return code, exc.message, None
     if isinstance(exc, AuthenticationError):
         return grpc.StatusCode.UNAUTHENTICATED, exc.message, None
+    if isinstance(exc, ForbiddenError):
+        return grpc.StatusCode.PERMISSION_DENIED, exc.message, None
+    if isinstance(exc, RateLimitedError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, None
+    if isinstance(exc, BusyError):
+        return grpc.StatusCode.UNAVAILABLE, exc.message, None
     if isinstance(exc, SecretError):
         # As HTTP's 409 secret_unreadable: the operator must migrate or restore the key.
         return grpc.StatusCode.FAILED_PRECONDITION, secret_unreadable_message(exc), None
@@ -96,7 +113,10 @@ def handles_errors(method: Callable[..., R]) -> Callable[..., R]:
                     exc,
                     extra={"action": "secret_unreadable"},
                 )
-            abort(context, code, message, fields)
+            retry_after = (
+                exc.retry_after_s if isinstance(exc, RateLimitedError | BusyError) else None
+            )
+            abort(context, code, message, fields, retry_after)
         raise AssertionError("unreachable: abort raises")
 
     return wrapper

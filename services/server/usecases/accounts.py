@@ -10,12 +10,20 @@ from services.server.schemas import Credentials, TokenOut, UserOut
 class AccountCases:
     def __init__(self, context: ServerContext) -> None:
         self._accounts = context.accounts
+        self._throttle = context.throttle
+        self._registration = context.settings.registration
 
-    def register(self, credentials: Credentials) -> UserOut:
-        user = self._accounts.register(credentials.email, credentials.password)
+    def register(self, credentials: Credentials, *, client: str | None = None) -> UserOut:
+        """Create an account, as the registration policy allows; ``client`` is the caller's
+        address, counted against the rate limits with the email."""
+        self._throttle.attempt("register", client=client, email=credentials.email)
+        user = self._accounts.register(
+            credentials.email, credentials.password, policy=self._registration
+        )
         return UserOut(id=user.id, email=user.email, created_at=user.created_at)
 
-    def login(self, credentials: Credentials) -> TokenOut:
+    def login(self, credentials: Credentials, *, client: str | None = None) -> TokenOut:
+        self._throttle.attempt("login", client=client, email=credentials.email)
         issued = self._accounts.login(credentials.email, credentials.password)
         return TokenOut(token=issued.token, expires_at=issued.expires_at)
 
