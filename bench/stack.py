@@ -151,7 +151,7 @@ class Stack:
                 time.sleep(0.1)
 
     def _spawn(self, spec: Service) -> None:
-        port = self.http_port if spec.service == "server" else free_port()
+        port = free_port()  # the health listener: /readyz with its checks, /metrics
         env = {
             **self.env,
             "CHRONOVERSE_HEALTH_PORT": str(port),

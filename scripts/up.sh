@@ -17,7 +17,7 @@ mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids"
 HTTP_PORT=$((${CHRONOVERSE_HTTP_PORT:-8080} + OFFSET))
 GRPC_PORT=$((${CHRONOVERSE_GRPC_PORT:-50051} + OFFSET))
 declare -A HEALTH=(
-    [server]=$HTTP_PORT
+    [server]=$((9100 + OFFSET))
     [scheduling-worker]=$((9101 + OFFSET))
     [workflow-worker]=$((9102 + OFFSET))
     [execution-worker]=$((9103 + OFFSET))
@@ -62,6 +62,6 @@ cat <<MSG
 [up] Chronoverse is running.
      HTTP API  http://127.0.0.1:$HTTP_PORT   (docs: /docs, OpenAPI: /openapi.json)
      gRPC API  127.0.0.1:$GRPC_PORT
-     health    scheduling $((9101 + OFFSET)), workflow $((9102 + OFFSET)), execution $((9103 + OFFSET)), log $((9104 + OFFSET))  (/healthz /readyz /metrics)
+     health    server $((9100 + OFFSET)), scheduling $((9101 + OFFSET)), workflow $((9102 + OFFSET)), execution $((9103 + OFFSET)), log $((9104 + OFFSET))  (/healthz /readyz /metrics)
      logs      $RUN_DIR/logs/<service>.log     stop: make down
 MSG

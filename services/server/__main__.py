@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Iterator
 
 import click
 import uvicorn
 
 from chronoverse import __version__
+from chronoverse.checks import postgres_check, redis_check
 from chronoverse.errors import ConfigurationError
+from chronoverse.health import HealthServer
 from chronoverse.logconfig import configure_logging
 from services.server.app import create_app
 from services.server.context import ServerContext
@@ -38,11 +41,13 @@ class _HttpServer(uvicorn.Server):
 
 @click.command(
     name="chronoverse-server",
-    help="""Serve the Chronoverse HTTP/JSON API (with /healthz, /readyz, /metrics and
-    /openapi.json) and the gRPC API.
+    help="""Serve the Chronoverse HTTP/JSON API (with /healthz, /readyz and /openapi.json)
+    and the gRPC API.
 
     Configured by CHRONOVERSE_* environment variables (see docs/configuration.md): HTTP on
-    CHRONOVERSE_HTTP_PORT (default 8080), gRPC on CHRONOVERSE_GRPC_PORT (default 50051).
+    CHRONOVERSE_HTTP_PORT (default 8080), gRPC on CHRONOVERSE_GRPC_PORT (default 50051), and
+    /healthz, /readyz with each dependency's check, and /metrics on CHRONOVERSE_HEALTH_PORT
+    (default 9100).
     On SIGTERM it stops accepting work and lets requests in flight finish.""",
 )
 @click.version_option(__version__)
@@ -56,6 +61,16 @@ def main() -> None:
     context.open()
     grpc_server, health_servicer, grpc_port = create_grpc_server(context)
     grpc_server.start()
+    # /healthz, the detailed /readyz and /metrics, off the public port (compose does not
+    # publish it).
+    stopping = threading.Event()
+    health = HealthServer(
+        settings.health_host,
+        settings.health_port,
+        checks=[postgres_check(settings), redis_check(settings)],
+        live=lambda: not stopping.is_set(),
+    )
+    health.start()
     config = uvicorn.Config(
         create_app(context),
         host=settings.http_host,
@@ -79,9 +94,11 @@ def main() -> None:
         # Returns after SIGTERM/SIGINT, once in-flight requests are done.
         _HttpServer(config).run()
     finally:
+        stopping.set()
         health_servicer.enter_graceful_shutdown()
         grpc_server.stop(settings.shutdown_grace_s).wait()
         context.close()
+        health.stop()
         logger.info("server stopped", extra={"action": "service_stop", "service": "server"})
 
 

@@ -8,6 +8,7 @@ from chronoverse.accounts import RegistrationPolicy
 from chronoverse.settings import (
     ContainerSettings,
     EgressSettings,
+    HealthSettings,
     PostgresSettings,
     PublicUrlSettings,
     RedisSettings,
@@ -23,6 +24,7 @@ class Settings(
     EgressSettings,
     ContainerSettings,
     PublicUrlSettings,
+    HealthSettings,
 ):
     """Everything the server reads from the environment."""
 
@@ -81,6 +83,14 @@ class Settings(
         5.0,
         gt=0,
         description="How long a login or registration waits for a hashing slot before 503.",
+    )
+    public_metrics: bool = Field(
+        False,
+        description=(
+            "Also serve /metrics, and /readyz's check of each dependency, on the public HTTP "
+            "port. Off: they are on the health port (CHRONOVERSE_HEALTH_PORT) only, and the "
+            "public /readyz says just `ready` or `not_ready`."
+        ),
     )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="Seconds in-flight requests get to finish after SIGTERM."

@@ -40,7 +40,7 @@ SERVICES = ["server", "scheduling-worker", "workflow-worker", "execution-worker"
 MODULES = ["server", "scheduling_worker", "workflow_worker", "execution_worker", "log_processor"]
 OFFSET = 1000 + (os.getpid() % 50) * 10
 HEALTH_PORTS = {
-    "server": 8080 + OFFSET,
+    "server": 9100 + OFFSET,
     "scheduling-worker": 9101 + OFFSET,
     "workflow-worker": 9102 + OFFSET,
     "execution-worker": 9103 + OFFSET,
@@ -191,6 +191,19 @@ def test_workers_serve_metrics(stack: dict[str, int]) -> None:
         status, body = http_get(port, "/metrics")
         assert status == 200, service
         assert b"python_info" in body or b"process_" in body
+
+
+def test_the_public_port_keeps_metrics_and_dependency_details_to_itself(
+    stack: dict[str, int],
+) -> None:
+    status, _ = http_get(8080 + OFFSET, "/metrics")
+    assert status == 404
+    status, body = http_get(8080 + OFFSET, "/readyz")
+    assert status == 200
+    assert json.loads(body) == {"status": "ready"}
+    # The health port names each dependency.
+    status, body = http_get(HEALTH_PORTS["server"], "/readyz")
+    assert json.loads(body)["checks"] == {"postgres": "ok", "redis": "ok"}
 
 
 def test_grpc_health_reflection_and_server_info(stack: dict[str, int]) -> None:
