@@ -82,3 +82,81 @@ SELECT count(*) AS n FROM bench_celery_runs
 
 -- name: reset_celery_runs
 TRUNCATE bench_celery_runs
+
+-- name: log_scale_job
+-- A RUNNING CONTAINER job of a new workflow, for bench/log_search_scale.py.
+WITH w AS (
+    INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, next_run_at)
+    VALUES (%(user_id)s, 'log-scale', 'CONTAINER', '{"image": "busybox"}', 60, now())
+    RETURNING id, user_id
+)
+INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status, attempt, started_at)
+SELECT id, user_id, 'MANUAL', now(), 'RUNNING', 1, now() FROM w
+RETURNING id
+
+-- name: log_scale_seed
+-- Lines first..first+count-1 of attempt 1 of a job: a request log in which one line in 100 has a
+-- timeout and one in 10,000 an error; a hash per line keeps the trigrams as varied as real logs.
+INSERT INTO job_logs (job_id, attempt, seq, stream, ts, line)
+SELECT %(job_id)s, 1, g, CASE WHEN g %% 5 = 0 THEN 'stderr' ELSE 'stdout' END, now(),
+       'INFO worker-' || (g %% 17) || ' handled request ' || md5(%(salt)s || g::text)
+       || ' in ' || (g %% 977) || ' ms'
+       || CASE WHEN g %% 10000 = 7 THEN ' ERROR disk quota exceeded'
+               WHEN g %% 100 = 3 THEN ' upstream timeout, retrying'
+               ELSE '' END
+FROM generate_series(%(first)s::bigint, %(first)s::bigint + %(count)s::bigint - 1) AS g
+
+-- name: log_scale_delete
+DELETE FROM job_logs WHERE job_id = %(job_id)s
+
+-- name: log_scale_index_size
+SELECT coalesce(pg_relation_size(to_regclass(%(name)s)), 0) AS bytes
+
+-- name: analytics_scale_workflows
+-- CONTAINER workflows of a user, built, for bench/analytics_scale.py.
+INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, build_status)
+SELECT %(user_id)s, 'analytics-' || g, 'CONTAINER', '{"image": "busybox"}', 60, 'COMPLETED'
+FROM generate_series(1, %(count)s) AS g
+RETURNING id
+
+-- name: analytics_scale_jobs
+-- Jobs first+1..first+count of `total` jobs of the given workflows, round robin, created evenly
+-- over the last `days` days (job `total` now), as
+-- the services leave them: of 100, 85 COMPLETED, 10 FAILED, 3 CANCELED (unstarted), 2 PENDING; each
+-- finished one ran 1 to 600 s and its log_lines counted (0 to 199) at its end marker. The
+-- newest job of each workflow is RUNNING with its lines not yet counted (see analytics_scale_lines).
+INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status, attempt, created_at,
+                  started_at, finished_at, container_id, log_lines, logs_attempt, logs_closed_at)
+SELECT (%(workflow_ids)s::uuid[])[1 + g %% cardinality(%(workflow_ids)s::uuid[])],
+       %(user_id)s,
+       'AUTOMATIC', t.created, s.status, 1, t.created,
+       CASE WHEN s.status IN ('COMPLETED', 'FAILED', 'RUNNING') THEN t.created + interval '1 s' END,
+       CASE WHEN s.status IN ('COMPLETED', 'FAILED')
+            THEN t.created + interval '1 s' + (1 + g * 7919 %% 600) * interval '1 s'
+            WHEN s.status = 'CANCELED' THEN t.created END,
+       CASE WHEN s.status IN ('COMPLETED', 'FAILED', 'RUNNING') THEN 'c' || g END,
+       CASE WHEN s.status IN ('COMPLETED', 'FAILED') THEN g * 31 %% 200 ELSE 0 END,
+       CASE WHEN s.status IN ('COMPLETED', 'FAILED') THEN 1 END,
+       CASE WHEN s.status IN ('COMPLETED', 'FAILED') THEN t.created + interval '10 min' END
+FROM generate_series(%(first)s::bigint + 1, %(first)s::bigint + %(count)s) AS g,
+     LATERAL (SELECT now() - %(days)s * interval '1 day' * (%(total)s - g) / %(total)s
+                     - interval '1 s' AS created) AS t,
+     LATERAL (SELECT CASE WHEN g > %(total)s - cardinality(%(workflow_ids)s::uuid[]) THEN 'RUNNING'
+                          WHEN g %% 100 < 85 THEN 'COMPLETED'
+                          WHEN g %% 100 < 95 THEN 'FAILED'
+                          WHEN g %% 100 < 98 THEN 'CANCELED'
+                          ELSE 'PENDING' END AS status) AS s
+
+-- name: analytics_scale_lines
+-- `lines` stored lines of each RUNNING job of the user: what analytics count in job_logs.
+INSERT INTO job_logs (job_id, attempt, seq, stream, ts, line)
+SELECT j.id, 1, s, 'stdout', now(), 'line ' || s
+FROM jobs AS j, generate_series(0, %(lines)s - 1) AS s
+WHERE j.user_id = %(user_id)s AND j.status = 'RUNNING'
+
+-- name: analytics_scale_drop_index
+DROP INDEX jobs_user_analytics_idx
+
+-- name: analytics_scale_create_index
+CREATE INDEX jobs_user_analytics_idx ON jobs (user_id, created_at)
+    INCLUDE (status, started_at, finished_at, log_lines)

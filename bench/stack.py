@@ -93,6 +93,11 @@ class Stack:
             # A test or bench stack registers many users from one address.
             "CHRONOVERSE_REGISTRATION": "open",
             "CHRONOVERSE_AUTH_RATE_LIMIT_PER_IP": "100000/minute",
+            # The bench and the e2e tests run one user's 10,000s of jobs and many manual runs
+            # (the per-user quotas have their own tests; the in-flight cap stays at its default).
+            "CHRONOVERSE_MAX_ACTIVE_JOBS_PER_USER": "1000000",
+            "CHRONOVERSE_MAX_WORKFLOWS_PER_USER": "1000000",
+            "CHRONOVERSE_MANUAL_RUNS_PER_MINUTE": "100000",
             **environ,
             "CHRONOVERSE_DATABASE_URL": database_url,
             "CHRONOVERSE_KAFKA_TOPIC_PREFIX": self.topic_prefix,

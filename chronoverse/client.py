@@ -148,6 +148,65 @@ class Client:
     def get_job(self, workflow_id: str, job_id: str) -> Any:
         return self.request("GET", f"/workflows/{workflow_id}/jobs/{job_id}")
 
+    def job_events(self, workflow_id: str, job_id: str) -> Any:
+        return self.request("GET", f"/workflows/{workflow_id}/jobs/{job_id}/events")
+
+    # --- analytics ------------------------------------------------------------------------------
+
+    def analytics(self, *, workflow_id: str | None = None, since: str | None = None) -> Any:
+        """The caller's figures, or one workflow's, over the jobs created since ``since``
+        (RFC 3339; default: the server's, 7 days)."""
+        path = f"/workflows/{workflow_id}/analytics" if workflow_id else "/analytics"
+        return self.request("GET", path, params={"since": since} if since else None)
+
+    # --- notifications and profile ----------------------------------------------------------------
+
+    def list_notifications(self, **params: Any) -> Any:
+        """One page of the caller's notifications, newest first (``unread``, ``limit``,
+        ``cursor``)."""
+        return self.request(
+            "GET", "/notifications", params={k: v for k, v in params.items() if v is not None}
+        )
+
+    def mark_notifications_read(self, ids: list[str] | None = None) -> Any:
+        """Mark these notifications read, or (``ids`` None) every unread one shown."""
+        body: dict[str, Any] = {"all": True} if ids is None else {"ids": ids}
+        return self.request("POST", "/notifications/read", json=body)
+
+    def profile(self) -> Any:
+        return self.request("GET", "/users/me")
+
+    def update_profile(self, changes: dict[str, Any]) -> Any:
+        return self.request("PATCH", "/users/me", json=changes)
+
+    # --- webhooks ---------------------------------------------------------------------------------
+
+    def create_webhook(self, url: str, events: list[str], workflow_id: str | None = None) -> Any:
+        """A new endpoint; the result carries its signing secret, shown only this once."""
+        body: dict[str, Any] = {"url": url, "events": events}
+        if workflow_id is not None:
+            body["workflow_id"] = workflow_id
+        return self.request("POST", "/webhooks", json=body)
+
+    def list_webhooks(self, *, limit: int | None = None, cursor: str | None = None) -> Any:
+        params = {"limit": limit, "cursor": cursor}
+        return self.request(
+            "GET", "/webhooks", params={k: v for k, v in params.items() if v is not None}
+        )
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.request("DELETE", f"/webhooks/{webhook_id}")
+
+    def webhook_deliveries(
+        self, webhook_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Any:
+        params = {"limit": limit, "cursor": cursor}
+        return self.request(
+            "GET",
+            f"/webhooks/{webhook_id}/deliveries",
+            params={k: v for k, v in params.items() if v is not None},
+        )
+
     # --- volumes ----------------------------------------------------------------------------------
 
     def list_volumes(self) -> Any:
@@ -165,14 +224,51 @@ class Client:
         attempt: int | None = None,
         cursor: str | None = None,
         limit: int = 1000,
+        stream: str | None = None,
+        q: str | None = None,
     ) -> Any:
-        """One page of one attempt's lines (default: the latest attempt)."""
+        """One page of one attempt's lines (default: the latest attempt); only ``stream``'s and
+        only those containing ``q`` (case-insensitive), when given."""
         params: dict[str, Any] = {"limit": limit}
         if attempt is not None:
             params["attempt"] = attempt
         if cursor:
             params["cursor"] = cursor
+        if stream is not None:
+            params["stream"] = stream
+        if q is not None:
+            params["q"] = q
         return self.request("GET", f"/jobs/{job_id}/logs", params=params)
+
+    def download_logs(
+        self,
+        job_id: str,
+        *,
+        format: str = "txt",
+        attempt: int | None = None,
+        stream: str | None = None,
+        q: str | None = None,
+    ) -> Iterator[bytes]:
+        """A job's log as a file (``txt``, ``json`` or ``jsonl``), as its bytes arrive."""
+        params: dict[str, Any] = {"format": format}
+        for name, value in (("attempt", attempt), ("stream", stream), ("q", q)):
+            if value is not None:
+                params[name] = value
+        try:
+            with self._http.stream(
+                "GET",
+                f"/jobs/{job_id}/logs/download",
+                params=params,
+                timeout=httpx.Timeout(30, read=None),
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise(response)
+                yield from response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                0, "unreachable", f"cannot download from {self._http.base_url}: {exc}", []
+            ) from exc
 
     def follow_logs(
         self, job_id: str, *, attempt: int | None = None, after: int = -1

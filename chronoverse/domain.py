@@ -109,6 +109,7 @@ class Workflow:
     paused_at: datetime | None = None
     max_consecutive_job_failures_allowed: int
     consecutive_job_failures_count: int
+    retain_logs: bool = True  # false: log lines are deleted shortly after each attempt ends
     build_status: BuildStatus
     build_error: str | None
     generation: int
@@ -153,6 +154,7 @@ class Workflow:
             paused_at=row["paused_at"],
             max_consecutive_job_failures_allowed=row["max_consecutive_job_failures_allowed"],
             consecutive_job_failures_count=row["consecutive_job_failures_count"],
+            retain_logs=row.get("retain_logs", True),
             build_status=BuildStatus(row["build_status"]),
             build_error=row["build_error"],
             generation=row["generation"],

@@ -97,6 +97,19 @@ class ConflictError(ChronoverseError):
         self.message = message
 
 
+class QuotaExceededError(ConflictError):
+    """The user is at a per-user quota (``quota``: its setting), e.g. workflows per user.
+
+    A 409 ``quota_exceeded`` over HTTP (the request is valid; what the user has is in the way),
+    ``RESOURCE_EXHAUSTED`` over gRPC.
+    """
+
+    def __init__(self, quota: str, limit: int, message: str) -> None:
+        super().__init__("quota_exceeded", message)
+        self.quota = quota
+        self.limit = limit
+
+
 class AuthenticationError(ChronoverseError):
     """No credentials, or credentials that are wrong, expired or revoked."""
 

@@ -14,7 +14,8 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from chronoverse.domain import Topic, Workflow
+from chronoverse import alerts
+from chronoverse.domain import Topic, Workflow, utcnow
 from chronoverse.events import WorkflowEvent, WorkflowEventType
 from chronoverse.postgres import QUERIES, Conn
 from chronoverse.schedules import due_slots
@@ -35,10 +36,18 @@ def emit(conn: Conn, event_type: WorkflowEventType, workflow: Workflow) -> None:
 
 
 def terminate(
-    conn: Conn, workflow_id: UUID, *, reason: str, user_id: UUID | None = None
+    conn: Conn,
+    workflow_id: UUID,
+    *,
+    reason: str,
+    user_id: UUID | None = None,
+    public_url: str | None = None,
 ) -> Workflow | None:
     """Terminate a live workflow, cancel its pending jobs, emit the event.
 
+    ``user_id``: its owner terminates it (else it terminates itself, after too many failed jobs).
+    With ``public_url``, its owner is told (a notification, the ``workflow.terminated`` webhook
+    event); a deletion, which leaves nothing to look at, passes none.
     Returns None when the workflow is absent (or not the user's) or already terminated.
     """
     row = conn.execute(
@@ -47,6 +56,11 @@ def terminate(
     if row is None:
         return None
     workflow = Workflow.from_row(row)
+    if public_url is not None:
+        terminated = alerts.Terminated(
+            workflow=alerts.WorkflowState.from_row(row), reason=reason, by_user=user_id is not None
+        )
+        alerts.write(conn, [alerts.decide(terminated, public_url=public_url, now=utcnow())])
     conn.execute(QUERIES.cancel_pending_jobs, {"workflow_id": workflow_id, "reason": reason})
     pending = row["pending_run_at"]
     if workflow.paused_at is not None and pending is not None and pending <= workflow.updated_at:

@@ -69,6 +69,17 @@ ORDER BY id
 LIMIT %(limit)s
 FOR UPDATE
 
+-- name: webhooks_with_secrets
+-- Webhook signing secrets, sealed like workflow secrets: rotated with them.
+SELECT id, secret FROM webhooks
+WHERE id > %(after)s
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE
+
+-- name: set_webhook_secret
+UPDATE webhooks SET secret = %(secret)s WHERE id = %(id)s
+
 -- name: set_workflow_payload
 -- The same definition, other ciphertexts: neither the generation nor updated_at change.
 UPDATE workflows SET payload = %(payload)s WHERE id = %(id)s

@@ -13,6 +13,9 @@ MISSED (or PAUSED) skip with their count and range. Nothing is silently dropped.
 **Overlap.** When the previous job of the workflow is still PENDING, QUEUED or RUNNING, the slot is
 skipped and recorded as an OVERLAP skip; the schedule moves on.
 
+**Quota.** A user has at most ``max_active_jobs_per_user`` jobs PENDING, QUEUED or RUNNING:
+slots that would take them past it are not run and are recorded as a QUOTA skip.
+
 **Outcomes.** A run's result becomes an outcome under the retry policy (USER failures are final,
 SYSTEM ones retry with backoff); a job of a workflow terminated while it ran is CANCELED instead;
 a counted failure that reaches the workflow's limit terminates it.
@@ -21,6 +24,7 @@ a counted failure that reaches the workflow's limit terminates it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -33,6 +37,7 @@ class SkipReason(enum.StrEnum):
     MISSED = "MISSED"
     OVERLAP = "OVERLAP"
     PAUSED = "PAUSED"
+    QUOTA = "QUOTA"
 
 
 # Catch-up ``none`` still runs a slot this late: a scheduler pass, not an outage.
@@ -131,6 +136,38 @@ def plan_fire(
         skips=tuple(skips),
         next_run_at=slots.next_after,
     )
+
+
+def apply_active_quota(
+    decisions: Sequence[FireDecision], active: Mapping[UUID, int], *, limit: int
+) -> list[FireDecision]:
+    """Keep each user within ``limit`` active jobs: ``active`` is what each user has now, and the
+    run slots of the decisions (in order) that would take a user past it become a QUOTA skip.
+    A decision keeps its latest slots when only some fit; its schedule advances either way."""
+    counts = dict(active)
+    kept: list[FireDecision] = []
+    for decision in decisions:
+        have = counts.get(decision.user_id, 0)
+        room = max(0, limit - have)
+        run = decision.run_slots
+        if len(run) <= room:
+            counts[decision.user_id] = have + len(run)
+            kept.append(decision)
+            continue
+        refused = run[: len(run) - room]
+        quota = Skip(
+            reason=SkipReason.QUOTA,
+            first_scheduled_at=refused[0],
+            last_scheduled_at=refused[-1],
+            slots=len(refused),
+            detail=f"the user had {have} jobs pending, queued or running, the most allowed "
+            f"(CHRONOVERSE_MAX_ACTIVE_JOBS_PER_USER={limit})",
+        )
+        counts[decision.user_id] = have + room
+        kept.append(
+            replace(decision, run_slots=run[len(refused) :], skips=(*decision.skips, quota))
+        )
+    return kept
 
 
 # --- outcomes -----------------------------------------------------------------------------------

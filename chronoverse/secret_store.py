@@ -4,8 +4,9 @@
 CONTAINER ``env`` and HEARTBEAT ``headers`` value (stored before values were encrypted) and masks
 those values in saved idempotency responses. Sealed values are skipped, so running it again
 changes nothing; with nothing to seal it needs no key. ``chronoverse secrets rotate`` runs
-:func:`rotate_stored`. Rows are locked and rewritten in batches, each in its own transaction, so
-a running server can keep serving; a rewrite changes ciphertexts only, never the generation.
+:func:`rotate_stored`, which also seals webhook signing secrets again. Rows are locked and
+rewritten in batches, each in its own transaction, so a running server can keep serving; a
+rewrite changes ciphertexts only, never the generation.
 """
 
 from __future__ import annotations
@@ -92,12 +93,33 @@ def rotate_stored(database_url: str, box: SecretBox, *, batch_size: int = BATCH_
             lambda kind, payload: rotate_payload(box, kind, payload),
             batch_size=batch_size,
         )
+        webhooks = _rotate_webhook_secrets(conn, box, batch_size=batch_size)
     logger.info(
-        "sealed the secret values of %d workflows with the first key",
+        "sealed the secret values of %d workflows and %d webhook signing secrets with the "
+        "first key",
         count,
-        extra={"action": "secrets_rotated", "workflows": count},
+        webhooks,
+        extra={"action": "secrets_rotated", "workflows": count, "webhooks": webhooks},
     )
     return count
+
+
+def _rotate_webhook_secrets(conn: Conn, box: SecretBox, *, batch_size: int) -> int:
+    """Seal every webhook signing secret again with the first key, batch by batch."""
+    after = UUID(int=0)
+    changed = 0
+    while True:
+        with conn.transaction():
+            rows = conn.execute(
+                QUERIES.webhooks_with_secrets, {"after": after, "limit": batch_size}
+            ).fetchall()
+            for row in rows:
+                sealed = box.rotate(row["secret"])
+                conn.execute(QUERIES.set_webhook_secret, {"id": row["id"], "secret": sealed})
+                changed += 1
+        if len(rows) < batch_size:
+            return changed
+        after = rows[-1]["id"]
 
 
 def _connect(database_url: str) -> Conn:

@@ -203,6 +203,24 @@ class SecretSettings(BaseSettings):
         return self.secret_keys.split(",")
 
 
+DEFAULT_PUBLIC_URL = "http://localhost:8080"
+
+
+class PublicUrlSettings(BaseSettings):
+    public_url: str = Field(
+        DEFAULT_PUBLIC_URL,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="The address users reach this installation's HTTP API and pages at (no "
+        "query or fragment). The links of webhook payloads are made absolute with it; give "
+        "the server, the workflow worker and the execution worker the same value.",
+    )
+
+    @property
+    def public_base_url(self) -> str:
+        """``public_url`` without a trailing slash, for joining with an absolute path."""
+        return self.public_url.rstrip("/")
+
+
 class InstallationSettings(BaseSettings):
     installation: str = Field(
         "default",
@@ -306,6 +324,20 @@ def split_host_port(text: str, default_port: int | None = None) -> tuple[str, in
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"{text!r} has no valid port (1-65535)")
     return host, int(port_text)
+
+
+class QuotaSettings(BaseSettings):
+    """Per-user bounds that the server (manual runs) and the scheduler (automatic jobs) share."""
+
+    max_active_jobs_per_user: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "Jobs one user may have PENDING, QUEUED or RUNNING at once, manual and automatic "
+            "alike. A manual run past it gets 409 `quota_exceeded`; an automatic slot past it "
+            "is not run and is recorded in the fire ledger as a QUOTA skip."
+        ),
+    )
 
 
 class EgressSettings(BaseSettings):

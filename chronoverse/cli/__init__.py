@@ -9,13 +9,16 @@ import click
 
 from chronoverse import __version__
 from chronoverse.cli.admin import healthcheck_command, migrate_command, topics, users
+from chronoverse.cli.analytics import analytics
 from chronoverse.cli.config import ClientConfig, default_config_path
 from chronoverse.cli.dlq import dlq
 from chronoverse.cli.errors import json_requested, reported
 from chronoverse.cli.jobs import jobs, trigger
 from chronoverse.cli.logs import logs
+from chronoverse.cli.notifications import me, notifications
 from chronoverse.cli.secrets import secrets
 from chronoverse.cli.volumes import volumes
+from chronoverse.cli.webhooks import webhooks
 from chronoverse.cli.workflows import workflows
 from chronoverse.client import ApiError
 from chronoverse.logconfig import configure_logging
@@ -153,6 +156,10 @@ cli.add_command(trigger)
 cli.add_command(jobs)
 cli.add_command(logs)
 cli.add_command(volumes)
+cli.add_command(webhooks)
+cli.add_command(notifications)
+cli.add_command(me)
+cli.add_command(analytics)
 cli.add_command(migrate_command)
 cli.add_command(topics)
 cli.add_command(dlq)

@@ -1,6 +1,9 @@
-"""`chronoverse trigger` and `chronoverse jobs …`: manual runs and a workflow's jobs."""
+"""`chronoverse trigger` and `chronoverse jobs …`: manual runs, a workflow's jobs, and each job's
+history."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -13,6 +16,17 @@ STATUSES = ["PENDING", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"]
 
 def _short_time(value: str | None) -> str:
     return value[:19].replace("T", " ") if value else ""
+
+
+def event_details(data: dict[str, Any], *, width: int = 60) -> str:
+    """An event's data on one line, ``key=value`` for the keys that have a value."""
+    parts = []
+    for key, value in data.items():
+        if value is None:
+            continue
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        parts.append(f"{key}={text if len(text) <= width else text[: width - 1] + '…'}")
+    return " ".join(parts)
 
 
 @click.command(
@@ -107,3 +121,29 @@ def get(config: ClientConfig, workflow_id: str, job_id: str, as_json: bool) -> N
         print_json(job)
     else:
         print_record(job)
+
+
+@jobs.command(
+    "events",
+    help="A job's history, oldest first: when it was created, published, claimed (by which "
+    "worker), retried and why, and how it ended. The newest 1000 events at most.",
+)
+@click.argument("workflow_id")
+@click.argument("job_id")
+@json_option
+@click.pass_obj
+def events(config: ClientConfig, workflow_id: str, job_id: str, as_json: bool) -> None:
+    with config.client() as client:
+        history = client.job_events(workflow_id, job_id)
+    if as_json:
+        print_json(history)
+        return
+    print_table(
+        ("AT", "EVENT", "DETAILS"),
+        [
+            (e["at"][:23].replace("T", " "), e["type"], event_details(e["data"]))
+            for e in history["events"]
+        ],
+    )
+    if history["truncated"]:
+        click.echo("older events were left out", err=True)

@@ -1,4 +1,5 @@
-"""`chronoverse logs JOB_ID [--follow] [--attempt N]`: a job's output, one attempt at a time.
+"""`chronoverse logs JOB_ID [--follow] [--attempt N] [--grep TEXT] [--stream S] [--download F]`:
+a job's output, one attempt at a time; searched, filtered or saved as a file.
 
 Exit status 0 when the log is whole, 3 when lines of the job's final attempt are known to be
 missing (lost in shipping, or the end of the log never arrived): everything stored is printed
@@ -7,6 +8,8 @@ first, then the reason on stderr. 1 and 2 are failures and usage errors, as for 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -62,23 +65,68 @@ def _note(text: str) -> None:
     is_flag=True,
     help="Prefix each line with its stream; otherwise stderr lines go to stderr.",
 )
+@click.option(
+    "--grep",
+    metavar="TEXT",
+    help="Only lines containing TEXT, case-insensitive (searched by the server; 1 to 200 "
+    "characters).",
+)
+@click.option(
+    "--stream",
+    type=click.Choice(["stdout", "stderr"]),
+    default=None,
+    help="Only this stream's lines.",
+)
+@click.option(
+    "--download",
+    type=click.Choice(["txt", "json", "jsonl"]),
+    default=None,
+    help="Write the attempt's log (with --grep and --stream applied) as a file of this format, "
+    "to -o or stdout.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="With --download: the file to write [default: stdout].",
+)
 @click.pass_obj
 def logs(
-    config: ClientConfig, job_id: str, follow: bool, attempt: int | None, streams: bool
+    config: ClientConfig,
+    job_id: str,
+    follow: bool,
+    attempt: int | None,
+    streams: bool,
+    grep: str | None,
+    stream: str | None,
+    download: str | None,
+    output: Path | None,
 ) -> None:
+    if output is not None and download is None:
+        raise click.UsageError("-o/--output goes with --download")
+    if download is not None and follow:
+        raise click.UsageError("--download saves what is stored: not with --follow")
     with config.client() as client:
+        if download is not None:
+            chunks = client.download_logs(
+                job_id, format=download, attempt=attempt, stream=stream, q=grep
+            )
+            _save(chunks, output)
+            return
         if follow:
+            needle = grep.casefold() if grep is not None else None
             for event in client.follow_logs(job_id, attempt=attempt):
                 if "attempt_start" in event:
                     _note(f"the job was retried: attempt {event['attempt_start']} begins")
                 elif "end" in event:
                     _ended(job_id, event["end"])
-                else:
+                elif _wanted(event, stream, needle):
                     _show(event, streams)
             return
         cursor = None
         while True:
-            page = client.log_page(job_id, attempt=attempt, cursor=cursor)
+            page = client.log_page(job_id, attempt=attempt, cursor=cursor, stream=stream, q=grep)
             if cursor is None and attempt is None and page["attempt"] > 1:
                 _note(
                     f"attempt {page['attempt']} (the latest); earlier attempts: --attempt 1 "
@@ -91,6 +139,26 @@ def logs(
                 if page["incomplete"]:
                     raise LogIncompleteError(job_id, page["attempt"])
                 return
+
+
+def _wanted(line: dict[str, Any], stream: str | None, needle: str | None) -> bool:
+    """A live line passes --stream and --grep (matched here, as the server matches stored
+    lines)."""
+    if stream is not None and line["stream"] != stream:
+        return False
+    return needle is None or needle in str(line["line"]).casefold()
+
+
+def _save(chunks: Any, output: Path | None) -> None:
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        return
+    with output.open("wb") as file:
+        for chunk in chunks:
+            file.write(chunk)
+    _note(f"saved to {output}")
 
 
 def _ended(job_id: str, end: dict[str, Any]) -> None:

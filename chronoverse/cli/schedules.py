@@ -292,7 +292,8 @@ def preview(
     "fires",
     help="Show a workflow's fire ledger, newest first: what happened to each slot. FIRED "
     "(with its job), OVERLAP (the previous job was still active), MISSED (the scheduler could "
-    "not run it in time), PAUSED (it fell while paused); several slots in one entry show their "
+    "not run it in time), PAUSED (it fell while paused), QUOTA (its owner was at the "
+    "active-jobs quota); several slots in one entry show their "
     "range. Example:\n\n"
     "\b\n  chronoverse workflows fires <id> --all",
 )

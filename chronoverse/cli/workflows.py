@@ -131,6 +131,12 @@ for _command in COMMANDS:
     default=None,
     help="Consecutive failed jobs before the workflow terminates itself [default: 3].",
 )
+@click.option(
+    "--retain-logs/--no-retain-logs",
+    default=None,
+    help="Keep the jobs' log lines [default: keep]. --no-retain-logs: live viewers still see "
+    "every line, but each attempt's lines are deleted shortly after it ends.",
+)
 @with_options(payload_options)
 @click.option("--idempotency-key", help="Retrying with the same key creates nothing twice.")
 @with_options(wait_options)
@@ -148,6 +154,7 @@ def create(
     catchup: str | None,
     catchup_window: int | None,
     max_failures: int | None,
+    retain_logs: bool | None,
     payload: str | None,
     payload_file: Path | None,
     idempotency_key: str | None,
@@ -172,6 +179,8 @@ def create(
     }
     if max_failures is not None:
         body["max_consecutive_job_failures_allowed"] = max_failures
+    if retain_logs is not None:
+        body["retain_logs"] = retain_logs
     with _config(ctx).client() as client:
         workflow = client.create_workflow(body, idempotency_key=idempotency_key)
         if not as_json:
@@ -280,6 +289,11 @@ def get(ctx: click.Context, workflow_id: str, as_json: bool) -> None:
 @with_options(cron_options)
 @with_options(catchup_options)
 @click.option("--max-failures", type=int)
+@click.option(
+    "--retain-logs/--no-retain-logs",
+    default=None,
+    help="Keep the jobs' log lines, or delete each attempt's shortly after it ends.",
+)
 @with_options(payload_options)
 @with_options(wait_options)
 @json_option
@@ -296,6 +310,7 @@ def update(
     catchup: str | None,
     catchup_window: int | None,
     max_failures: int | None,
+    retain_logs: bool | None,
     payload: str | None,
     payload_file: Path | None,
     wait: bool,
@@ -316,13 +331,16 @@ def update(
     changes |= catchup_fields(catchup, catchup_window)
     if max_failures is not None:
         changes["max_consecutive_job_failures_allowed"] = max_failures
+    if retain_logs is not None:
+        changes["retain_logs"] = retain_logs
     parsed = _payload(payload, payload_file)
     if parsed is not None:
         changes["payload"] = parsed
     if not changes:
         raise click.UsageError(
             "nothing to change: give --name, --interval, --cron, --timezone, --dst-gap, "
-            "--dst-overlap, --catchup, --catchup-window, --max-failures or --payload"
+            "--dst-overlap, --catchup, --catchup-window, --max-failures, --retain-logs or "
+            "--payload"
         )
     with _config(ctx).client() as client:
         if len(changes.get("dst", {})) == 1 and interval is None:

@@ -118,6 +118,36 @@ class LogEnd(_message.Message):
     incomplete: bool
     def __init__(self, last_seq: _Optional[int] = ..., attempt: _Optional[int] = ..., incomplete: _Optional[bool] = ...) -> None: ...
 
+class ListLogsRequest(_message.Message):
+    __slots__ = ("workflow_id", "job_id", "attempt", "cursor", "limit", "stream", "q")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    Q_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    job_id: str
+    attempt: int
+    cursor: str
+    limit: int
+    stream: str
+    q: str
+    def __init__(self, workflow_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., cursor: _Optional[str] = ..., limit: _Optional[int] = ..., stream: _Optional[str] = ..., q: _Optional[str] = ...) -> None: ...
+
+class ListLogsResponse(_message.Message):
+    __slots__ = ("attempt", "logs", "next_cursor", "incomplete")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    logs: _containers.RepeatedCompositeFieldContainer[LogLine]
+    next_cursor: str
+    incomplete: bool
+    def __init__(self, attempt: _Optional[int] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., incomplete: _Optional[bool] = ...) -> None: ...
+
 class LogEvent(_message.Message):
     __slots__ = ("line", "end", "attempt")
     LINE_FIELD_NUMBER: _ClassVar[int]
@@ -127,3 +157,29 @@ class LogEvent(_message.Message):
     end: LogEnd
     attempt: LogAttempt
     def __init__(self, line: _Optional[_Union[LogLine, _Mapping]] = ..., end: _Optional[_Union[LogEnd, _Mapping]] = ..., attempt: _Optional[_Union[LogAttempt, _Mapping]] = ...) -> None: ...
+
+class ListJobEventsRequest(_message.Message):
+    __slots__ = ("workflow_id", "job_id")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    job_id: str
+    def __init__(self, workflow_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("type", "at", "data_json")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    at: _timestamp_pb2.Timestamp
+    data_json: str
+    def __init__(self, type: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data_json: _Optional[str] = ...) -> None: ...
+
+class ListJobEventsResponse(_message.Message):
+    __slots__ = ("events", "truncated")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[JobEvent]
+    truncated: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[JobEvent, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...

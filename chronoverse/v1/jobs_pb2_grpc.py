@@ -59,6 +59,16 @@ class JobServiceStub:
                 request_serializer=chronoverse_dot_v1_dot_jobs__pb2.StreamLogsRequest.SerializeToString,
                 response_deserializer=chronoverse_dot_v1_dot_jobs__pb2.LogEvent.FromString,
                 _registered_method=True)
+        self.ListLogs = channel.unary_unary(
+                '/chronoverse.v1.JobService/ListLogs',
+                request_serializer=chronoverse_dot_v1_dot_jobs__pb2.ListLogsRequest.SerializeToString,
+                response_deserializer=chronoverse_dot_v1_dot_jobs__pb2.ListLogsResponse.FromString,
+                _registered_method=True)
+        self.ListJobEvents = channel.unary_unary(
+                '/chronoverse.v1.JobService/ListJobEvents',
+                request_serializer=chronoverse_dot_v1_dot_jobs__pb2.ListJobEventsRequest.SerializeToString,
+                response_deserializer=chronoverse_dot_v1_dot_jobs__pb2.ListJobEventsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -96,6 +106,22 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLogs(self, request, context):
+        """A page of a job's stored log lines, oldest first, as GET .../logs: of its latest attempt (or
+        `attempt`), optionally only one stream's and only lines containing `q` (case-insensitive).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobEvents(self, request, context):
+        """A job's history, oldest first, as GET .../events: its newest 1000 events at most
+        (`truncated` when older ones were left out). Event types and their data: docs/notifications.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +144,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.StreamLogs,
                     request_deserializer=chronoverse_dot_v1_dot_jobs__pb2.StreamLogsRequest.FromString,
                     response_serializer=chronoverse_dot_v1_dot_jobs__pb2.LogEvent.SerializeToString,
+            ),
+            'ListLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLogs,
+                    request_deserializer=chronoverse_dot_v1_dot_jobs__pb2.ListLogsRequest.FromString,
+                    response_serializer=chronoverse_dot_v1_dot_jobs__pb2.ListLogsResponse.SerializeToString,
+            ),
+            'ListJobEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobEvents,
+                    request_deserializer=chronoverse_dot_v1_dot_jobs__pb2.ListJobEventsRequest.FromString,
+                    response_serializer=chronoverse_dot_v1_dot_jobs__pb2.ListJobEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,6 +268,60 @@ class JobService:
             '/chronoverse.v1.JobService/StreamLogs',
             chronoverse_dot_v1_dot_jobs__pb2.StreamLogsRequest.SerializeToString,
             chronoverse_dot_v1_dot_jobs__pb2.LogEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoverse.v1.JobService/ListLogs',
+            chronoverse_dot_v1_dot_jobs__pb2.ListLogsRequest.SerializeToString,
+            chronoverse_dot_v1_dot_jobs__pb2.ListLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoverse.v1.JobService/ListJobEvents',
+            chronoverse_dot_v1_dot_jobs__pb2.ListJobEventsRequest.SerializeToString,
+            chronoverse_dot_v1_dot_jobs__pb2.ListJobEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

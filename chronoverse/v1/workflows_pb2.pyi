@@ -19,7 +19,7 @@ class DstPolicy(_message.Message):
     def __init__(self, gap: _Optional[str] = ..., overlap: _Optional[str] = ...) -> None: ...
 
 class Workflow(_message.Message):
-    __slots__ = ("id", "user_id", "name", "kind", "payload_json", "interval", "max_consecutive_job_failures_allowed", "consecutive_job_failures_count", "build_status", "build_error", "generation", "created_at", "updated_at", "terminated_at", "terminated_reason", "cron", "timezone", "dst", "catchup", "catchup_window_minutes", "state", "paused_at", "next_run_at")
+    __slots__ = ("id", "user_id", "name", "kind", "payload_json", "interval", "max_consecutive_job_failures_allowed", "consecutive_job_failures_count", "build_status", "build_error", "generation", "created_at", "updated_at", "terminated_at", "terminated_reason", "cron", "timezone", "dst", "catchup", "catchup_window_minutes", "state", "paused_at", "next_run_at", "retain_logs")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class Workflow(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     PAUSED_AT_FIELD_NUMBER: _ClassVar[int]
     NEXT_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_LOGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     user_id: str
     name: str
@@ -66,10 +67,11 @@ class Workflow(_message.Message):
     state: str
     paused_at: _timestamp_pb2.Timestamp
     next_run_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., consecutive_job_failures_count: _Optional[int] = ..., build_status: _Optional[str] = ..., build_error: _Optional[str] = ..., generation: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminated_reason: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ..., state: _Optional[str] = ..., paused_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    retain_logs: bool
+    def __init__(self, id: _Optional[str] = ..., user_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., consecutive_job_failures_count: _Optional[int] = ..., build_status: _Optional[str] = ..., build_error: _Optional[str] = ..., generation: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., terminated_reason: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ..., state: _Optional[str] = ..., paused_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_run_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retain_logs: _Optional[bool] = ...) -> None: ...
 
 class CreateWorkflowRequest(_message.Message):
-    __slots__ = ("name", "kind", "payload_json", "interval", "max_consecutive_job_failures_allowed", "cron", "timezone", "dst", "catchup", "catchup_window_minutes")
+    __slots__ = ("name", "kind", "payload_json", "interval", "max_consecutive_job_failures_allowed", "cron", "timezone", "dst", "catchup", "catchup_window_minutes", "retain_logs")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +82,7 @@ class CreateWorkflowRequest(_message.Message):
     DST_FIELD_NUMBER: _ClassVar[int]
     CATCHUP_FIELD_NUMBER: _ClassVar[int]
     CATCHUP_WINDOW_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_LOGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     payload_json: str
@@ -90,7 +93,8 @@ class CreateWorkflowRequest(_message.Message):
     dst: DstPolicy
     catchup: str
     catchup_window_minutes: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ...) -> None: ...
+    retain_logs: bool
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ..., retain_logs: _Optional[bool] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
     __slots__ = ("id",)
@@ -123,7 +127,7 @@ class ListWorkflowsResponse(_message.Message):
     def __init__(self, workflows: _Optional[_Iterable[_Union[Workflow, _Mapping]]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class UpdateWorkflowRequest(_message.Message):
-    __slots__ = ("id", "name", "payload_json", "interval", "max_consecutive_job_failures_allowed", "cron", "timezone", "dst", "catchup", "catchup_window_minutes")
+    __slots__ = ("id", "name", "payload_json", "interval", "max_consecutive_job_failures_allowed", "cron", "timezone", "dst", "catchup", "catchup_window_minutes", "retain_logs")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +138,7 @@ class UpdateWorkflowRequest(_message.Message):
     DST_FIELD_NUMBER: _ClassVar[int]
     CATCHUP_FIELD_NUMBER: _ClassVar[int]
     CATCHUP_WINDOW_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_LOGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     payload_json: str
@@ -144,7 +149,8 @@ class UpdateWorkflowRequest(_message.Message):
     dst: DstPolicy
     catchup: str
     catchup_window_minutes: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ...) -> None: ...
+    retain_logs: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., payload_json: _Optional[str] = ..., interval: _Optional[int] = ..., max_consecutive_job_failures_allowed: _Optional[int] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., dst: _Optional[_Union[DstPolicy, _Mapping]] = ..., catchup: _Optional[str] = ..., catchup_window_minutes: _Optional[int] = ..., retain_logs: _Optional[bool] = ...) -> None: ...
 
 class TerminateWorkflowRequest(_message.Message):
     __slots__ = ("id",)

@@ -27,8 +27,10 @@ RETURNING j.id, j.workflow_id, j.user_id, j.trigger, j.attempt, j.lease_token, j
           j.attempt - j.handed_back AS counted_attempt
 
 -- name: lock_workflows
--- Several jobs' workflows, locked in one order (by id) so that two batches cannot deadlock.
-SELECT id FROM workflows WHERE id = ANY(%(ids)b::uuid[]) ORDER BY id FOR UPDATE
+-- Several jobs' workflows, locked in one order (by id) so that two batches cannot deadlock; with
+-- what their notifications need (chronoverse/alerts.py), read under the lock.
+SELECT id, user_id, name, health, consecutive_job_failures_count
+FROM workflows WHERE id = ANY(%(ids)b::uuid[]) ORDER BY id FOR UPDATE
 
 -- name: complete_jobs
 -- complete_job for a batch of (job, lease token) pairs; the caller holds the workflows' locks.
@@ -113,7 +115,8 @@ WHERE j.id = %(job_id)s AND j.lease_token = %(token)s AND j.status = 'RUNNING'
 -- name: lock_workflow_of_job
 -- Recording takes the workflow's lock before the job's, in the same order as deleting a workflow
 -- (which locks the workflow, then its jobs by cascade), so the two cannot deadlock.
-SELECT w.id, w.terminated_at, w.terminated_reason
+SELECT w.id, w.terminated_at, w.terminated_reason,
+       w.user_id, w.name, w.health, w.consecutive_job_failures_count
 FROM workflows AS w JOIN jobs AS j ON j.workflow_id = w.id
 WHERE j.id = %(job_id)s
 FOR UPDATE OF w
@@ -188,3 +191,44 @@ UPDATE volumes AS v SET size_bytes = t.size_bytes, size_measured_at = now()
 FROM unnest(%(user_ids)s::uuid[], %(names)s::text[], %(sizes)s::bigint[])
     AS t(user_id, name, size_bytes)
 WHERE v.user_id = t.user_id AND v.name = t.name
+
+-- name: claim_webhook_deliveries
+-- Due webhook deliveries, each held for `lock_s` seconds (a crashed loop's rows come back after
+-- that). The attempt is counted when it is taken, so a delivery whose sender dies every time still
+-- ends; a row whose last attempt was taken that way is failed by fail_abandoned_webhook_deliveries.
+UPDATE webhook_deliveries AS d
+SET attempts = d.attempts + 1,
+    locked_until = now() + make_interval(secs => %(lock_s)s::float8)
+FROM webhooks AS w
+WHERE w.id = d.webhook_id
+  AND d.id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'PENDING' AND next_attempt_at <= now()
+      AND (locked_until IS NULL OR locked_until <= now())
+      AND attempts < %(max_attempts)s
+    ORDER BY next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+  )
+RETURNING d.id, d.event, d.payload, d.attempts, w.url, w.secret
+
+-- name: fail_abandoned_webhook_deliveries
+-- Deliveries whose last allowed attempt was taken by a loop that never reported back.
+UPDATE webhook_deliveries
+SET status = 'FAILED', locked_until = NULL, finished_at = now()
+WHERE status = 'PENDING' AND next_attempt_at <= now()
+  AND attempts >= %(max_attempts)s AND locked_until <= now()
+
+-- name: insert_webhook_attempt
+INSERT INTO webhook_attempts (delivery_id, attempt, status_code, duration_ms, error)
+VALUES (%(delivery_id)s, %(attempt)s, %(status_code)s, %(duration_ms)s, %(error)s)
+
+-- name: finish_webhook_attempt
+-- Only the holder of this attempt writes its outcome: after a lapsed lock another loop may have
+-- taken the row (and counted another attempt).
+UPDATE webhook_deliveries
+SET status = %(status)s::text,
+    next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, next_attempt_at),
+    locked_until = NULL,
+    finished_at = CASE WHEN %(status)s::text = 'PENDING' THEN NULL ELSE now() END
+WHERE id = %(delivery_id)s AND attempts = %(attempt)s AND status = 'PENDING'

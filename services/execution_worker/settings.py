@@ -15,6 +15,7 @@ from chronoverse.settings import (
     InstallationSettings,
     KafkaSettings,
     PostgresSettings,
+    PublicUrlSettings,
     RedisSettings,
     SecretSettings,
 )
@@ -34,6 +35,7 @@ class Settings(
     ContainerSettings,
     EgressSettings,
     InstallationSettings,
+    PublicUrlSettings,
 ):
     """Everything the execution-worker reads from the environment."""
 
@@ -94,4 +96,39 @@ class Settings(
         ge=0,
         description="After SIGTERM, how long running jobs get to finish; the ones still running "
         "are then handed back to PENDING for another worker (the attempt is not counted).",
+    )
+    webhook_max_attempts: int = Field(
+        8,
+        ge=1,
+        le=50,
+        description="HTTP attempts of one webhook delivery before it is FAILED.",
+    )
+    webhook_backoff_base_s: float = Field(
+        5.0,
+        gt=0,
+        description="Webhook retry backoff: the wait after attempt n is random between 0 and "
+        "base * 2^(n-1), at most `CHRONOVERSE_WEBHOOK_BACKOFF_MAX_S` (full jitter).",
+    )
+    webhook_backoff_max_s: float = Field(
+        3600.0, gt=0, description="Longest wait between two attempts of a webhook delivery."
+    )
+    webhook_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Connect, send and read timeout of one webhook attempt; a receiver that has "
+        "not answered by then counts as a failed attempt.",
+    )
+    webhook_concurrency: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Webhook deliveries this worker sends at once, on threads and database "
+        "connections of their own (jobs never wait for a receiver).",
+    )
+    webhook_poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the webhook delivery loop looks for due deliveries.",
     )

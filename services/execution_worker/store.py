@@ -27,10 +27,11 @@ from tenacity import (
     wait_exponential,
 )
 
-from chronoverse import lifecycle
-from chronoverse.domain import JobStatus, WorkflowKind
+from chronoverse import alerts, lifecycle
+from chronoverse.domain import JobStatus, WorkflowKind, utcnow
 from chronoverse.postgres import Conn, Pool
 from chronoverse.scheduling import Outcome, cancel_if_terminated, decide_termination
+from chronoverse.settings import DEFAULT_PUBLIC_URL
 from chronoverse.sql import Queries
 
 QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
@@ -137,10 +138,13 @@ class JobStore:
     keeper's and the janitor's run again on their next tick instead.
     """
 
-    def __init__(self, pool: Pool, *, owner: str, lease_s: float) -> None:
+    def __init__(
+        self, pool: Pool, *, owner: str, lease_s: float, public_url: str = DEFAULT_PUBLIC_URL
+    ) -> None:
         self._pool = pool
         self._owner = owner
         self.lease_s = lease_s
+        self._public_url = public_url  # makes the links of webhook payloads absolute
 
     # --- claims ---------------------------------------------------------------------------------
 
@@ -183,13 +187,29 @@ class JobStore:
     @_db_retry
     def complete(self, claims: Sequence[Claim]) -> list[Finished]:
         """Write successes in one transaction, each guarded by its lease token; return those
-        written."""
+        written. Their notifications and health flips are written with them, a few statements
+        for the whole batch."""
         with self._pool.connection() as conn:
-            conn.execute(QUERIES.lock_workflows, {"ids": [c.workflow_id for c in claims]})
+            locked = conn.execute(
+                QUERIES.lock_workflows, {"ids": [c.workflow_id for c in claims]}
+            ).fetchall()
             rows = conn.execute(
                 QUERIES.complete_jobs,
                 {"ids": [c.job_id for c in claims], "tokens": [c.lease_token for c in claims]},
             ).fetchall()
+            workflows = {row["id"]: alerts.WorkflowState.from_row(row) for row in locked}
+            finished = [
+                alerts.JobFinished(
+                    workflow=workflows[row["workflow_id"]],
+                    job_id=row["id"],
+                    status=JobStatus.COMPLETED,
+                    consecutive_failures=workflows[row["workflow_id"]].consecutive_failures,
+                )
+                for row in rows
+            ]
+            alerts.write(
+                conn, alerts.decide_all(finished, public_url=self._public_url, now=utcnow())
+            )
         return [
             Finished(job_id=row["id"], started_at=row["started_at"], finished_at=row["finished_at"])
             for row in rows
@@ -215,6 +235,8 @@ class JobStore:
         terminated = workflow is not None and workflow["terminated_at"] is not None
         outcome = cancel_if_terminated(outcome, workflow_terminated=terminated)
         terminated_after = None
+        failures: int | None = None
+        reason: str | None = None
         if outcome.status is JobStatus.CANCELED:
             assert workflow is not None
             row = conn.execute(
@@ -240,9 +262,17 @@ class JobStore:
                 },
             ).fetchone()
             if row is not None and outcome.counts_as_failure:
-                terminated_after = self._count_failure(conn, row["workflow_id"], outcome.error)
+                failures, reason = self._count_failure(conn, row["workflow_id"], outcome.error)
         if row is None:
             return Recorded(outcome=outcome, written=False)
+        assert workflow is not None  # the job's row was written, so it has a workflow
+        if outcome.status is not JobStatus.PENDING:  # a retry is not an outcome
+            self._alert(conn, workflow, job_id, outcome, failures)
+        if reason is not None:
+            lifecycle.terminate(
+                conn, row["workflow_id"], reason=reason, public_url=self._public_url
+            )
+            terminated_after = failures
         finished = Finished(
             job_id=job_id, started_at=row["started_at"], finished_at=row["finished_at"]
         )
@@ -254,20 +284,43 @@ class JobStore:
             terminated_after=terminated_after,
         )
 
-    def _count_failure(self, conn: Conn, workflow_id: UUID, error: str | None) -> int | None:
-        """Count a failure; terminate the workflow when the count reaches its limit, and then
-        return the count."""
+    def _count_failure(
+        self, conn: Conn, workflow_id: UUID, error: str | None
+    ) -> tuple[int | None, str | None]:
+        """Count a failure: the count (None when not counted: the workflow is paused or
+        terminated) and, when it reaches the limit, the reason to terminate the workflow."""
         counted = conn.execute(QUERIES.count_failure, {"workflow_id": workflow_id}).fetchone()
         if counted is None:
-            return None  # already terminated
+            return None, None
         failures: int = counted["consecutive_job_failures_count"]
         reason = decide_termination(
             failures, limit=counted["max_consecutive_job_failures_allowed"], last_error=error
         )
-        if reason is None:
-            return None
-        lifecycle.terminate(conn, workflow_id, reason=reason)
-        return failures
+        return failures, reason
+
+    def _alert(
+        self,
+        conn: Conn,
+        workflow: dict[str, Any],
+        job_id: UUID,
+        outcome: Outcome,
+        failures: int | None,
+    ) -> None:
+        """Write the notifications, health flip and webhook events of a job's final outcome;
+        ``workflow`` is its row as locked before the outcome was written."""
+        state = alerts.WorkflowState.from_row(workflow)
+        finished = alerts.JobFinished(
+            workflow=state,
+            job_id=job_id,
+            status=outcome.status,
+            error=workflow["terminated_reason"]
+            if outcome.status is JobStatus.CANCELED
+            else outcome.error,
+            exit_code=outcome.exit_code,
+            consecutive_failures=state.consecutive_failures if failures is None else failures,
+        )
+        decision = alerts.decide(finished, public_url=self._public_url, now=utcnow())
+        alerts.write(conn, [decision])
 
     # --- leases ---------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from chronoverse.postgres import create_pool
 from chronoverse.runtime import every
 from chronoverse.scheduling import RetryPolicy
 from chronoverse.secrets import SecretBox
+from chronoverse.webhooks import RetryPolicy as WebhookRetryPolicy
 from services.execution_worker.containers import ContainerRunner
 from services.execution_worker.executor import Executor
 from services.execution_worker.leases import LeaseBook, LeaseKeeper
@@ -32,6 +33,7 @@ from services.execution_worker.sandbox import Sandbox
 from services.execution_worker.settings import Settings
 from services.execution_worker.store import JobStore
 from services.execution_worker.volumes import Janitor
+from services.execution_worker.webhooks import DeliveryLoop, DeliveryStore
 
 CONSUMER_GROUP = "chronoverse-execution-worker"
 
@@ -66,7 +68,7 @@ class ExecutionWorker:
             s.model_copy(update={"database_pool_max_size": s.concurrency + 3}),
             name="execution-worker",
         )
-        store = JobStore(pool, owner=s.worker_id, lease_s=s.lease_s)
+        store = JobStore(pool, owner=s.worker_id, lease_s=s.lease_s, public_url=s.public_url)
         leases = LeaseBook()
         # trust_env=False: HTTP(S)_PROXY / ALL_PROXY from the environment would send heartbeats
         # through a proxy, which then connects to addresses the egress guard never checked.
@@ -108,13 +110,14 @@ class ExecutionWorker:
             max_log_chars=s.max_log_chars_per_job,
             installation=s.installation,
         )
+        egress = policy_from_settings(s)
         executor = Executor(
             store=store,
             leases=leases,
             containers=runner,
             policy=policy,
             http=http,
-            egress=policy_from_settings(s),
+            egress=egress,
             secrets=secrets,
             concurrency=s.concurrency,
         )
@@ -127,6 +130,36 @@ class ExecutionWorker:
         )
         janitor = Janitor(docker_client, store, installation=s.installation)
         keeper = LeaseKeeper(store, leases, policy=policy)
+        # Webhooks have their own threads, connections and HTTP client: a receiver that hangs
+        # holds one of those, never a job's.
+        webhook_pool = create_pool(
+            s.model_copy(update={"database_pool_max_size": s.webhook_concurrency + 1}),
+            name="execution-worker-webhooks",
+        )
+        webhook_http = httpx.Client(
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=s.webhook_concurrency),
+        )
+        deliveries = DeliveryLoop(
+            DeliveryStore(webhook_pool),
+            secrets=secrets,
+            client=webhook_http,
+            egress=egress,
+            retry=WebhookRetryPolicy(
+                max_attempts=s.webhook_max_attempts,
+                base_delay_s=s.webhook_backoff_base_s,
+                max_delay_s=s.webhook_backoff_max_s,
+            ),
+            concurrency=s.webhook_concurrency,
+            poll_interval_s=s.webhook_poll_interval_s,
+            timeout_s=s.webhook_timeout_s,
+        )
+        webhooks_stop = threading.Event()
+        webhooks = threading.Thread(
+            target=deliveries.run, args=(webhooks_stop,), name="webhook-delivery", daemon=True
+        )
+        webhooks.start()
         background_stop = threading.Event()
         background = [
             threading.Thread(
@@ -175,8 +208,13 @@ class ExecutionWorker:
             # hand-back would stay RUNNING with nobody renewing its lease.
             executor.stop()
             background_stop.set()
+            webhooks_stop.set()
             for thread in background:
                 thread.join(timeout=5)
+            # Attempts in flight finish (each is bounded by its timeout) and are recorded.
+            webhooks.join(timeout=s.webhook_timeout_s + s.webhook_poll_interval_s + 5)
+            webhook_http.close()
+            webhook_pool.close()
             log_producer.close()
             http.close()
             docker_client.close()

@@ -63,9 +63,10 @@ def gather(messages: Sequence[LogMessage]) -> Gathered:
 
 
 class LogProcessor:
-    def __init__(self, pool: Pool, redis_client: redis.Redis) -> None:
+    def __init__(self, pool: Pool, redis_client: redis.Redis, *, purge_grace_s: float) -> None:
         self._pool = pool
         self._redis = redis_client
+        self._purge_grace_s = purge_grace_s
 
     def handle(self, batch: Sequence[Record[LogMessage]]) -> None:
         gathered = gather([record.value for record in batch])
@@ -98,6 +99,12 @@ class LogProcessor:
                         "last_seqs": [end.last_seq for end in ends],
                         "incomplete": [end.incomplete for end in ends],
                     },
+                )
+                # Workflows that keep no logs: the ended attempts' lines go after the grace
+                # (services/log_processor/retention.py deletes them).
+                conn.execute(
+                    QUERIES.schedule_purge,
+                    {"job_ids": [end.job_id for end in ends], "grace_s": self._purge_grace_s},
                 )
         LINES_STORED.inc(len(rows))
         LOGS_CLOSED.inc(len(ends))

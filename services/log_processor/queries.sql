@@ -17,8 +17,11 @@ ON CONFLICT (job_id, attempt, seq) DO NOTHING
 -- Records an attempt's end marker (one per job in the batch). An older attempt's end never
 -- replaces a newer one's (a late or redelivered marker); a redelivered marker keeps the first
 -- closing time. An incomplete end of the job's current attempt records the gap in the job.
+-- log_lines counts the job's stored lines (every attempt), for analytics: once per end marker,
+-- after the batch's lines are stored, rather than once per line.
 UPDATE jobs AS j
 SET logs_last_seq = t.last_seq,
+    log_lines = (SELECT count(*) FROM job_logs AS l WHERE l.job_id = j.id),
     logs_attempt = t.attempt,
     logs_closed_at = CASE WHEN coalesce(j.logs_attempt, 1) = t.attempt
                           THEN coalesce(j.logs_closed_at, now()) ELSE now() END,
@@ -27,3 +30,43 @@ FROM unnest(%(job_ids)b::uuid[], %(attempts)b::integer[], %(last_seqs)b::bigint[
             %(incomplete)b::boolean[]) AS t(job_id, attempt, last_seq, incomplete)
 WHERE j.id = t.job_id
   AND (j.logs_closed_at IS NULL OR coalesce(j.logs_attempt, 1) <= t.attempt)
+
+-- name: schedule_purge
+-- The "retain logs" switch (docs/notifications.md): once an attempt's end marker is stored, the
+-- lines of a job whose workflow keeps no logs may go after a grace period in which live viewers
+-- can still resume. In the end marker's transaction, after close_logs: logs_attempt is the
+-- attempt just ended (or a newer one already ended).
+UPDATE jobs AS j
+SET logs_purge_after = now() + make_interval(secs => %(grace_s)s),
+    logs_purge_attempt = j.logs_attempt
+FROM workflows AS w
+WHERE j.id = ANY(%(job_ids)b::uuid[])
+  AND w.id = j.workflow_id
+  AND NOT w.retain_logs
+  AND j.logs_closed_at IS NOT NULL
+
+-- name: purge_due_logs
+-- Deletes the lines of the jobs whose purge is due (at most `jobs` of them, oldest first; a
+-- concurrent purger skips the ones taken), unless their workflow was switched back to keeping
+-- logs meanwhile, and records what was deleted so readers stop at once.
+WITH due AS (
+    SELECT j.id, j.logs_purge_attempt AS attempt, NOT w.retain_logs AS purge
+    FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
+    WHERE j.logs_purge_after <= now()
+    ORDER BY j.logs_purge_after
+    LIMIT %(jobs)s
+    FOR UPDATE OF j SKIP LOCKED
+), gone AS (
+    DELETE FROM job_logs AS l USING due
+    WHERE due.purge AND l.job_id = due.id AND l.attempt <= due.attempt
+    RETURNING 1
+), done AS (
+    UPDATE jobs AS j
+    SET logs_purge_after = NULL,
+        logs_purge_attempt = NULL,
+        logs_purged_attempt = CASE WHEN due.purge THEN due.attempt ELSE j.logs_purged_attempt END
+    FROM due
+    WHERE j.id = due.id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM done) AS jobs, (SELECT count(*) FROM gone) AS lines

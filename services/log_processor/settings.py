@@ -17,3 +17,13 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, HealthSettings):
         500, ge=1, description="`job_logs` messages written to Postgres in one transaction."
     )
     log_concurrency: int = Field(2, ge=1, description="Batches written at once.")
+    log_purge_grace_s: float = Field(
+        60.0,
+        ge=0,
+        description="For workflows with `retain_logs` false: how long an attempt's lines stay "
+        "after its end marker is stored, so that live viewers who lost their connection can "
+        "resume (Last-Event-ID) without a gap. Then they are deleted.",
+    )
+    log_purge_interval_s: float = Field(
+        5.0, gt=0, description="How often the log-processor deletes lines whose grace has passed."
+    )

@@ -1,4 +1,5 @@
-"""The log-processor process: the `job_logs` consumer and the processor."""
+"""The log-processor process: the `job_logs` consumer and the processor, and the purger of lines
+that workflows do not retain."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
 from chronoverse.logs import LogMessage, decode_log_message
 from chronoverse.postgres import create_pool
 from services.log_processor.processor import LogProcessor
+from services.log_processor.retention import LogPurger
 from services.log_processor.settings import Settings
 
 CONSUMER_GROUP = "chronoverse-log-processor"
@@ -47,11 +49,20 @@ class LogProcessorWorker:
                 max_in_flight=s.log_batch_messages * s.log_concurrency * 2,
             ),
             decode=decode_log_message,
-            handle=LogProcessor(pool, redis_client).handle,
+            handle=LogProcessor(pool, redis_client, purge_grace_s=s.log_purge_grace_s).handle,
             watch=self._watch,
         )
+        purger = threading.Thread(
+            target=LogPurger(pool, interval_s=s.log_purge_interval_s).run,
+            args=(stop,),
+            name="log-purger",
+            daemon=True,
+        )
+        purger.start()
         try:
             loop.run(stop)
         finally:
+            stop.set()  # the loop also ends on its own error: the purger ends with it
+            purger.join()
             pool.close()
             redis_client.close()

@@ -14,12 +14,47 @@ ORDER BY w.next_run_at
 LIMIT %(limit)s
 FOR UPDATE OF w SKIP LOCKED
 
+-- name: count_active_jobs_by_user
+-- What each of these users has PENDING, QUEUED or RUNNING (the active-jobs quota), from
+-- jobs_user_active_idx.
+SELECT user_id, count(*) AS n FROM jobs
+WHERE user_id = ANY(%(user_ids)b::uuid[]) AND status IN ('PENDING', 'QUEUED', 'RUNNING')
+GROUP BY user_id
+
 -- name: claim_pending_jobs
-SELECT id, workflow_id, trigger, scheduled_at FROM jobs
-WHERE status = 'PENDING' AND run_after <= now()
-ORDER BY run_after
-LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED
+-- Ready PENDING jobs, fair between users. Each user's ready jobs are numbered in readiness order
+-- (their turn), and the batch takes every user's first job before anyone's second: round-robin,
+-- so one user's backlog cannot hold back another user's jobs. A user gets no more than
+-- max_in_flight jobs QUEUED or RUNNING at once; the rest wait PENDING. Numbering reads every
+-- ready job, which the active-jobs quota bounds per user. Rows another scheduling worker holds
+-- are skipped, and a row it published meanwhile fails the status check once locked, so no job
+-- is published twice.
+WITH ready AS (
+    SELECT id, user_id, run_after,
+           row_number() OVER (PARTITION BY user_id ORDER BY run_after, id) AS turn
+    FROM jobs
+    WHERE status = 'PENDING' AND run_after <= now()
+), in_flight AS (
+    SELECT user_id, count(*) AS n FROM jobs
+    WHERE user_id IN (SELECT DISTINCT user_id FROM ready) AND status IN ('QUEUED', 'RUNNING')
+    GROUP BY user_id
+), allowed AS (
+    SELECT r.id, r.turn, r.run_after
+    FROM ready AS r LEFT JOIN in_flight AS f ON f.user_id = r.user_id
+    WHERE r.turn <= %(max_in_flight)s - coalesce(f.n, 0)
+    ORDER BY r.turn, r.run_after, r.id
+    LIMIT %(limit)s
+)
+SELECT j.id, j.workflow_id, j.trigger, j.scheduled_at
+FROM allowed AS a JOIN jobs AS j ON j.id = a.id
+WHERE j.status = 'PENDING'
+ORDER BY a.turn, a.run_after, a.id
+FOR UPDATE OF j SKIP LOCKED
+
+-- name: any_ready_pending
+-- After a dispatch pass: do ready jobs still wait (held back by the in-flight cap, or taken by
+-- another scheduling worker)?
+SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'PENDING' AND run_after <= now()) AS waiting
 
 -- name: mark_queued
 UPDATE jobs
@@ -58,3 +93,55 @@ DELETE FROM outbox WHERE id IN (
 DELETE FROM idempotency_keys WHERE (user_id, key) IN (
     SELECT user_id, key FROM idempotency_keys WHERE expires_at <= now() LIMIT 10000
 )
+
+-- Retention (retention.py): a pass walks every workflow in windows of ids; per window, each
+-- statement deletes at most `limit` rows, so none holds locks or runs for long.
+
+-- name: retention_window
+SELECT id FROM workflows WHERE id > %(after)s ORDER BY id LIMIT %(limit)s
+
+-- name: prune_jobs
+-- Finished jobs of these workflows created before `before`, or past each workflow's newest `keep`
+-- jobs (jobs_workflow_page_idx). Their log lines, history and volume records go by cascade. The
+-- DELETE checks the status again on the locked row: an active job is never deleted.
+WITH doomed AS (
+    SELECT d.id
+    FROM unnest(%(workflow_ids)b::uuid[]) AS w (id)
+    CROSS JOIN LATERAL (
+        (SELECT j.id FROM jobs AS j
+         WHERE j.workflow_id = w.id AND j.created_at < %(before)s
+           AND j.status IN ('COMPLETED', 'FAILED', 'CANCELED')
+         ORDER BY j.created_at, j.id
+         LIMIT %(limit)s)
+        UNION
+        (SELECT o.id FROM (SELECT j.id, j.status FROM jobs AS j
+                           WHERE j.workflow_id = w.id
+                           ORDER BY j.created_at DESC, j.id DESC
+                           OFFSET %(keep)s LIMIT %(limit)s) AS o
+         WHERE o.status IN ('COMPLETED', 'FAILED', 'CANCELED'))
+    ) AS d
+    LIMIT %(limit)s
+)
+DELETE FROM jobs AS j USING doomed
+WHERE j.id = doomed.id AND j.status IN ('COMPLETED', 'FAILED', 'CANCELED')
+
+-- name: prune_skips
+-- Skipped-slot entries of these workflows created before `before`, or past each workflow's
+-- newest `keep` (skipped_runs_workflow_idx).
+WITH doomed AS (
+    SELECT d.id
+    FROM unnest(%(workflow_ids)b::uuid[]) AS w (id)
+    CROSS JOIN LATERAL (
+        (SELECT s.id FROM skipped_runs AS s
+         WHERE s.workflow_id = w.id AND s.created_at < %(before)s
+         ORDER BY s.created_at
+         LIMIT %(limit)s)
+        UNION
+        (SELECT s.id FROM skipped_runs AS s
+         WHERE s.workflow_id = w.id
+         ORDER BY s.created_at DESC
+         OFFSET %(keep)s LIMIT %(limit)s)
+    ) AS d
+    LIMIT %(limit)s
+)
+DELETE FROM skipped_runs AS s USING doomed WHERE s.id = doomed.id

@@ -28,7 +28,7 @@ from chronoverse.kafka.admin import ensure_topics
 from chronoverse.kafka.producer import OutgoingMessage, Producer
 from chronoverse.messages import encode
 from chronoverse.postgres import Pool
-from chronoverse.scheduling import DueWorkflow, FireDecision, plan_fire
+from chronoverse.scheduling import DueWorkflow, FireDecision, apply_active_quota, plan_fire
 from chronoverse.sql import Queries
 from services.scheduling_worker.settings import Settings
 
@@ -61,6 +61,8 @@ class Scheduler:
         self._producer = producer
         self._clock = clock
         self._last_sweep = 0.0
+        # Ready jobs were left PENDING by the last dispatch (a user at the in-flight cap).
+        self._held_back = False
 
     # --- one pass ---------------------------------------------------------------------------------
 
@@ -86,8 +88,23 @@ class Scheduler:
             if not rows:
                 return 0
             decisions = [plan_fire(_due(row), now) for row in rows]
+            decisions = self._within_quota(conn, decisions)
             self._write_decisions(conn, decisions)
         return len(rows)
+
+    def _within_quota(
+        self, conn: psycopg.Connection[dict[str, Any]], decisions: list[FireDecision]
+    ) -> list[FireDecision]:
+        """The decisions with the slots past each owner's active-jobs quota as QUOTA skips."""
+        users = list({d.user_id for d in decisions if d.run_slots})
+        if not users:
+            return decisions
+        rows = conn.execute(QUERIES.count_active_jobs_by_user, {"user_ids": users}).fetchall()
+        return apply_active_quota(
+            decisions,
+            {row["user_id"]: row["n"] for row in rows},
+            limit=self._settings.max_active_jobs_per_user,
+        )
 
     def _write_decisions(
         self, conn: psycopg.Connection[dict[str, Any]], decisions: list[FireDecision]
@@ -109,15 +126,25 @@ class Scheduler:
             )
 
     def dispatch_pending(self) -> int:
-        """Publish PENDING jobs that may run now, then mark them QUEUED; return how many."""
+        """Publish PENDING jobs that may run now, fairly between users, then mark them QUEUED;
+        return how many."""
+        limit = self._settings.dispatch_batch_size
         with self._pool.connection() as conn:
             rows = conn.execute(
-                QUERIES.claim_pending_jobs, {"limit": self._settings.dispatch_batch_size}
+                QUERIES.claim_pending_jobs,
+                {"limit": limit, "max_in_flight": self._settings.dispatch_max_in_flight_per_user},
             ).fetchall()
-            if not rows:
-                return 0
-            self._publish([self._job_message(row) for row in rows])
-            conn.execute(QUERIES.mark_queued, {"ids": [row["id"] for row in rows]})
+            if rows:
+                self._publish([self._job_message(row) for row in rows])
+                conn.execute(QUERIES.mark_queued, {"ids": [row["id"] for row in rows]})
+        if len(rows) < limit:
+            with self._pool.connection() as conn:
+                waiting = conn.execute(QUERIES.any_ready_pending).fetchone()
+            self._held_back = bool(waiting and waiting["waiting"])
+        else:
+            self._held_back = False
+        if not rows:
+            return 0
         published = self._clock()
         for row in rows:
             DISPATCH_LAG.labels(row["trigger"]).observe(
@@ -192,10 +219,14 @@ class Scheduler:
                 busy = self.run_once()
                 backoff = 0.5
                 if not busy:
-                    # Sleep until NOTIFY (a build completed, a manual run) or the poll interval.
-                    for _ in listener.notifies(
-                        timeout=self._settings.poll_interval_s, stop_after=1
-                    ):
+                    # Sleep until NOTIFY (a build completed, a manual run) or the poll interval;
+                    # sooner while ready jobs wait for room under the in-flight cap.
+                    timeout = (
+                        self._settings.dispatch_recheck_s
+                        if self._held_back
+                        else self._settings.poll_interval_s
+                    )
+                    for _ in listener.notifies(timeout=timeout, stop_after=1):
                         pass
             except (psycopg.Error, ChronoverseError) as exc:
                 PASS_ERRORS.inc()

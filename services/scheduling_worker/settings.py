@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from chronoverse.settings import HealthSettings, KafkaSettings, PostgresSettings
+from chronoverse.settings import HealthSettings, KafkaSettings, PostgresSettings, QuotaSettings
 
 
-class Settings(PostgresSettings, KafkaSettings, HealthSettings):
+class Settings(PostgresSettings, KafkaSettings, HealthSettings, QuotaSettings):
     """Everything the scheduling-worker reads from the environment."""
 
     health_port: int = Field(
@@ -24,6 +24,21 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings):
     )
     dispatch_batch_size: int = Field(
         2000, ge=1, description="Pending jobs published per transaction."
+    )
+    dispatch_max_in_flight_per_user: int = Field(
+        1000,
+        ge=1,
+        description="Jobs of one user published and not yet finished (QUEUED or RUNNING) at "
+        "once; the user's other ready jobs wait PENDING, so one user's backlog never fills the "
+        "`jobs` topic ahead of everyone else. Dispatch also takes ready jobs round-robin by user.",
+    )
+    dispatch_recheck_s: float = Field(
+        0.05,
+        gt=0,
+        le=1.0,
+        description="While some user's ready jobs wait for room under "
+        "CHRONOVERSE_DISPATCH_MAX_IN_FLIGHT_PER_USER, the next pass comes this soon, so their "
+        "jobs follow as soon as earlier ones finish.",
     )
     outbox_batch_size: int = Field(500, ge=1, description="Outbox events relayed per transaction.")
     publish_timeout_s: float = Field(
@@ -43,4 +58,49 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings):
     )
     sweep_interval_s: float = Field(
         5.0, gt=0, description="How often to look for QUEUED jobs to publish again."
+    )
+    retention_job_days: float = Field(
+        30.0,
+        gt=0,
+        description="Finished jobs (COMPLETED, FAILED, CANCELED) created more than this many "
+        "days ago are deleted, with their log lines and history. Active jobs are never deleted.",
+    )
+    retention_jobs_per_workflow: int = Field(
+        1000,
+        ge=1,
+        description="Each workflow keeps at most its newest this many jobs; older finished ones "
+        "are deleted (with their log lines and history) whatever their age.",
+    )
+    retention_skips_days: float = Field(
+        30.0,
+        gt=0,
+        description="Entries of the fire ledger's skipped slots older than this many days are "
+        "deleted.",
+    )
+    retention_skips_per_workflow: int = Field(
+        1000,
+        ge=1,
+        description="Each workflow keeps at most its newest this many skipped-slot entries.",
+    )
+    retention_batch_size: int = Field(
+        500,
+        ge=1,
+        description="Most jobs (or skipped-slot entries) one retention statement deletes.",
+    )
+    retention_workflows_per_batch: int = Field(
+        200,
+        ge=1,
+        description="Workflows one retention statement looks at; the pass walks every "
+        "workflow in such windows.",
+    )
+    retention_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="Pause between two retention passes over every workflow (each pass runs "
+        "on its own thread, in short statements with a pause between them).",
+    )
+    retention_pause_s: float = Field(
+        0.1,
+        ge=0,
+        description="Pause between two retention statements of a pass.",
     )

@@ -1,4 +1,4 @@
-"""The scheduling-worker process: wiring for the scheduling loop."""
+"""The scheduling-worker process: wiring for the scheduling loop and the retention thread."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from chronoverse.domain import Topic
 from chronoverse.health import Check
 from chronoverse.kafka.producer import Producer
 from chronoverse.postgres import create_pool
+from services.scheduling_worker.retention import Retention, RetentionPolicy
 from services.scheduling_worker.scheduler import Scheduler
 from services.scheduling_worker.settings import Settings
 
@@ -28,8 +29,22 @@ class SchedulingWorker:
             client_id="chronoverse-scheduling-worker",
             delivery_timeout_s=self._settings.publish_timeout_s,
         )
+        s = self._settings
+        retention = Retention(pool, RetentionPolicy.from_settings(s), pause_s=s.retention_pause_s)
+        retention_stop = threading.Event()
+        # Its own thread: a retention statement never delays scheduling or dispatch.
+        pruner = threading.Thread(
+            target=retention.run,
+            args=(retention_stop,),
+            kwargs={"interval_s": s.retention_interval_s},
+            name="retention",
+            daemon=True,
+        )
+        pruner.start()
         try:
-            Scheduler(self._settings, pool, producer).run(stop)
+            Scheduler(s, pool, producer).run(stop)
         finally:
+            retention_stop.set()
+            pruner.join(timeout=10)
             producer.close()
             pool.close()

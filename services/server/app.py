@@ -9,12 +9,15 @@ from chronoverse import __version__
 from services.server.context import ServerContext
 from services.server.http_errors import BodySizeLimit, install_error_handlers
 from services.server.routes import (
+    analytics,
     auth,
     jobs,
     logs,
+    notifications,
     operations,
     schedules,
     volumes,
+    webhooks,
     workflows,
 )
 from services.server.routes.deps import known_query_parameters
@@ -47,6 +50,9 @@ def create_app(context: ServerContext) -> FastAPI:
         jobs.router,
         logs.router,
         volumes.router,
+        notifications.router,
+        analytics.router,
+        webhooks.router,
     ):
         app.include_router(router)
     # The document states this server's CONTAINER bounds, which are the operator's settings.

@@ -34,8 +34,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "No valid bearer token.",
         404: "No such resource for this user.",
         409: (
-            "Conflicts with the resource's state or an earlier Idempotency-Key, or a stored "
-            "secret cannot be decrypted (`secret_unreadable`)."
+            "Conflicts with the resource's state or an earlier Idempotency-Key, a per-user "
+            "quota is used up (`quota_exceeded`), or a stored secret cannot be decrypted "
+            "(`secret_unreadable`)."
         ),
         413: "The request body is over the size limit.",
         415: "The body is not sent as `Content-Type: application/json`.",
@@ -55,6 +56,16 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
             "Every password-hashing slot stayed busy (`busy`); Retry-After says when to try again."
         ),
     }.items()
+}
+# What a manual run may also answer.
+RUN_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorOut,
+        "description": (
+            "Over CHRONOVERSE_MANUAL_RUNS_PER_MINUTE for this user (`rate_limited`); the "
+            "Retry-After header says in how many seconds to try again."
+        ),
+    }
 }
 # What a 405's Allow header may list: every method some route of the path answers.
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -40,6 +40,7 @@ from chronoverse.domain import JobStatus, LogStream, WorkflowKind
 from chronoverse.logs import LinesMessage, LogLine, LogPosition, decode_live, live_channel
 from chronoverse.postgres import Pool
 from chronoverse.sql import Queries
+from services.server.store.workflows import like_pattern
 
 QUERIES = Queries.load(Path(__file__).parent / "store" / "queries.sql")
 PAGE = 1000
@@ -98,18 +99,22 @@ def page(
     after: int,
     limit: int,
     stream: LogStream | None = None,
+    contains: str | None = None,
 ) -> list[LogLine]:
-    """One attempt's lines after seq ``after``, oldest first."""
-    rows = conn.execute(
-        QUERIES.log_page,
-        {
-            "job_id": job_id,
-            "attempt": attempt,
-            "after": after,
-            "limit": limit,
-            "stream": stream.value if stream else None,
-        },
-    ).fetchall()
+    """One attempt's lines after seq ``after``, oldest first; only ``stream``'s, and only those
+    containing ``contains`` (case-insensitive, wildcards taken literally), when given."""
+    params: dict[str, Any] = {
+        "job_id": job_id,
+        "attempt": attempt,
+        "after": after,
+        "limit": limit,
+        "stream": stream.value if stream else None,
+    }
+    query = QUERIES.log_page
+    if contains is not None:
+        query = QUERIES.log_search
+        params["pattern"] = like_pattern(contains)
+    rows = conn.execute(query, params).fetchall()
     return [
         LogLine(seq=r["seq"], stream=LogStream(r["stream"]), ts=r["ts"], line=r["line"])
         for r in rows
@@ -129,6 +134,8 @@ class LogState:
     newest_lines: int | None  # the newest attempt with a stored line
     finished_for: timedelta | None
     started_for: timedelta | None  # since the current attempt started
+    # The attempts up to this one had their lines deleted (the workflow keeps no logs).
+    purged_attempt: int | None = None
 
     @property
     def latest(self) -> int:
@@ -149,6 +156,7 @@ class LogState:
             newest_lines=row["logs_max_attempt"],
             finished_for=row["finished_for"],
             started_for=row["started_for"],
+            purged_attempt=row.get("logs_purged_attempt"),
         )
 
 
@@ -176,6 +184,9 @@ def decide(
     final = state.status.is_final
     if state.kind is WorkflowKind.HEARTBEAT:
         return Step.END if final else Step.FOLLOW  # no output, and no attempts to show
+    if state.purged_attempt is not None and attempt <= state.purged_attempt:
+        # Not retained: this attempt's lines were deleted on purpose, none will come.
+        return Step.NEXT_ATTEMPT if attempt < state.latest else Step.END
     ended_here = state.ended_attempt == attempt
     lines_lost = False
     if ended_here and state.last_seq is not None and last_sent < state.last_seq:

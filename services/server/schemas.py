@@ -28,6 +28,8 @@ from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema
 
 from chronoverse.accounts import EMAIL_PATTERN
+from chronoverse.alerts import EntityType as NotificationEntityType
+from chronoverse.alerts import Kind as NotificationKind
 from chronoverse.domain import (
     BuildStatus,
     FailureKind,
@@ -39,6 +41,7 @@ from chronoverse.domain import (
     WorkflowState,
 )
 from chronoverse.errors import FieldError, InvalidFieldsError
+from chronoverse.job_events import MAX_JOB_EVENTS, JobEvent, JobEventType, JobHistory
 from chronoverse.jobs import Job
 from chronoverse.payloads import (
     JSON_INTEGER,
@@ -67,6 +70,9 @@ from chronoverse.schedules import (
     parse_timezone,
 )
 from chronoverse.secrets import mask_payload
+from chronoverse.webhooks import MAX_URL_CHARS as MAX_WEBHOOK_URL_CHARS
+from chronoverse.webhooks import DeliveryStatus
+from chronoverse.webhooks import url_problem as webhook_url_problem
 
 MAX_INTERVAL_MINUTES = 10080
 MAX_FAILURES_LIMIT = 100
@@ -95,6 +101,14 @@ FailureLimit = Annotated[
         description="Consecutive failed jobs after which the workflow terminates itself.",
     ),
     JSON_INTEGER,
+]
+RetainLogs = Annotated[
+    bool,
+    Field(
+        description="Keep the jobs' log lines. false: live viewers still see every line (and can "
+        "resume), but each attempt's lines are deleted shortly after it ends "
+        "(CHRONOVERSE_LOG_PURGE_GRACE_S of the log processor)."
+    ),
 ]
 
 
@@ -247,6 +261,7 @@ class HeartbeatWorkflowCreate(ScheduleIn, CatchupIn):
         None, description=f"Omitted, null or empty: a liveness job. {PAYLOAD_DOC}"
     )
     max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
+    retain_logs: RetainLogs = True
 
 
 class ContainerWorkflowCreate(ScheduleIn, CatchupIn):
@@ -256,6 +271,7 @@ class ContainerWorkflowCreate(ScheduleIn, CatchupIn):
     kind: Literal["CONTAINER"]
     payload: ContainerPayload = Field(description=PAYLOAD_DOC)
     max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
+    retain_logs: RetainLogs = True
 
 
 def with_operator_limits(document: dict[str, Any], policy: ContainerPolicy) -> dict[str, Any]:
@@ -314,6 +330,7 @@ class WorkflowCreate(ScheduleIn, CatchupIn):
     # A JSON object for the kind, or JSON text holding one: chronoverse.payloads checks it.
     payload: Any = Field(default_factory=dict)
     max_consecutive_job_failures_allowed: FailureLimit = DEFAULT_FAILURES_LIMIT
+    retain_logs: RetainLogs = True
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -330,6 +347,7 @@ class WorkflowUpdate(ScheduleIn, CatchupIn):
     name: Name | None = None
     payload: Any = None
     max_consecutive_job_failures_allowed: FailureLimit | None = None
+    retain_logs: RetainLogs | None = None
     # Not changeable and not in the schema: declared only so that sending it says why it is refused.
     kind: SkipJsonSchema[Any] = Field(None, exclude=True)
 
@@ -358,6 +376,7 @@ class WorkflowUpdate(ScheduleIn, CatchupIn):
             {"required": ["catchup"]},
             {"required": ["catchup_window_minutes"]},
             {"required": ["max_consecutive_job_failures_allowed"]},
+            {"required": ["retain_logs"]},
             {"required": ["payload"], "properties": {"payload": {"not": {"type": "null"}}}},
         ]
         return schema
@@ -384,6 +403,11 @@ class WorkflowOut(BaseModel):
     next_run_at: datetime | None = Field(description="The next slot; null once terminated.")
     max_consecutive_job_failures_allowed: int
     consecutive_job_failures_count: int
+    retain_logs: bool = Field(
+        True,  # responses saved (Idempotency-Key) before the field existed
+        description="Whether the jobs' log lines are kept (false: only while live viewers may "
+        "resume)."
+    )
     build_status: BuildStatus
     build_error: str | None
     generation: int
@@ -414,6 +438,7 @@ class WorkflowOut(BaseModel):
             next_run_at=workflow.next_run_at,
             max_consecutive_job_failures_allowed=workflow.max_consecutive_job_failures_allowed,
             consecutive_job_failures_count=workflow.consecutive_job_failures_count,
+            retain_logs=workflow.retain_logs,
             build_status=workflow.build_status,
             build_error=workflow.build_error,
             generation=workflow.generation,
@@ -476,6 +501,27 @@ class JobPageOut(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )
+
+
+class JobEventOut(BaseModel):
+    type: JobEventType = Field(description="What happened (docs/notifications.md, Job history).")
+    at: datetime
+    data: dict[str, Any] = Field(description="The facts of the event; the keys depend on type.")
+
+    @classmethod
+    def of(cls, event: JobEvent) -> JobEventOut:
+        return cls(type=event.type, at=event.at, data=event.data)
+
+
+class JobEventsOut(BaseModel):
+    events: list[JobEventOut] = Field(
+        description=f"Oldest first; at most the newest {MAX_JOB_EVENTS}."
+    )
+    truncated: bool = Field(description=f"Older events than these {MAX_JOB_EVENTS} were left out.")
+
+    @classmethod
+    def of(cls, history: JobHistory) -> JobEventsOut:
+        return cls(events=[JobEventOut.of(e) for e in history.events], truncated=history.truncated)
 
 
 class LogLineOut(BaseModel):
@@ -543,6 +589,98 @@ class VolumeListOut(BaseModel):
     volumes: list[VolumeOut]
 
 
+# --- webhooks ------------------------------------------------------------------------------------
+
+WebhookEventIn = Literal[
+    "workflow.failing", "workflow.recovered", "workflow.terminated", "build.failed"
+]
+
+
+class WebhookCreate(_Strict):
+    """An endpoint to POST signed state flips to."""
+
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_WEBHOOK_URL_CHARS,
+        description="An http:// or https:// URL without credentials; its address must pass the "
+        "egress policy (as HEARTBEAT endpoints do), checked again before every attempt.",
+    )
+    events: list[WebhookEventIn] = Field(
+        min_length=1, max_length=4, description="The events to send, each at most once."
+    )
+    workflow_id: UUID | None = Field(
+        None,
+        strict=False,  # JSON has no UUID type: a UUID string
+        description="Only this workflow of yours; null (the default): all of them.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if (problem := webhook_url_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists an event twice")
+        return value
+
+
+class WebhookOut(BaseModel):
+    id: UUID
+    url: str
+    events: list[str]
+    workflow_id: UUID | None
+    created_at: datetime
+
+
+class WebhookCreatedOut(WebhookOut):
+    secret: str = Field(
+        description="The signing secret (`whsec_` and base64), shown only in this response: "
+        "verify deliveries with it (Standard Webhooks)."
+    )
+
+
+class WebhookPage(BaseModel):
+    webhooks: list[WebhookOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class WebhookAttemptOut(BaseModel):
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None = Field(description="The receiver's answer; null when there was none.")
+    duration_ms: int
+    error: str | None = Field(
+        description="Why there was no answer: a timeout, a refused connection, or an address "
+        "the egress policy blocks (then no request was sent)."
+    )
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: UUID = Field(description="The `webhook-id` header: the same on every attempt.")
+    event: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None = Field(description="When PENDING: the next attempt.")
+    created_at: datetime
+    finished_at: datetime | None
+    payload: dict[str, Any]
+    attempt_log: list[WebhookAttemptOut] = Field(description="Every attempt, oldest first.")
+
+
+class WebhookDeliveryPage(BaseModel):
+    deliveries: list[WebhookDeliveryOut] = Field(description="Newest first.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
 # --- list queries: one validator for the HTTP query string and the gRPC request ------------------
 
 
@@ -584,11 +722,29 @@ class JobQuery(_Query):
     cursor: PageCursor = None
 
 
+class WebhookQuery(_Query):
+    limit: PageLimit = DEFAULT_PAGE_SIZE
+    cursor: PageCursor = None
+
+
 MAX_LOG_PAGE = 1000
 MAX_ATTEMPT = 2**31 - 1
 # A position in a job's logs as text (a log cursor, a Last-Event-ID): `<attempt>.<seq>`, or a
 # plain seq (of the attempt asked for, else the latest); seq -1 is before the first line.
 LOG_POSITION_PATTERN = r"^(?:[1-9][0-9]{0,8}\.)?(?:-1|[0-9]{1,18})$"
+
+
+MAX_LOG_SEARCH = 200
+LogSearch = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=MAX_LOG_SEARCH,
+        pattern=r"^[^\x00]*$",
+        description="Only lines containing this text, case-insensitive (`%` and `_` are plain "
+        f"characters); 1 to {MAX_LOG_SEARCH} characters.",
+    ),
+]
 
 
 class LogQuery(_Query):
@@ -610,6 +766,23 @@ class LogQuery(_Query):
     ] = None
     limit: Annotated[int, Field(ge=1, le=MAX_LOG_PAGE)] = 500
     stream: LogStream | None = None
+    q: LogSearch = None
+
+
+class LogDownloadQuery(_Query):
+    format: Annotated[
+        Literal["txt", "json", "jsonl"],
+        Field(
+            description="`txt`: the lines as printed; `jsonl`: one `{attempt, seq, stream, ts, "
+            "line}` object a line; `json`: `{job_id, attempt, logs: [...], incomplete}`."
+        ),
+    ] = "txt"
+    attempt: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_ATTEMPT, description="The attempt to download; default: the latest."),
+    ] = None
+    stream: LogStream | None = None
+    q: LogSearch = None
 
 
 # --- idempotent POSTs, and the links between operations, as the document states them ----------
@@ -749,7 +922,7 @@ class SchedulePreviewOut(BaseModel):
     next: list[FireOut]
 
 
-FIRE_OUTCOMES = Literal["FIRED", "OVERLAP", "MISSED", "PAUSED"]
+FIRE_OUTCOMES = Literal["FIRED", "OVERLAP", "MISSED", "PAUSED", "QUOTA"]
 
 
 class FireEntryOut(BaseModel):
@@ -771,3 +944,166 @@ class FirePageOut(BaseModel):
 class FireQuery(_Query):
     limit: PageLimit = DEFAULT_PAGE_SIZE
     cursor: PageCursor = None
+
+
+# --- analytics -------------------------------------------------------------------------------
+
+DEFAULT_ANALYTICS_DAYS = 7
+MAX_ANALYTICS_DAYS = 90
+
+
+class AnalyticsQuery(_Query):
+    since: Annotated[
+        datetime | None,
+        Field(
+            description=f"RFC 3339, with an offset: the window holds the jobs created at or after "
+            f"it, up to now (default: {DEFAULT_ANALYTICS_DAYS} days ago; at most "
+            f"{MAX_ANALYTICS_DAYS} days ago, not in the future)."
+        ),
+    ] = None
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: object) -> object:
+        if isinstance(value, str) and not _RFC3339.fullmatch(value):
+            raise ValueError("must be an RFC 3339 time (e.g. 2027-03-28T00:00:00Z)")
+        return value
+
+    @field_validator("since")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must have a time zone offset (e.g. 2027-03-28T00:00:00Z)")
+        return value
+
+
+class JobStatusCountsOut(BaseModel):
+    """Jobs of the window by status; every status is present, zero or not."""
+
+    PENDING: int
+    QUEUED: int
+    RUNNING: int
+    COMPLETED: int
+    FAILED: int
+    CANCELED: int
+
+
+class JobAnalyticsOut(BaseModel):
+    since: datetime = Field(description="The window's start.")
+    until: datetime = Field(description="The window's end: when the figures were computed.")
+    jobs: int = Field(description="Jobs created in the window.")
+    jobs_by_status: JobStatusCountsOut
+    success_rate: float | None = Field(
+        description="COMPLETED jobs over finished ones (COMPLETED, FAILED, CANCELED), 0 to 1; "
+        "null when none finished."
+    )
+    duration_p50_s: float | None = Field(
+        description="Median seconds from start to finish of the finished jobs that started; "
+        "null when there are none."
+    )
+    duration_p95_s: float | None = Field(description="95th percentile of the same durations.")
+    execution_time_s: float = Field(description="The sum of the same durations, in seconds.")
+    log_lines: int = Field(
+        description="Stored log lines of the window's jobs, every attempt; counted when each "
+        "attempt's log ends, so lines a retain_logs=false workflow later discards still count."
+    )
+
+
+class WorkflowStateCountsOut(BaseModel):
+    active: int
+    paused: int
+    terminated: int
+
+
+class BuildStatusCountsOut(BaseModel):
+    QUEUED: int
+    STARTED: int
+    COMPLETED: int
+    FAILED: int
+
+
+class WorkflowCountsOut(BaseModel):
+    """The user's workflows now (not over the window)."""
+
+    total: int
+    by_state: WorkflowStateCountsOut
+    by_build_status: BuildStatusCountsOut
+
+
+class UserAnalyticsOut(JobAnalyticsOut):
+    workflows: WorkflowCountsOut
+
+
+class WorkflowAnalyticsOut(JobAnalyticsOut):
+    workflow_id: UUID
+
+
+# --- notifications and the caller's profile -----------------------------------------------------
+
+MAX_MARK_READ_IDS = 200
+NotificationPreferenceIn = Literal["ALERTS", "ALL", "NONE"]
+NOTIFICATION_PREFERENCE_DOC = (
+    "Which notifications you are shown: `ALERTS` (the default: kinds ALERT, ERROR and WARN, and "
+    "workflow.recovered), `ALL`, or `NONE`. Every notification is stored; this applies when "
+    "listing."
+)
+
+
+class NotificationOut(BaseModel):
+    id: UUID
+    kind: NotificationKind
+    title: str
+    message: str
+    entity_type: NotificationEntityType
+    entity_id: UUID = Field(description="The workflow's or job's id.")
+    action_url: str | None = Field(description="The page that shows what happened.")
+    read_at: datetime | None
+    created_at: datetime
+
+
+class NotificationPageOut(BaseModel):
+    notifications: list[NotificationOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class NotificationQuery(_Query):
+    unread: bool = Field(False, description="Only the notifications not marked read.")
+    limit: PageLimit = DEFAULT_PAGE_SIZE
+    cursor: PageCursor = None
+
+
+class MarkReadIn(BaseModel):
+    """Exactly one of ``ids`` and ``all``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ids: list[UUID] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_MARK_READ_IDS,
+        description=f"1 to {MAX_MARK_READ_IDS} of your notifications' ids; other ids are ignored.",
+    )
+    all: Literal[True] | None = Field(
+        None, description="`true`: every unread notification you are shown."
+    )
+
+
+class MarkReadOut(BaseModel):
+    marked: int = Field(description="How many unread notifications this marked read.")
+
+
+class ProfileOut(BaseModel):
+    id: UUID
+    email: str
+    created_at: datetime
+    notification_preference: NotificationPreferenceIn = Field(
+        description=NOTIFICATION_PREFERENCE_DOC
+    )
+
+
+class ProfileUpdate(_Strict):
+    notification_preference: NotificationPreferenceIn = Field(
+        description=NOTIFICATION_PREFERENCE_DOC
+    )

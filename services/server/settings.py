@@ -11,6 +11,7 @@ from chronoverse.settings import (
     HealthSettings,
     PostgresSettings,
     PublicUrlSettings,
+    QuotaSettings,
     RedisSettings,
     SecretSettings,
 )
@@ -25,6 +26,7 @@ class Settings(
     ContainerSettings,
     PublicUrlSettings,
     HealthSettings,
+    QuotaSettings,
 ):
     """Everything the server reads from the environment."""
 
@@ -84,6 +86,31 @@ class Settings(
         gt=0,
         description="How long a login or registration waits for a hashing slot before 503.",
     )
+    max_streams_per_user: int = Field(
+        50,
+        ge=1,
+        description=(
+            "Live log streams (SSE and gRPC) one user may have open at once, across every "
+            "server process (counted in Redis). Past it: 429."
+        ),
+    )
+    log_stream_threads: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Threads that read Postgres for the live log viewers of one server process (each "
+            "holds a pool connection while it reads); viewers hold no thread while they wait."
+        ),
+    )
+    grpc_max_streams: int = Field(
+        32,
+        ge=1,
+        description=(
+            "gRPC StreamLogs calls one server process serves at once, on threads of their own "
+            "besides CHRONOVERSE_GRPC_MAX_WORKERS, so streams never starve unary calls. Past "
+            "it: RESOURCE_EXHAUSTED."
+        ),
+    )
     public_metrics: bool = Field(
         False,
         description=(
@@ -94,6 +121,23 @@ class Settings(
     )
     shutdown_grace_s: float = Field(
         10.0, ge=0, description="Seconds in-flight requests get to finish after SIGTERM."
+    )
+    max_workflows_per_user: int = Field(
+        1000,
+        ge=1,
+        description=(
+            "Workflows one user may have (terminated ones count until deleted); creating one "
+            "more gets 409 `quota_exceeded`."
+        ),
+    )
+    manual_runs_per_minute: int = Field(
+        60,
+        ge=1,
+        description=(
+            "Manual runs (`POST /workflows/{id}/jobs`) one user may start per minute, counted "
+            "in Redis for every server process; past it: 429 `rate_limited` with Retry-After. "
+            "A replayed Idempotency-Key does not count."
+        ),
     )
     max_webhooks_per_user: int = Field(
         20,

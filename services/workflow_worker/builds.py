@@ -32,17 +32,18 @@ import requests
 from docker.errors import DockerException, NotFound
 from prometheus_client import Counter
 
-from chronoverse import lifecycle
+from chronoverse import alerts, lifecycle
 from chronoverse.containers import image_has_path
 from chronoverse.definition_cache import DefinitionCache
 from chronoverse.definitions import LABEL_WORKFLOW, ContainerDefinition, define, helper_labels
-from chronoverse.domain import BuildStatus, WorkflowKind
+from chronoverse.domain import BuildStatus, WorkflowKind, utcnow
 from chronoverse.errors import InvalidFieldsError
 from chronoverse.events import WorkflowEvent
 from chronoverse.kafka.consumer import Record
 from chronoverse.payloads import ContainerPayload, ContainerPolicy, parse_payload
-from chronoverse.postgres import Pool
+from chronoverse.postgres import Conn, Pool
 from chronoverse.secrets import SecretBox, SecretError, open_payload
+from chronoverse.settings import DEFAULT_PUBLIC_URL
 from chronoverse.sql import Queries
 from services.workflow_worker.failures import (
     BuildFailedError,
@@ -78,8 +79,10 @@ class Builder:
         installation: str,
         stop_grace_s: int = 10,
         docker_retry_s: float = 30.0,
+        public_url: str = DEFAULT_PUBLIC_URL,
     ) -> None:
         self._installation = installation
+        self._public_url = public_url  # makes the links of webhook payloads absolute
         self._pool = pool
         self._images = images
         self._docker = docker_client
@@ -111,6 +114,8 @@ class Builder:
                 QUERIES.start_build,
                 {"workflow_id": event.workflow_id, "generation": event.generation},
             ).fetchone()
+            if row is not None:
+                self._alert(conn, row, event, BuildStatus.STARTED, None)
         if row is None:
             logger.debug(
                 "stale build event for %s generation %d",
@@ -265,6 +270,8 @@ class Builder:
                     "error": error,
                 },
             ).fetchone()
+            if row is not None:
+                self._alert(conn, row, event, status, error)
             if row is not None and status is BuildStatus.COMPLETED:
                 lifecycle.wake_scheduler(conn)
         if row is None:
@@ -283,6 +290,23 @@ class Builder:
                 "status": status.value,
             },
         )
+
+    def _alert(
+        self,
+        conn: Conn,
+        row: Mapping[str, Any],
+        event: WorkflowEvent,
+        status: BuildStatus,
+        error: str | None,
+    ) -> None:
+        """Tell the owner, in the transaction that moved the build."""
+        moved = alerts.BuildMoved(
+            workflow=alerts.WorkflowState.from_row(row),
+            generation=event.generation,
+            status=status,
+            error=error,
+        )
+        alerts.write(conn, [alerts.decide(moved, public_url=self._public_url, now=utcnow())])
 
     def _stop_containers(self, workflow_id: UUID) -> None:
         """Stop (SIGTERM, then SIGKILL after the grace period) and remove its running containers.

@@ -11,6 +11,7 @@ from chronoverse.settings import (
     InstallationSettings,
     KafkaSettings,
     PostgresSettings,
+    PublicUrlSettings,
     RedisSettings,
     SecretSettings,
 )
@@ -25,6 +26,7 @@ class Settings(
     SecretSettings,
     ContainerSettings,
     InstallationSettings,
+    PublicUrlSettings,
 ):
     """Everything the workflow-worker reads from the environment."""
 

@@ -59,6 +59,7 @@ class WorkflowWorker:
             installation=s.installation,
             stop_grace_s=s.stop_grace_s,
             docker_retry_s=s.docker_retry_s,
+            public_url=s.public_url,
         )
         loop: ConsumerLoop[WorkflowEvent] = ConsumerLoop(
             self._settings,

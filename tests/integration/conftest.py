@@ -52,6 +52,10 @@ def server(
             # Every test registers its own users, all from 127.0.0.1.
             "CHRONOVERSE_REGISTRATION": "open",
             "CHRONOVERSE_AUTH_RATE_LIMIT_PER_IP": "100000/minute",
+            # Quotas have their own tests (test_quotas.py); here no test runs into one.
+            "CHRONOVERSE_MANUAL_RUNS_PER_MINUTE": "100000",
+            "CHRONOVERSE_MAX_WORKFLOWS_PER_USER": "100000",
+            "CHRONOVERSE_MAX_ACTIVE_JOBS_PER_USER": "100000",
         }
     )
     context = ServerContext(settings)

@@ -24,6 +24,7 @@ CONTAINER = {
 }
 WORKFLOW_FIELDS = {
     "id",
+    "retain_logs",
     "cron",
     "timezone",
     "dst",

@@ -27,6 +27,8 @@ from chronoverse.v1 import (
     auth_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
+    notifications_pb2,
+    notifications_pb2_grpc,
     workflows_pb2,
     workflows_pb2_grpc,
 )
@@ -66,6 +68,10 @@ class Edge(Protocol):
     def schedule(self, workflow_id: str, count: int = 3) -> Answer: ...
     def preview(self, spec: dict[str, Any], start: str | None = None) -> Answer: ...
     def fires(self, workflow_id: str) -> Answer: ...
+    def events(self, workflow_id: str, job_id: str) -> Answer: ...
+    def notifications(self, **query: Any) -> Answer: ...
+    def mark_read(self, body: dict[str, Any]) -> Answer: ...
+    def profile(self, preference: str | None = None) -> Answer: ...
 
 
 class HttpEdge:
@@ -181,6 +187,7 @@ class GrpcEdge:
         self._auth = auth_pb2_grpc.AuthServiceStub(channel)
         self._workflows = workflows_pb2_grpc.WorkflowServiceStub(channel)
         self._jobs = jobs_pb2_grpc.JobServiceStub(channel)
+        self._notifications = notifications_pb2_grpc.NotificationServiceStub(channel)
         self._metadata: tuple[tuple[str, str], ...] = ()
 
     def _call(self, method: Callable[..., Any], request: Any, key: str | None = None) -> Answer:
@@ -548,6 +555,153 @@ CASES: dict[str, tuple[Callable[[Edge, RunningServer], list[Any]], list[Any]]] =
     "schedules of other users": (schedules_of_others, ["not_found"] * 4),
     "unauthenticated": (unauthenticated, ["unauthenticated"] * 3),
 }
+
+
+def _notification_methods() -> None:
+    def notifications_http(self: HttpEdge, **query: Any) -> Answer:
+        return self._send("GET", "/notifications", params=query)
+
+    def mark_read_http(self: HttpEdge, body: dict[str, Any]) -> Answer:
+        return self._send("POST", "/notifications/read", json=body)
+
+    def profile_http(self: HttpEdge, preference: str | None = None) -> Answer:
+        if preference is None:
+            return self._send("GET", "/users/me")
+        return self._send("PATCH", "/users/me", json={"notification_preference": preference})
+
+    def notifications_grpc(self: GrpcEdge, **query: Any) -> Answer:
+        request = notifications_pb2.ListNotificationsRequest(**query)
+        return self._call(self._notifications.ListNotifications, request)
+
+    def mark_read_grpc(self: GrpcEdge, body: dict[str, Any]) -> Answer:
+        request = notifications_pb2.MarkNotificationsReadRequest(**body)
+        return self._call(self._notifications.MarkNotificationsRead, request)
+
+    def profile_grpc(self: GrpcEdge, preference: str | None = None) -> Answer:
+        if preference is None:
+            request = notifications_pb2.GetProfileRequest()
+            return self._call(self._notifications.GetProfile, request)
+        update = notifications_pb2.UpdateProfileRequest(notification_preference=preference)
+        return self._call(self._notifications.UpdateProfile, update)
+
+    for name, on_http, on_grpc in (
+        ("notifications", notifications_http, notifications_grpc),
+        ("mark_read", mark_read_http, mark_read_grpc),
+        ("profile", profile_http, profile_grpc),
+    ):
+        setattr(HttpEdge, name, on_http)
+        setattr(GrpcEdge, name, on_grpc)
+
+
+_notification_methods()
+
+
+def notifications(edge: Edge, server: RunningServer) -> list[str]:
+    signed_in(edge)
+    return [
+        edge.notifications().outcome,
+        edge.notifications(unread=True, limit=201).outcome,
+        edge.notifications(cursor="x").outcome,
+        edge.mark_read({}).outcome,
+        edge.mark_read({"ids": ["nope"]}).outcome,
+        edge.mark_read({"ids": [str(uuid.uuid4())], "all": True}).outcome,
+        edge.mark_read({"ids": [str(uuid.uuid4())]}).outcome,
+        edge.mark_read({"all": True}).outcome,
+        edge.profile().outcome,
+        edge.profile("LOUD").outcome,
+        edge.profile("ALL").outcome,
+    ]
+
+
+CASES["notifications and the profile"] = (
+    notifications,
+    [
+        "ok",
+        "invalid:limit",
+        "invalid:cursor",
+        "invalid:ids",
+        "invalid:ids.0",
+        "invalid:all",
+        "ok",
+        "ok",
+        "ok",
+        "invalid:notification_preference",
+        "ok",
+    ],
+)
+
+
+def _log_methods() -> None:
+    def logs_http(self: HttpEdge, workflow_id: str, job_id: str, **query: Any) -> Answer:
+        return self._send("GET", f"/workflows/{workflow_id}/jobs/{job_id}/logs", params=query)
+
+    def logs_grpc(self: GrpcEdge, workflow_id: str, job_id: str, **query: Any) -> Answer:
+        request = jobs_pb2.ListLogsRequest(workflow_id=workflow_id, job_id=job_id, **query)
+        return self._call(self._jobs.ListLogs, request)
+
+    HttpEdge.logs = logs_http  # type: ignore[attr-defined]
+    GrpcEdge.logs = logs_grpc  # type: ignore[attr-defined]
+
+
+_log_methods()
+
+
+def log_search(edge: Any, server: RunningServer) -> list[str]:
+    """Searching and filtering a job's log: the same checks and ownership on both edges."""
+    signed_in(edge)
+    workflow = built(server, edge.create(HEARTBEAT).id)
+    job = edge.run(workflow).id
+    outcomes = [
+        edge.logs(workflow, job, q="error").outcome,
+        edge.logs(workflow, job, q="error", stream="stderr", limit=10).outcome,
+        edge.logs(workflow, job, q="").outcome,
+        edge.logs(workflow, job, q="x" * 201).outcome,
+        edge.logs(workflow, job, stream="both").outcome,
+    ]
+    signed_in(edge)  # now someone else
+    return [*outcomes, edge.logs(workflow, job, q="error").outcome]
+
+
+CASES["log search"] = (
+    log_search,
+    ["ok", "ok", "invalid:q", "invalid:q", "invalid:stream", "not_found"],
+)
+
+
+def _job_event_methods() -> None:
+    def events_http(self: HttpEdge, workflow_id: str, job_id: str) -> Answer:
+        return self._send("GET", f"/workflows/{workflow_id}/jobs/{job_id}/events")
+
+    def events_grpc(self: GrpcEdge, workflow_id: str, job_id: str) -> Answer:
+        request = jobs_pb2.ListJobEventsRequest(workflow_id=workflow_id, job_id=job_id)
+        return self._call(self._jobs.ListJobEvents, request)
+
+    for name, on_http, on_grpc in (("events", events_http, events_grpc),):
+        setattr(HttpEdge, name, on_http)
+        setattr(GrpcEdge, name, on_grpc)
+
+
+_job_event_methods()
+
+
+def job_history(edge: Edge, server: RunningServer) -> list[str]:
+    signed_in(edge)
+    mine = built(server, edge.create(HEARTBEAT).id)
+    job = edge.run(mine).id
+    answers = [
+        edge.events(mine, job).outcome,
+        edge.events(mine, "nope").outcome,
+        edge.events("nope", job).outcome,
+        edge.events(mine, str(uuid.uuid4())).outcome,
+    ]
+    signed_in(edge)  # now someone else
+    return [*answers, edge.events(mine, job).outcome]
+
+
+CASES["job history"] = (
+    job_history,
+    ["ok", "invalid:job_id", "invalid:workflow_id", "not_found", "not_found"],
+)
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ EXPECTED_COLUMNS = {
         "logs_attempt",
         "handed_back",
         "logs_incomplete",
+        "log_lines",  # 0013_analytics.sql
     },
     "skipped_runs": {
         "id",

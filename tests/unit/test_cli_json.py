@@ -38,6 +38,7 @@ API_COMMANDS: Commands = {
     ("trigger",): [ID],
     ("jobs", "list"): [ID],
     ("jobs", "get"): [ID, ID],
+    ("jobs", "events"): [ID, ID],
     ("volumes", "list"): [],
 }
 ADMIN_COMMANDS: Commands = {

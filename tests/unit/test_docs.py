@@ -10,7 +10,13 @@ import pytest
 from pydantic import BaseModel
 
 from chronoverse import payloads
-from services.server.schemas import Credentials, WorkflowUpdate
+from services.server.schemas import (
+    Credentials,
+    MarkReadIn,
+    NotificationQuery,
+    ProfileUpdate,
+    WorkflowUpdate,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +67,9 @@ PLACES: list[tuple[type[BaseModel], str, str | None]] = [
     (payloads.ContainerPayload, "### CONTAINER payload", ""),
     (payloads.ContainerResources, "### CONTAINER payload", "resources."),
     (payloads.VolumeMount, "## Volumes", None),
+    (MarkReadIn, "## Notifications", None),
+    (NotificationQuery, "## Notifications", None),
+    (ProfileUpdate, "## Notifications", None),
 ]
 # Limits that validators check in code rather than in the schema, and the rows that state them.
 VALIDATOR_LIMITS = {

@@ -16,7 +16,9 @@ from chronoverse.v1 import jobs_pb2, workflows_pb2
 from services.server.logs import LogEnd
 from services.server.schemas import (
     FirePageOut,
+    JobEventsOut,
     JobOut,
+    LogPageOut,
     SchedulePreviewOut,
     WorkflowOut,
 )
@@ -51,6 +53,7 @@ def workflow(data: WorkflowOut | dict[str, Any]) -> workflows_pb2.Workflow:
         state=out.state.value,
         max_consecutive_job_failures_allowed=out.max_consecutive_job_failures_allowed,
         consecutive_job_failures_count=out.consecutive_job_failures_count,
+        retain_logs=out.retain_logs,
         build_status=out.build_status.value,
         generation=out.generation,
         created_at=timestamp(out.created_at),
@@ -132,6 +135,16 @@ def job(data: JobOut | dict[str, Any]) -> jobs_pb2.Job:
     return message
 
 
+def job_events(history: JobEventsOut) -> jobs_pb2.ListJobEventsResponse:
+    return jobs_pb2.ListJobEventsResponse(
+        events=[
+            jobs_pb2.JobEvent(type=e.type.value, at=timestamp(e.at), data_json=json.dumps(e.data))
+            for e in history.events
+        ],
+        truncated=history.truncated,
+    )
+
+
 def log_line(line: LogLine, attempt: int) -> jobs_pb2.LogEvent:
     return jobs_pb2.LogEvent(
         line=jobs_pb2.LogLine(
@@ -141,6 +154,20 @@ def log_line(line: LogLine, attempt: int) -> jobs_pb2.LogEvent:
             ts=timestamp(line.ts),
             line=line.line,
         )
+    )
+
+
+def log_page(page: LogPageOut) -> jobs_pb2.ListLogsResponse:
+    return jobs_pb2.ListLogsResponse(
+        attempt=page.attempt,
+        logs=[
+            jobs_pb2.LogLine(
+                attempt=x.attempt, seq=x.seq, stream=x.stream.value, ts=timestamp(x.ts), line=x.line
+            )
+            for x in page.logs
+        ],
+        next_cursor=page.next_cursor or "",
+        incomplete=page.incomplete,
     )
 
 

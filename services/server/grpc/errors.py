@@ -20,6 +20,7 @@ from chronoverse.errors import (
     ForbiddenError,
     InvalidFieldsError,
     NotFoundError,
+    QuotaExceededError,
     RateLimitedError,
 )
 from chronoverse.secrets import SecretError
@@ -69,6 +70,9 @@ def status_of(exc: Exception) -> tuple[grpc.StatusCode, str, list[FieldError] | 
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), exc.errors
     if isinstance(exc, NotFoundError):
         return grpc.StatusCode.NOT_FOUND, str(exc), None
+    if isinstance(exc, QuotaExceededError):
+        # HTTP's 409 quota_exceeded: gRPC's own code for a per-user quota used up.
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, None
     if isinstance(exc, ConflictError):
         code = (
             grpc.StatusCode.ALREADY_EXISTS

@@ -1,7 +1,8 @@
-"""gRPC JobService: manual runs, a workflow's jobs, and following a job's logs."""
+"""gRPC JobService: manual runs, a workflow's jobs, each job's history, and its logs."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Generator, Iterator
 
 import grpc
@@ -9,13 +10,18 @@ import grpc
 from chronoverse.v1 import jobs_pb2, jobs_pb2_grpc
 from services.server.grpc import convert
 from services.server.grpc.base import Servicer, fields, metadata
-from services.server.grpc.errors import handles_errors
+from services.server.grpc.errors import abort, handles_errors
 from services.server.logs import AttemptStart, FollowEvent, Lines, LogEnd
-from services.server.schemas import JobQuery, parse_model
-from services.server.usecases import JobRef
+from services.server.schemas import JobQuery, LogQuery, parse_model
+from services.server.usecases import Application, JobRef
 
 
 class JobService(Servicer, jobs_pb2_grpc.JobServiceServicer):
+    def __init__(self, application: Application) -> None:
+        super().__init__(application)
+        # StreamLogs calls served at once: each holds a thread while it follows.
+        self._streams = threading.BoundedSemaphore(application.context.settings.grpc_max_streams)
+
     @handles_errors
     def RunWorkflow(
         self, request: jobs_pb2.RunWorkflowRequest, context: grpc.ServicerContext
@@ -50,7 +56,48 @@ class JobService(Servicer, jobs_pb2_grpc.JobServiceServicer):
         workflow_id = convert.uuid(request.workflow_id, "workflow_id")
         return convert.job(self.api.jobs.get(who, workflow_id, convert.uuid(request.id)))
 
+    @handles_errors
+    def ListLogs(
+        self, request: jobs_pb2.ListLogsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListLogsResponse:
+        who = self.who(context)
+        data = fields(request, ("attempt", "stream", "q"))
+        if request.limit:  # 0 is proto3's unset: the default page size
+            data["limit"] = request.limit
+        if request.cursor:
+            data["cursor"] = request.cursor
+        query = parse_model(LogQuery, data)
+        ref = JobRef(
+            job_id=convert.uuid(request.job_id, "job_id"),
+            workflow_id=convert.uuid(request.workflow_id, "workflow_id"),
+        )
+        return convert.log_page(self.api.logs.page(who, ref, query))
+
+    @handles_errors
+    def ListJobEvents(
+        self, request: jobs_pb2.ListJobEventsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListJobEventsResponse:
+        who = self.who(context)
+        workflow_id = convert.uuid(request.workflow_id, "workflow_id")
+        job_id = convert.uuid(request.job_id, "job_id")
+        return convert.job_events(self.api.jobs.events(who, workflow_id, job_id))
+
     def StreamLogs(
+        self, request: jobs_pb2.StreamLogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[jobs_pb2.LogEvent]:
+        if not self._streams.acquire(blocking=False):
+            abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "this server follows as many log streams as it may; try again shortly",
+                retry_after_s=5,
+            )
+        try:
+            yield from self._stream_logs(request, context)
+        finally:
+            self._streams.release()
+
+    def _stream_logs(
         self, request: jobs_pb2.StreamLogsRequest, context: grpc.ServicerContext
     ) -> Iterator[jobs_pb2.LogEvent]:
         events = self._follow(request, context)

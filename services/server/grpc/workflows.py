@@ -52,7 +52,9 @@ class WorkflowService(Servicer, workflows_pb2_grpc.WorkflowServiceServicer):
             "name": request.name,
             "kind": request.kind,
             "payload": _payload(request.payload_json),
-            **fields(request, ("max_consecutive_job_failures_allowed", *SCHEDULE_FIELDS)),
+            **fields(
+                request, ("max_consecutive_job_failures_allowed", "retain_logs", *SCHEDULE_FIELDS)
+            ),
             **_dst(request),
         }
         body = parse_model(WorkflowCreate, data)
@@ -87,7 +89,10 @@ class WorkflowService(Servicer, workflows_pb2_grpc.WorkflowServiceServicer):
         self, request: workflows_pb2.UpdateWorkflowRequest, context: grpc.ServicerContext
     ) -> workflows_pb2.Workflow:
         who = self.who(context)
-        data = fields(request, ("name", "max_consecutive_job_failures_allowed", *SCHEDULE_FIELDS))
+        data = fields(
+            request,
+            ("name", "max_consecutive_job_failures_allowed", "retain_logs", *SCHEDULE_FIELDS),
+        )
         data.update(_dst(request))
         if request.HasField("payload_json"):
             data["payload"] = _payload(request.payload_json)

@@ -1,4 +1,4 @@
-"""Job logs: cursor pages, and the live SSE stream."""
+"""Job logs: cursor pages (searched and filtered), downloads, and the live SSE stream."""
 
 import json
 from collections.abc import AsyncIterator
@@ -6,15 +6,16 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from chronoverse.accounts import Principal
 from chronoverse.logs import LogPosition, lines_to_json
 from services.server import logs
 from services.server.http_errors import ERRORS
+from services.server.log_download import Download
 from services.server.routes.deps import Api, Auth
-from services.server.schemas import MAX_ATTEMPT, LogPageOut, LogQuery
+from services.server.schemas import MAX_ATTEMPT, ErrorOut, LogDownloadQuery, LogPageOut, LogQuery
 from services.server.usecases import Application, JobRef
 
 router = APIRouter(tags=["logs"], responses=ERRORS)
@@ -29,8 +30,38 @@ STREAM_DOC = (
     "`incomplete: true` means lines of the final attempt are known to be missing."
 )
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC}
+    200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC},
+    429: {
+        "model": ErrorOut,
+        "description": (
+            "The user has CHRONOVERSE_MAX_STREAMS_PER_USER live streams open already "
+            "(`rate_limited`, with Retry-After)."
+        ),
+    },
 }
+DOWNLOAD_DOC = (
+    "The attempt's stored lines (filtered by `stream` and `q` as a page is), streamed as they are "
+    'read, with `Content-Disposition: attachment; filename="job-<id>-attempt-<n>[-<stream>]'
+    '.<format>"`.'
+)
+DOWNLOAD_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+        "description": DOWNLOAD_DOC,
+    }
+}
+
+
+def _download(download: Download) -> StreamingResponse:
+    return StreamingResponse(
+        download.chunks,
+        media_type=download.media_type,
+        headers={"Content-Disposition": download.content_disposition},
+    )
 
 
 def _stream(
@@ -42,19 +73,19 @@ def _stream(
     after: int | None,
 ) -> EventSourceResponse:
     follower = api.logs.follow(who, ref, last_event_id=last_event_id, attempt=attempt, after=after)
-    # Batches: one hand-over to the event loop per page or live message, not per line.
-    batches = follower.batches()
+    # Batches: one write per page or live message, not per line. No thread waits for them.
+    batches = follower.abatches()
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            async for batch in iterate_in_threadpool(batches):
+            async for batch in batches:
                 chunk, ended = encode_events(batch)
                 if chunk:
                     yield chunk
                 if ended:
                     return
         finally:
-            await run_in_threadpool(batches.close)  # unsubscribes from Redis
+            await batches.aclose()  # leaves the job's live channel, frees the stream's slot
 
     return EventSourceResponse(events(), ping=api.context.settings.sse_keepalive_s)
 
@@ -123,6 +154,23 @@ def job_logs(
 
 
 @router.get(
+    "/workflows/{workflow_id}/jobs/{job_id}/logs/download",
+    response_class=StreamingResponse,
+    responses=DOWNLOAD_RESPONSE,
+    summary="Download a job's log as txt, json or jsonl.",
+)
+def job_logs_download(
+    workflow_id: UUID,
+    job_id: UUID,
+    who: Auth,
+    api: Api,
+    query: Annotated[LogDownloadQuery, Query()],
+) -> StreamingResponse:
+    ref = JobRef(job_id=job_id, workflow_id=workflow_id)
+    return _download(api.logs.download(who, ref, query))
+
+
+@router.get(
     "/workflows/{workflow_id}/jobs/{job_id}/logs/stream",
     response_class=EventSourceResponse,
     responses=SSE_RESPONSE,
@@ -150,6 +198,18 @@ def logs_by_job(
     job_id: UUID, who: Auth, api: Api, query: Annotated[LogQuery, Query()]
 ) -> LogPageOut:
     return api.logs.page(who, JobRef(job_id=job_id), query)
+
+
+@router.get(
+    "/jobs/{job_id}/logs/download",
+    response_class=StreamingResponse,
+    responses=DOWNLOAD_RESPONSE,
+    summary="The same as the workflow-scoped download, by job id.",
+)
+def logs_download_by_job(
+    job_id: UUID, who: Auth, api: Api, query: Annotated[LogDownloadQuery, Query()]
+) -> StreamingResponse:
+    return _download(api.logs.download(who, JobRef(job_id=job_id), query))
 
 
 @router.get(

@@ -4,10 +4,10 @@
 -- An interval workflow's first slot is now (its first job runs at once); a cron one's is given.
 INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, cron, timezone, dst_gap,
                        dst_overlap, catchup, catchup_window_minutes,
-                       max_consecutive_job_failures_allowed, next_run_at)
+                       max_consecutive_job_failures_allowed, next_run_at, retain_logs)
 VALUES (%(user_id)s, %(name)s, %(kind)s, %(payload)s, %(interval_minutes)s, %(cron)s,
         %(timezone)s, %(dst_gap)s, %(dst_overlap)s, %(catchup)s, %(catchup_window_minutes)s,
-        %(max_failures)s, coalesce(%(next_run_at)s::timestamptz, now()))
+        %(max_failures)s, coalesce(%(next_run_at)s::timestamptz, now()), %(retain_logs)s)
 RETURNING *
 
 -- name: get_workflow
@@ -42,6 +42,7 @@ SET name = %(name)s,
     -- A new cron schedule starts at its next slot; otherwise the series goes on.
     next_run_at = coalesce(%(next_run_at)s::timestamptz, next_run_at),
     max_consecutive_job_failures_allowed = %(max_failures)s,
+    retain_logs = %(retain_logs)s,
     generation = %(generation)s,
     build_status = %(build_status)s,
     build_error = CASE WHEN %(build_status)s = 'QUEUED' THEN NULL ELSE build_error END,
@@ -93,6 +94,16 @@ LIMIT %(limit)s
 -- name: get_job_by_id
 SELECT * FROM jobs WHERE id = %(job_id)s AND user_id = %(user_id)s
 
+-- name: job_events
+-- A job's newest events (migrations/0012_job_events.sql writes them), oldest first.
+SELECT type, at, data FROM (
+    SELECT id, type, at, data FROM job_events
+    WHERE job_id = %(job_id)s
+    ORDER BY id DESC
+    LIMIT %(limit)s
+) AS newest
+ORDER BY id
+
 -- name: log_page
 -- One attempt's lines (each attempt numbers its lines from 0).
 SELECT seq, stream, ts, line FROM job_logs
@@ -103,11 +114,25 @@ WHERE job_id = %(job_id)s
 ORDER BY seq
 LIMIT %(limit)s
 
+-- name: log_search
+-- One attempt's lines that contain a text, case-insensitively: `pattern` is the text with its
+-- LIKE wildcards escaped, between two wildcards (store/workflows.py like_pattern). No index but
+-- the primary key: the scan of the attempt's lines stops once a page is full (0014_log_search.sql
+-- and docs/benchmarks.md say why).
+SELECT seq, stream, ts, line FROM job_logs
+WHERE job_id = %(job_id)s
+  AND attempt = %(attempt)s
+  AND seq > %(after)s
+  AND (%(stream)s::text IS NULL OR stream = %(stream)s::text)
+  AND line ILIKE %(pattern)s::text
+ORDER BY seq
+LIMIT %(limit)s
+
 -- name: log_state
 -- What a log reader decides on (services/server/logs.py LogState): the job's attempt and status,
 -- whose end marker is stored, and the newest attempt with a stored line.
 SELECT j.status, j.attempt, j.logs_attempt, j.logs_last_seq, j.logs_closed_at,
-       j.logs_incomplete, w.kind,
+       j.logs_incomplete, j.logs_purged_attempt, w.kind,
        now() - j.finished_at AS finished_for,
        now() - j.started_at AS started_for,
        (SELECT max(l.attempt) FROM job_logs AS l WHERE l.job_id = j.id) AS logs_max_attempt
@@ -193,3 +218,173 @@ WHERE %(after_at)s::timestamptz IS NULL
    OR (f.scheduled_at, f.sort_key) < (%(after_at)s::timestamptz, %(after_key)s::text)
 ORDER BY f.scheduled_at DESC, f.sort_key DESC
 LIMIT %(limit)s
+
+-- name: lock_user_webhooks
+-- Serialises one user's webhook creations, so the per-user bound holds under concurrency.
+SELECT pg_advisory_xact_lock(hashtextextended('webhooks:' || %(user_id)s::text, 0))
+
+-- name: count_webhooks
+SELECT count(*) AS n FROM webhooks WHERE user_id = %(user_id)s
+
+-- Per-user quotas (store/quotas.py).
+
+-- name: lock_user_quota
+-- Serialises one user's checks of one quota (the kind: 'workflows' or 'active_jobs'), so that two
+-- concurrent creates cannot both pass the count.
+SELECT pg_advisory_xact_lock(
+    hashtextextended('chronoverse.quota.' || %(kind)s || ':' || %(user_id)s::text, 0))
+
+-- name: count_user_workflows
+SELECT count(*) AS n FROM workflows WHERE user_id = %(user_id)s
+
+-- name: count_user_active_jobs
+-- An index-only count over jobs_user_active_idx (migrations/0015_quotas_retention.sql).
+SELECT count(*) AS n FROM jobs
+WHERE user_id = %(user_id)s AND status IN ('PENDING', 'QUEUED', 'RUNNING')
+
+-- name: owned_workflow
+SELECT id FROM workflows WHERE id = %(id)s AND user_id = %(user_id)s
+
+-- name: insert_webhook
+INSERT INTO webhooks (user_id, workflow_id, url, events, secret)
+VALUES (%(user_id)s, %(workflow_id)s, %(url)s, %(events)s, %(secret)s)
+RETURNING id, workflow_id, url, events, created_at
+
+-- name: list_webhooks
+SELECT id, workflow_id, url, events, created_at FROM webhooks
+WHERE user_id = %(user_id)s
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: owned_webhook
+SELECT id FROM webhooks WHERE id = %(id)s AND user_id = %(user_id)s
+
+-- name: delete_webhook
+DELETE FROM webhooks WHERE id = %(id)s AND user_id = %(user_id)s RETURNING id
+
+-- name: list_webhook_deliveries
+SELECT id, event, status, attempts, next_attempt_at, created_at, finished_at, payload
+FROM webhook_deliveries
+WHERE webhook_id = %(webhook_id)s
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: webhook_attempts_of
+SELECT delivery_id, attempt, attempted_at, status_code, duration_ms, error
+FROM webhook_attempts
+WHERE delivery_id = ANY(%(delivery_ids)s::uuid[])
+ORDER BY delivery_id, id
+
+-- name: user_job_analytics
+-- A user's jobs created at or after `since` (store/analytics.py): by status, and over the
+-- finished ones (COMPLETED, FAILED, CANCELED) that started, the p50 and p95 and the sum of their
+-- durations in seconds. One index-only range scan of jobs_user_analytics_idx (0013_analytics.sql).
+-- Lines not yet counted in log_lines (a running container job, an end marker that never came)
+-- are counted in job_logs: the few rows of jobs_logs_uncounted_idx.
+SELECT count(*) FILTER (WHERE status = 'PENDING') AS pending,
+       count(*) FILTER (WHERE status = 'QUEUED') AS queued,
+       count(*) FILTER (WHERE status = 'RUNNING') AS running,
+       count(*) FILTER (WHERE status = 'COMPLETED') AS completed,
+       count(*) FILTER (WHERE status = 'FAILED') AS failed,
+       count(*) FILTER (WHERE status = 'CANCELED') AS canceled,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)::float8)
+           FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'CANCELED') AND started_at IS NOT NULL)
+           AS p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)::float8)
+           FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'CANCELED') AND started_at IS NOT NULL)
+           AS p95_s,
+       coalesce(sum(extract(epoch FROM finished_at - started_at)::float8)
+           FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'CANCELED') AND started_at IS NOT NULL),
+           0) AS execution_s,
+       (coalesce(sum(log_lines), 0)
+       + (SELECT coalesce(sum((SELECT count(*) FROM job_logs AS l WHERE l.job_id = u.id)
+                              - u.log_lines), 0)
+          FROM jobs AS u
+          WHERE u.user_id = %(user_id)s AND u.created_at >= %(since)s
+            AND u.container_id IS NOT NULL
+            AND (u.logs_closed_at IS NULL OR coalesce(u.logs_attempt, 1) < u.attempt))
+       )::bigint AS log_lines
+FROM jobs
+WHERE user_id = %(user_id)s AND created_at >= %(since)s
+
+-- name: workflow_job_analytics
+-- The same over one workflow's jobs (the caller has checked that the user owns it): a range of
+-- jobs_workflow_page_idx, since a workflow's jobs in a window are bounded by its schedule.
+SELECT count(*) FILTER (WHERE status = 'PENDING') AS pending,
+       count(*) FILTER (WHERE status = 'QUEUED') AS queued,
+       count(*) FILTER (WHERE status = 'RUNNING') AS running,
+       count(*) FILTER (WHERE status = 'COMPLETED') AS completed,
+       count(*) FILTER (WHERE status = 'FAILED') AS failed,
+       count(*) FILTER (WHERE status = 'CANCELED') AS canceled,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)::float8)
+           FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'CANCELED') AND started_at IS NOT NULL)
+           AS p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)::float8)
+           FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'CANCELED') AND started_at IS NOT NULL)
+           AS p95_s,
+       coalesce(sum(extract(epoch FROM finished_at - started_at)::float8)
+           FILTER (WHERE status IN ('COMPLETED', 'FAILED', 'CANCELED') AND started_at IS NOT NULL),
+           0) AS execution_s,
+       (coalesce(sum(log_lines), 0)
+       + (SELECT coalesce(sum((SELECT count(*) FROM job_logs AS l WHERE l.job_id = u.id)
+                              - u.log_lines), 0)
+          FROM jobs AS u
+          WHERE u.user_id = %(user_id)s AND u.created_at >= %(since)s
+            AND u.container_id IS NOT NULL
+            AND (u.logs_closed_at IS NULL OR coalesce(u.logs_attempt, 1) < u.attempt)
+            AND u.workflow_id = %(workflow_id)s)
+       )::bigint AS log_lines
+FROM jobs
+WHERE workflow_id = %(workflow_id)s AND user_id = %(user_id)s AND created_at >= %(since)s
+
+-- name: workflow_analytics
+-- A user's workflows by state (now, not over the window) and by build status.
+SELECT count(*) FILTER (WHERE terminated_at IS NULL AND paused_at IS NULL) AS active,
+       count(*) FILTER (WHERE terminated_at IS NULL AND paused_at IS NOT NULL) AS paused,
+       count(*) FILTER (WHERE terminated_at IS NOT NULL) AS terminated,
+       count(*) FILTER (WHERE build_status = 'QUEUED') AS build_queued,
+       count(*) FILTER (WHERE build_status = 'STARTED') AS build_started,
+       count(*) FILTER (WHERE build_status = 'COMPLETED') AS build_completed,
+       count(*) FILTER (WHERE build_status = 'FAILED') AS build_failed
+FROM workflows
+WHERE user_id = %(user_id)s
+
+-- Notifications (store/notifications.py): a user's, newest first, as their preference shows them.
+
+-- name: list_notifications
+-- kinds/events: what the preference shows (all_shown: everything).
+SELECT id, kind, event, title, message, entity_type, entity_id, action_url, read_at, created_at
+FROM notifications
+WHERE user_id = %(user_id)s
+  AND (NOT %(unread)s::boolean OR read_at IS NULL)
+  AND (%(all_shown)s::boolean OR kind = ANY(%(kinds)s::text[]) OR event = ANY(%(events)s::text[]))
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: mark_notifications_read
+-- Of the user's unread notifications that the preference shows: these ids, or all of them.
+-- Another user's ids match nothing.
+UPDATE notifications SET read_at = now()
+WHERE user_id = %(user_id)s
+  AND read_at IS NULL
+  AND (%(all)s::boolean OR id = ANY(%(ids)s::uuid[]))
+  AND (%(all_shown)s::boolean OR kind = ANY(%(kinds)s::text[]) OR event = ANY(%(events)s::text[]))
+
+-- name: get_profile
+SELECT id, email, created_at, notification_preference FROM users WHERE id = %(user_id)s
+
+-- name: set_notification_preference
+UPDATE users SET notification_preference = %(preference)s WHERE id = %(user_id)s
+RETURNING id, email, created_at, notification_preference
+
+-- name: analytics_settings
+-- For the rest of the transaction: the percentiles sort up to a million durations in memory
+-- rather than on disk, and no JIT, whose compile time (about 0.3 s) exceeds the query's own: the
+-- planner overestimates the per-job line counts of the few uncounted jobs. docs/benchmarks.md.
+SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true)

@@ -21,7 +21,7 @@ class FireEntry:
 
     scheduled_at: datetime  # the slot (for a range: its last slot)
     first_scheduled_at: datetime  # the range's first slot (the same for a single slot)
-    outcome: str  # FIRED, OVERLAP, MISSED, PAUSED
+    outcome: str  # FIRED, OVERLAP, MISSED, PAUSED, QUOTA
     job_id: UUID | None
     slots: int
     detail: str

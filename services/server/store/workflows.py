@@ -112,6 +112,7 @@ class UpdatePlan:
     payload: dict[str, Any]
     schedule: SchedulePlan
     max_failures: int
+    retain_logs: bool
     generation: int
     build_status: BuildStatus
 
@@ -165,6 +166,7 @@ def create(
             "kind": kind.value,
             "payload": Jsonb(payload),
             "max_failures": request.max_consecutive_job_failures_allowed,
+            "retain_logs": request.retain_logs,
             **plan_schedule(request, None, now=utcnow()).params(),
         },
     ).fetchone()
@@ -236,6 +238,7 @@ def update(
             "payload": Jsonb(plan.payload),
             **plan.schedule.params(),
             "max_failures": plan.max_failures,
+            "retain_logs": plan.retain_logs,
             "generation": plan.generation,
             "build_status": plan.build_status.value,
         },
@@ -247,10 +250,18 @@ def update(
 
 
 def terminate(
-    conn: Conn, user_id: UUID, workflow_id: UUID, *, reason: str = TERMINATED_BY_USER
+    conn: Conn,
+    user_id: UUID,
+    workflow_id: UUID,
+    *,
+    reason: str = TERMINATED_BY_USER,
+    public_url: str | None = None,
 ) -> Workflow:
-    """Terminate and cancel pending jobs. Terminating a terminated workflow changes nothing."""
-    workflow = lifecycle.terminate(conn, workflow_id, reason=reason, user_id=user_id)
+    """Terminate and cancel pending jobs. Terminating a terminated workflow changes nothing.
+    With ``public_url``, the owner is notified (chronoverse.lifecycle.terminate)."""
+    workflow = lifecycle.terminate(
+        conn, workflow_id, reason=reason, user_id=user_id, public_url=public_url
+    )
     # None: absent (404) or already terminated (returned unchanged).
     return workflow if workflow is not None else get(conn, user_id, workflow_id)
 
@@ -290,7 +301,8 @@ def plan_update(
                 FieldError(
                     "body",
                     "give at least one of name, payload, interval, cron, timezone, dst, "
-                    "catchup, catchup_window_minutes, max_consecutive_job_failures_allowed",
+                    "catchup, catchup_window_minutes, max_consecutive_job_failures_allowed, "
+                    "retain_logs",
                 )
             ]
         )
@@ -315,6 +327,9 @@ def plan_update(
             request.max_consecutive_job_failures_allowed
             if request.max_consecutive_job_failures_allowed is not None
             else current.max_consecutive_job_failures_allowed
+        ),
+        retain_logs=(
+            request.retain_logs if request.retain_logs is not None else current.retain_logs
         ),
         generation=generation,
         build_status=build_status,

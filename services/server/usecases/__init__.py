@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from services.server.context import ServerContext
 from services.server.usecases.accounts import AccountCases
+from services.server.usecases.analytics import AnalyticsCases
 from services.server.usecases.idempotent import Replayable
 from services.server.usecases.jobs import JobCases
 from services.server.usecases.logs import JobRef, LogCases
+from services.server.usecases.notifications import NotificationCases
 from services.server.usecases.schedules import ScheduleCases
 from services.server.usecases.volumes import VolumeCases
+from services.server.usecases.webhooks import WebhookCases
 from services.server.usecases.workflows import WorkflowCases
 
 __all__ = ["Application", "JobRef", "Replayable"]
@@ -32,3 +35,6 @@ class Application:
         self.logs = LogCases(context)
         self.schedules = ScheduleCases(context)
         self.volumes = VolumeCases(context)
+        self.notifications = NotificationCases(context)
+        self.analytics = AnalyticsCases(context)
+        self.webhooks = WebhookCases(context)

@@ -1,4 +1,5 @@
-"""Job use cases: run a workflow now (a MANUAL job), list a workflow's jobs, get one."""
+"""Job use cases: run a workflow now (a MANUAL job), list a workflow's jobs, get one, and its
+history."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from uuid import UUID
 from chronoverse.accounts import Principal
 from chronoverse.postgres import Conn
 from services.server.context import ServerContext
-from services.server.schemas import JobOut, JobPageOut, JobQuery
-from services.server.store import jobs
+from services.server.schemas import JobEventsOut, JobOut, JobPageOut, JobQuery
+from services.server.store import job_events, jobs, quotas
 from services.server.usecases.idempotent import Replayable, run_once
 
 
@@ -18,12 +19,20 @@ class JobCases:
         self._context = context
 
     def run(self, who: Principal, workflow_id: UUID, *, idempotency_key: str | None) -> Replayable:
+        context = self._context
+
         def operation(conn: Conn) -> tuple[int, dict[str, Any]]:
+            quotas.lock_active_jobs(conn, who.user_id)
             job = jobs.run_now(conn, who.user_id, workflow_id, idempotency_key=idempotency_key)
+            quotas.check_active_jobs(
+                conn, who.user_id, limit=context.settings.max_active_jobs_per_user
+            )
+            # Last: only a run that is started counts (a replayed key never gets here).
+            context.run_throttle.hit(who.user_id)
             return 201, JobOut.of(job).model_dump(mode="json")
 
         return run_once(
-            self._context,
+            context,
             who,
             idempotency_key,
             method="POST",
@@ -43,3 +52,8 @@ class JobCases:
     def get(self, who: Principal, workflow_id: UUID, job_id: UUID) -> JobOut:
         with self._context.transaction() as conn:
             return JobOut.of(jobs.get(conn, who.user_id, workflow_id, job_id))
+
+    def events(self, who: Principal, workflow_id: UUID, job_id: UUID) -> JobEventsOut:
+        """The job's history, oldest first (the newest MAX_JOB_EVENTS events)."""
+        with self._context.transaction() as conn:
+            return JobEventsOut.of(job_events.history(conn, who.user_id, workflow_id, job_id))

@@ -1,4 +1,5 @@
-"""Log use cases: one attempt's stored lines a page at a time, and a follower for live lines.
+"""Log use cases: one attempt's stored lines a page at a time (optionally only one stream's and
+only those containing a text), as a downloaded file, and a follower for live lines.
 
 By default both read the job's latest attempt; ``attempt`` names an earlier one. A position
 (a cursor, a Last-Event-ID) is ``<attempt>.<seq>``; a plain seq, as readers sent before lines had
@@ -7,17 +8,23 @@ attempts, is a seq of the attempt asked for, else of the latest one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
 from chronoverse.accounts import Principal
+from chronoverse.domain import LogStream
 from chronoverse.errors import FieldError, InvalidFieldsError
 from chronoverse.jobs import Job
-from chronoverse.logs import LogPosition, parse_position
-from services.server import logs
+from chronoverse.logs import LogLine, LogPosition, parse_position
+from services.server import log_download, logs
 from services.server.context import ServerContext
-from services.server.schemas import LogLineOut, LogPageOut, LogQuery
+from services.server.follow import LogFollower
+from services.server.log_download import Download, LogFormat
+from services.server.schemas import LogDownloadQuery, LogLineOut, LogPageOut, LogQuery
 from services.server.store import jobs
+
+DOWNLOAD_BATCH = 5000  # lines read (and held) at a time while a log downloads
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +53,13 @@ class LogCases:
         attempt = attempt or latest(job)
         with self._context.transaction() as conn:
             lines = logs.page(
-                conn, job.id, attempt=attempt, after=after, limit=query.limit, stream=query.stream
+                conn,
+                job.id,
+                attempt=attempt,
+                after=after,
+                limit=query.limit,
+                stream=query.stream,
+                contains=query.q,
             )
             state = logs.read_state(conn, job.id)
         more = len(lines) == query.limit
@@ -60,6 +73,52 @@ class LogCases:
             incomplete=state is not None and logs.known_incomplete(state, attempt),
         )
 
+    def download(self, who: Principal, ref: JobRef, query: LogDownloadQuery) -> Download:
+        """One attempt's lines (default: the latest), filtered like a page, as a file read in
+        keyset batches: ownership and the attempt are checked now, before any byte is sent."""
+        job = self._job(who, ref)
+        attempt = checked_attempt(job, query.attempt, "attempt") or latest(job)
+        fmt = LogFormat(query.format)
+        batches = self._batches(job.id, attempt, query.stream, query.q)
+        return Download(
+            filename=log_download.filename(job.id, attempt, fmt, query.stream),
+            media_type=log_download.MEDIA_TYPES[fmt],
+            chunks=log_download.encode(
+                fmt,
+                batches,
+                job_id=job.id,
+                attempt=attempt,
+                incomplete=lambda: self._incomplete(job.id, attempt),
+            ),
+        )
+
+    def _batches(
+        self, job_id: UUID, attempt: int, stream: LogStream | None, contains: str | None
+    ) -> Iterator[list[LogLine]]:
+        # A short transaction per batch: a slow client holds no connection and no snapshot.
+        after = -1
+        while True:
+            with self._context.transaction() as conn:
+                lines = logs.page(
+                    conn,
+                    job_id,
+                    attempt=attempt,
+                    after=after,
+                    limit=DOWNLOAD_BATCH,
+                    stream=stream,
+                    contains=contains,
+                )
+            if lines:
+                yield lines
+            if len(lines) < DOWNLOAD_BATCH:
+                return
+            after = lines[-1].seq
+
+    def _incomplete(self, job_id: UUID, attempt: int) -> bool:
+        with self._context.transaction() as conn:
+            state = logs.read_state(conn, job_id)
+        return state is not None and logs.known_incomplete(state, attempt)
+
     def follow(
         self,
         who: Principal,
@@ -69,12 +128,13 @@ class LogCases:
         attempt: int | None = None,
         after: int | None = None,
         after_field: str = "after",
-    ) -> logs.LogFollower:
+    ) -> LogFollower:
         """A follower (not started) from after ``last_event_id``, else after seq ``after`` of
         ``attempt`` (default: the latest attempt, from its first line).
 
-        Ownership and the start are checked now, so an edge can answer an error before it
-        begins to stream.
+        Ownership, the start and the user's cap on open streams are checked now, so an edge
+        can answer an error before it begins to stream. The stream's slot is given back when
+        the follower's stream ends (or, if it never starts, expires).
         """
         if after is not None and after < -1:
             raise InvalidFieldsError([FieldError(after_field, "must be -1 or more")])
@@ -86,7 +146,17 @@ class LogCases:
         else:
             start = LogPosition(attempt=default_attempt, seq=after if after is not None else -1)
         context = self._context
-        return logs.LogFollower(context.pool, context.redis, job.id, start=start)
+        slot = context.stream_slots.acquire(who.user_id)
+        return LogFollower(
+            context.pool,
+            context.live,
+            context.log_states,
+            job.id,
+            start=start,
+            executor=context.log_reads,
+            on_idle=slot.refresh,
+            on_close=slot.release,
+        )
 
     def _job(self, who: Principal, ref: JobRef) -> Job:
         with self._context.transaction() as conn:

@@ -15,7 +15,7 @@ from services.server.schemas import (
     WorkflowQuery,
     WorkflowUpdate,
 )
-from services.server.store import workflows
+from services.server.store import quotas, workflows
 from services.server.usecases.idempotent import Replayable, run_once
 
 
@@ -29,6 +29,9 @@ class WorkflowCases:
         context = self._context
 
         def operation(conn: Conn) -> tuple[int, dict[str, Any]]:
+            quotas.check_workflows(
+                conn, who.user_id, limit=context.settings.max_workflows_per_user
+            )
             created = workflows.create(
                 conn, who.user_id, request, secrets=context.secrets, rules=context.rules
             )
@@ -79,8 +82,10 @@ class WorkflowCases:
     def terminate(
         self, who: Principal, workflow_id: UUID, *, idempotency_key: str | None
     ) -> Replayable:
+        public_url = self._context.settings.public_url
+
         def operation(conn: Conn) -> tuple[int, dict[str, Any]]:
-            done = workflows.terminate(conn, who.user_id, workflow_id)
+            done = workflows.terminate(conn, who.user_id, workflow_id, public_url=public_url)
             return 200, WorkflowOut.of(done).model_dump(mode="json")
 
         return run_once(

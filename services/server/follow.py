@@ -1,0 +1,334 @@
+"""Following a job's log live: the one implementation behind the SSE stream and gRPC StreamLogs.
+
+A follower subscribes to the job's live channel through the process's
+:class:`~services.server.live.LiveHub` first, then reads Postgres after the client's position,
+then takes live lines of its attempt, keeping only the next seq in order. Any gap (a line
+published before the subscription, a batch committed out of order, messages missed while the hub
+reconnected) is read from Postgres, where the log processor commits every line before publishing
+it; Postgres itself may have a gap for a moment, so reading stops at one and waits for it to
+fill; only a gap that lasts ``GAP_WAIT_S`` is skipped. So there is no gap and no duplicate.
+Attempts are never spliced: see :mod:`services.server.logs` for the rules, decided by the pure
+:func:`~services.server.logs.decide`.
+
+Waiting costs nothing: the async follower (SSE) waits on an asyncio queue that the hub's thread
+fills, and reads Postgres on a small executor of its own, only when it must: at the start, after
+a gap, after a message that is not the next lines (an end marker, another attempt's lines), and
+when nothing came for ``wait_s`` (to see whether the job moved on). The job's state read on those
+idle checks is shared by all of a process's viewers of the job for ``STATE_TTL_S``. The sync
+follower (gRPC) is the same loop over a blocking queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import queue
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from concurrent.futures import Executor
+from typing import TypeVar
+from uuid import UUID
+
+from chronoverse.logs import LinesMessage, LogLine, LogPosition, decode_live
+from chronoverse.postgres import Pool
+from services.server.live import SUBSCRIBE_TIMEOUT_S, LiveHub
+from services.server.logs import (
+    GAP_WAIT_S,
+    PAGE,
+    AttemptStart,
+    FollowEvent,
+    Idle,
+    Lines,
+    LogEnd,
+    LogState,
+    Step,
+    decide,
+    page,
+    read_state,
+)
+
+T = TypeVar("T")
+# How long one job's state, read for an idle check, serves every viewer of that job.
+STATE_TTL_S = 0.5
+# Live messages a slow viewer may have waiting; past it they are dropped and the viewer reads
+# Postgres instead (every line is there).
+MAX_WAITING = 256
+_MISSED = object()  # a queue item: messages may have been missed, read Postgres
+
+
+class StateCache:
+    """Each job's log state, read at most once per ``ttl_s`` for all of its viewers."""
+
+    def __init__(self, ttl_s: float = STATE_TTL_S) -> None:
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._states: dict[UUID, tuple[float, LogState | None]] = {}
+
+    def read(self, pool: Pool, job_id: UUID, *, fresh: bool = False) -> LogState | None:
+        now = time.monotonic()
+        if not fresh:
+            with self._lock:
+                cached = self._states.get(job_id)
+            if cached is not None and now - cached[0] < self._ttl_s:
+                return cached[1]
+        with pool.connection() as conn:
+            state = read_state(conn, job_id)
+        with self._lock:
+            if len(self._states) > 10_000:  # jobs nobody follows any more
+                self._states = {k: v for k, v in self._states.items() if now - v[0] < self._ttl_s}
+            self._states[job_id] = (time.monotonic(), state)
+        return state
+
+
+class FollowCursor:
+    """Where a follower is, and what it takes next (no I/O)."""
+
+    def __init__(self, job_id: UUID, start: LogPosition) -> None:
+        self.job_id = job_id
+        self.attempt = start.attempt
+        self.last = start.seq
+        self.blocked = False  # the last read stopped at a gap
+        self._gap_since: float | None = None
+
+    def take_page(self, lines: list[LogLine]) -> list[LogLine]:
+        """The lines of a Postgres page that come next in order; stops at a gap that has not
+        lasted ``GAP_WAIT_S`` yet."""
+        taken: list[LogLine] = []
+        self.blocked = False
+        for line in lines:
+            if line.seq != self.last + 1 and not self.gap_outlived():
+                self.blocked = True
+                break  # wait for the missing lines: live, or on the next read
+            self._advance(line)
+            taken.append(line)
+        return taken
+
+    def take_live(self, data: bytes) -> tuple[list[LogLine], bool]:
+        """The lines of a live message that come next in order, and whether the message was
+        wholly accounted for (False: read Postgres, e.g. an end marker, another attempt's lines,
+        or a gap)."""
+        live = decode_live(self.job_id, data)
+        if not isinstance(live, LinesMessage) or live.attempt != self.attempt:
+            return [], False
+        taken: list[LogLine] = []
+        for line in live.lines:
+            if line.seq <= self.last:
+                continue  # already sent
+            if line.seq != self.last + 1:
+                return taken, False  # a gap: the next read from Postgres fills it, in order
+            self._advance(line)
+            taken.append(line)
+        return taken, not self.blocked
+
+    def step(self, state: LogState | None) -> Step:
+        if state is None:
+            return Step.END  # the job was deleted, and its logs with it
+        tail_missing = (
+            state.ended_attempt == self.attempt
+            and state.last_seq is not None
+            and self.last < state.last_seq
+            and not self.blocked
+        )
+        return decide(
+            state,
+            attempt=self.attempt,
+            last_sent=self.last,
+            blocked=self.blocked,
+            # Only while the end names lines not yet stored: the timer is the gap timer.
+            stalled=tail_missing and self.gap_outlived(),
+        )
+
+    def next_attempt(self) -> AttemptStart:
+        self.attempt += 1
+        self.last = -1
+        self._gap_since = None
+        self.blocked = False
+        return AttemptStart(attempt=self.attempt)
+
+    def end(self, step: Step) -> LogEnd:
+        return LogEnd(
+            attempt=self.attempt, last_seq=self.last, incomplete=step is Step.END_INCOMPLETE
+        )
+
+    def gap_outlived(self) -> bool:
+        """Whether the gap after the last line sent has lasted long enough to be skipped."""
+        now = time.monotonic()
+        if self._gap_since is None:
+            self._gap_since = now
+        return now - self._gap_since >= GAP_WAIT_S
+
+    def _advance(self, line: LogLine) -> None:
+        self.last = line.seq
+        self._gap_since = None
+
+
+class LogFollower:
+    """One viewer's live follow of a job's log, from after ``start`` (see the module)."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        hub: LiveHub,
+        states: StateCache,
+        job_id: UUID,
+        *,
+        start: LogPosition,
+        executor: Executor | None = None,
+        wait_s: float = 1.0,
+        on_idle: Callable[[], None] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._hub = hub
+        self._states = states
+        self._executor = executor
+        self._cursor = FollowCursor(job_id, start)
+        self._wait_s = wait_s
+        self._on_idle = on_idle or (lambda: None)
+        self._on_close = on_close or (lambda: None)
+
+    # --- reading Postgres (blocking; the async follower runs these on its executor) ----------
+
+    def _pages(self) -> list[list[LogLine]]:
+        cursor = self._cursor
+        taken_pages: list[list[LogLine]] = []
+        while True:
+            with self._pool.connection() as conn:
+                lines = page(
+                    conn, cursor.job_id, attempt=cursor.attempt, after=cursor.last, limit=PAGE
+                )
+            taken = cursor.take_page(lines)
+            if taken:
+                taken_pages.append(taken)
+            if len(taken) < PAGE:
+                return taken_pages
+
+    def _catch_up(self, *, fresh: bool) -> tuple[list[FollowEvent], bool]:
+        """Read what Postgres has for the cursor, moving through finished attempts: the events,
+        and whether the follow is over."""
+        events: list[FollowEvent] = []
+        while True:
+            for taken in self._pages():
+                events.append(Lines(attempt=self._cursor.attempt, lines=taken))
+            step = self._cursor.step(
+                self._states.read(self._pool, self._cursor.job_id, fresh=fresh)
+            )
+            if step is Step.NEXT_ATTEMPT:
+                events.append(self._cursor.next_attempt())
+                fresh = True
+                continue
+            if step is not Step.FOLLOW:
+                events.append(self._cursor.end(step))
+                return events, True
+            return events, False
+
+    # --- the sync follower (gRPC) -----------------------------------------------------------------
+
+    def batches(self) -> Generator[list[FollowEvent], None, None]:
+        """The events, a batch at a time (a page, a live message); blocks the calling thread
+        while it waits."""
+        waiting: queue.Queue[object] = queue.Queue()
+
+        def listener(data: bytes | None) -> None:
+            if waiting.qsize() >= MAX_WAITING:
+                data = None
+            waiting.put(_MISSED if data is None else data)
+
+        subscription = self._hub.subscribe(self._cursor.job_id, listener)
+        try:
+            subscription.wait_subscribed()  # before reading Postgres: nothing slips by
+            yield from self._follow_sync(waiting)
+        finally:
+            subscription.close()
+            self._on_close()
+
+    def __iter__(self) -> Generator[FollowEvent, None, None]:
+        with contextlib.closing(self.batches()) as batches:
+            for batch in batches:
+                yield from batch
+
+    def _follow_sync(self, waiting: queue.Queue[object]) -> Generator[list[FollowEvent]]:
+        check, fresh = True, True
+        while True:
+            if check:
+                events, over = self._catch_up(fresh=fresh)
+                if events:
+                    yield events
+                if over:
+                    return
+            try:
+                item = waiting.get(timeout=self._wait_s)
+            except queue.Empty:
+                self._on_idle()
+                yield [Idle()]
+                check, fresh = True, False
+                continue
+            lines, check = self._take(item)
+            if lines:
+                yield [Lines(attempt=self._cursor.attempt, lines=lines)]
+            fresh = True
+
+    # --- the async follower (SSE) -----------------------------------------------------------------
+
+    async def abatches(self) -> AsyncGenerator[list[FollowEvent]]:
+        """The events, a batch at a time, without holding a thread while waiting."""
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Queue[object] = asyncio.Queue()
+
+        def put(item: object) -> None:
+            waiting.put_nowait(_MISSED if waiting.qsize() >= MAX_WAITING else item)
+
+        def listener(data: bytes | None) -> None:  # on the hub's thread
+            loop.call_soon_threadsafe(put, _MISSED if data is None else data)
+
+        subscribed = asyncio.Event()
+
+        def on_subscribed() -> None:  # on the hub's thread, or here
+            loop.call_soon_threadsafe(subscribed.set)
+
+        subscription = self._hub.subscribe(
+            self._cursor.job_id, listener, on_subscribed=on_subscribed
+        )
+        try:
+            # Before reading Postgres: nothing slips by. Not confirmed in time (Redis is down):
+            # go on; the idle checks read Postgres until live messages come.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscribed.wait(), timeout=SUBSCRIBE_TIMEOUT_S)
+            check, fresh = True, True
+            while True:
+                if check:
+                    events, over = await self._run(functools.partial(self._catch_up, fresh=fresh))
+                    if events:
+                        yield events
+                    if over:
+                        return
+                try:
+                    item = await asyncio.wait_for(waiting.get(), timeout=self._wait_s)
+                except TimeoutError:
+                    self._on_idle()
+                    yield [Idle()]
+                    check, fresh = True, False
+                    continue
+                lines, check = self._take(item)
+                if lines:
+                    yield [Lines(attempt=self._cursor.attempt, lines=lines)]
+                fresh = True
+        finally:
+            subscription.close()
+            self._on_close()
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    # --- shared by both -----------------------------------------------------------------------
+
+    def _take(self, item: object) -> tuple[list[LogLine], bool]:
+        """A queue item's lines that come next, and whether Postgres must be read after them
+        (messages were missed, a gap, an end marker, another attempt's lines)."""
+        if item is _MISSED:
+            return [], True
+        assert isinstance(item, bytes)
+        lines, complete = self._cursor.take_live(item)
+        return lines, not complete

@@ -1,0 +1,141 @@
+"""Many live viewers of one job cost the rest of the API (almost) nothing.
+
+300 SSE viewers of one CONTAINER job's log, from 3 client processes, against one server process:
+each must get every line exactly once and in order, and the end; the server holds one Redis
+subscription for all of them; and 200 other authenticated calls made meanwhile stay fast. The
+latency bound is loose on purpose (a shared 2-core machine); `make bench -s viewers` measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+import redis
+
+from chronoverse.kafka.admin import ensure_topics
+from chronoverse.settings import KafkaSettings
+from tests.conftest import wait_until
+from tests.e2e.stack import ApiUser, Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+VIEWERS = 300
+CLIENTS = 3
+LINES = 300
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stack(
+    environ: Mapping[str, str],
+    empty_database_factory: Callable[..., str],
+    migrated_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    stack = Stack(
+        environ,
+        empty_database_factory(template=migrated_template),
+        tmp_path_factory.mktemp("viewers"),
+        CHRONOVERSE_MAX_STREAMS_PER_USER=str(VIEWERS + 10),
+        CHRONOVERSE_SSE_KEEPALIVE_S="5",
+    )
+    settings = KafkaSettings.from_environ(stack.env)
+    ensure_topics(settings, settings.all_topics())
+    try:
+        for name in ("server", "scheduling-worker", "workflow-worker", "execution-worker"):
+            stack.start(name, name)
+        stack.start("log-processor", "log-processor")
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def test_300_viewers_get_every_line_and_the_api_stays_fast(stack: Stack) -> None:
+    user = ApiUser(stack.api)
+    workflow = user.create(
+        name="chatty",
+        kind="CONTAINER",
+        interval=10080,
+        payload={
+            "image": "local/busybox:latest",
+            "command": [
+                "sh",
+                "-c",
+                f"sleep 3; for i in $(seq 1 {LINES}); do echo line $i; sleep 0.03; done",
+            ],
+        },
+    )
+    job = wait_until(
+        lambda: (jobs := user.jobs(workflow["id"])) and jobs[0],
+        timeout_s=90,
+        message="the first job",
+    )
+    token = str(user.http.headers["Authorization"]).removeprefix("Bearer ")
+    clients = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.e2e.viewers_client",
+                stack.api,
+                token,
+                workflow["id"],
+                job["id"],
+                str(VIEWERS // CLIENTS),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(CLIENTS)
+    ]
+
+    # While they stream: the server's subscriptions to the job's channel, and other calls.
+    subscriptions: list[int] = []
+    live = redis.Redis.from_url(stack.env["CHRONOVERSE_REDIS_URL"])
+    channel = f"job_logs:{job['id']}"
+
+    def count_subscriptions() -> None:
+        while all(c.poll() is None for c in clients):
+            subscriptions.append(int(live.pubsub_numsub(channel)[0][1]))
+            time.sleep(0.5)
+
+    counter = threading.Thread(target=count_subscriptions, daemon=True)
+    counter.start()
+    time.sleep(3)  # the viewers connect
+    latencies = []
+    for _ in range(200):
+        started = time.perf_counter()
+        response = user.http.get(f"/workflows/{workflow['id']}")
+        latencies.append(time.perf_counter() - started)
+        assert response.status_code == 200
+        time.sleep(0.02)
+
+    results = []
+    for client in clients:
+        out, _ = client.communicate(timeout=180)
+        assert client.returncode == 0
+        results.append(json.loads(out))
+    counter.join(timeout=5)
+    user.close()
+
+    failures = [f for r in results for f in r["failures"]]
+    assert not failures, failures[:5]
+    assert sum(r["ended"] for r in results) == VIEWERS
+    assert all(count == LINES for r in results for count in r["lines"])
+    # One subscription per server process, however many viewers.
+    assert subscriptions and max(subscriptions) == 1, subscriptions
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    print(
+        f"\n{VIEWERS} viewers: other calls p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms"
+    )
+    assert p99 < 1.0, f"p99 {p99 * 1000:.0f} ms with {VIEWERS} viewers"
