@@ -5,7 +5,8 @@ INSERT INTO users (email, password_hash) VALUES (%(email)s, 'bench: no login') R
 
 -- name: reset
 -- Between repeats: no workflow, job, log line or event of the previous one remains.
-TRUNCATE workflows, jobs, job_logs, job_volumes, skipped_runs, outbox
+TRUNCATE workflows, jobs, job_logs, job_volumes, skipped_runs, outbox, job_events, webhooks,
+    webhook_deliveries, webhook_attempts
 
 -- name: insert_due_heartbeats
 -- Liveness HEARTBEATs whose build is done and whose first slot is now. The interval is the

@@ -72,6 +72,11 @@ ENDPOINT_PATTERN = (
     rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(?::{_PORT})?"
     rf"(?:[/?#]{_NOT_SPACE}*)?$"
 )
+# A webhook's URL: the same, without a #fragment (chronoverse.webhooks.url_problem).
+WEBHOOK_URL_PATTERN = (
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(?::{_PORT})?"
+    r"(?:[/?][^\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000#]*)?$"
+)
 NORMAL_PATH_PATTERN = r"^(?:/(?:[^/.\x00][^/\x00]*|\.[^/.\x00][^/\x00]*|\.\.[^/\x00]+))+/?$"
 NO_NUL_PATTERN = r"^[^\x00]*$"
 # Docker's reference grammar: [registry/]path[:tag][@digest], lower-case path components. The

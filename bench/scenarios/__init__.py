@@ -6,7 +6,15 @@ from collections.abc import Callable
 
 from bench.context import BenchContext
 from bench.results import ScenarioResult
-from bench.scenarios import celery_baseline, containers, footprint, heartbeat, logs, scheduler
+from bench.scenarios import (
+    celery_baseline,
+    containers,
+    footprint,
+    heartbeat,
+    logs,
+    scheduler,
+    viewers,
+)
 
 Scenario = Callable[[BenchContext], ScenarioResult]
 
@@ -17,6 +25,7 @@ SCENARIOS: dict[str, Scenario] = {
     footprint.NAME: footprint.run,
     containers.NAME: containers.run,
     logs.NAME: logs.run,
+    viewers.NAME: viewers.run,
 }
 
 

@@ -9,7 +9,8 @@ listener puts the message on its event loop's queue.
 
 A live message is only a hint that lines were stored: a viewer reads anything it missed from
 Postgres. So when the hub loses its connection, it tells every listener (``None``: "you may have
-missed messages"), reconnects and subscribes again; viewers then read Postgres.
+missed messages"), reconnects, subscribes again, and tells them once more when the new
+subscription took effect (what was published in between is in Postgres); viewers then read it.
 
 :class:`StreamSlots` caps how many live streams one user has open across every server process,
 counted in Redis.
@@ -45,6 +46,9 @@ class _Channel:
     subscribed: threading.Event = field(default_factory=threading.Event)
     # Called (on the hub's thread) once Redis confirms the subscription.
     on_subscribed: list[Callable[[], None]] = field(default_factory=list)
+    # The connection was lost: once subscribed again, listeners hear that they may have missed
+    # messages (any published before the new subscription took effect).
+    missed: bool = False
 
 
 class Subscription:
@@ -214,11 +218,15 @@ class LiveHub:
             if entry is not None and message["type"] == "subscribe":
                 entry.subscribed.set()
                 waiters, entry.on_subscribed = entry.on_subscribed, []
+                missed, entry.missed = entry.missed, False
         if entry is None:
             return
         if message["type"] == "subscribe":
             for waiter in waiters:
                 waiter()
+            if missed:
+                for listener in listeners:
+                    listener(None)
         elif message["type"] == "message":
             for listener in listeners:
                 listener(message["data"])
@@ -228,6 +236,7 @@ class LiveHub:
             entries = list(self._channels.values())
         for entry in entries:
             entry.subscribed.clear()
+            entry.missed = True
             for listener in list(entry.listeners):
                 listener(None)
 

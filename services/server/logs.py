@@ -1,32 +1,25 @@
-"""Reading a job's logs: pages of one attempt from Postgres, and following them live.
+"""Reading a job's logs: pages of one attempt from Postgres, and the rules a live reader follows.
 
 Each attempt of a job numbers its lines from 0; a reader's place is a
-:class:`~chronoverse.logs.LogPosition`, ``(attempt, seq)``.
+:class:`~chronoverse.logs.LogPosition`, ``(attempt, seq)``. The live follower itself is
+:mod:`services.server.follow`; what it does next is decided here by :func:`decide`, a pure
+function of the job's :class:`LogState`:
 
-:class:`LogFollower` is the one implementation behind the SSE stream, the gRPC stream and
-``chronoverse logs --follow``. It subscribes to Redis `job_logs:<job_id>` first, then reads
-Postgres after the client's position, then takes live lines of its attempt, keeping only the next
-seq in order; any gap (a line published before we subscribed, a lost Redis message) is read from
-Postgres, where the log processor commits every line before publishing it. Postgres itself may
-have a gap for a moment: the log processor writes batches concurrently, so a later batch of a job
-(even its end marker) can commit before an earlier one. Reading Postgres therefore also stops at
-a gap and waits for it to fill; only a gap that lasts ``GAP_WAIT`` is skipped. So there is no gap
-and no duplicate.
-
-When the job moves on to a later attempt (it was retried), the follower finishes the attempt it
-is on, says so with an :class:`AttemptStart`, and goes on with the next attempt from its first
-line: attempts are never spliced, and none is skipped. It ends once the job is over and the last
-line of its final attempt was sent, with a :class:`LogEnd` that says whether lines are known to be
-missing (lines lost in shipping, or an end marker that never came). What to do next is decided by
-:func:`decide`, a pure function of the job's :class:`LogState`.
+- Postgres may have a gap for a moment (the log processor writes batches concurrently, so a later
+  batch of a job, even its end marker, can commit before an earlier one): a reader stops at a gap
+  and waits for it to fill; only a gap that lasts ``GAP_WAIT`` is skipped.
+- When the job moves on to a later attempt (it was retried), the reader finishes the attempt it is
+  on, says so with an :class:`AttemptStart`, and goes on with the next attempt from its first
+  line: attempts are never spliced, and none is skipped.
+- It ends once the job is over and the last line of its final attempt was sent, with a
+  :class:`LogEnd` that says whether lines are known to be missing (lost in shipping, or an end
+  marker that never came).
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -34,11 +27,9 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-import redis
 
 from chronoverse.domain import JobStatus, LogStream, WorkflowKind
-from chronoverse.logs import LinesMessage, LogLine, LogPosition, decode_live, live_channel
-from chronoverse.postgres import Pool
+from chronoverse.logs import LogLine
 from chronoverse.sql import Queries
 from services.server.store.workflows import like_pattern
 
@@ -239,125 +230,3 @@ def known_incomplete(state: LogState, attempt: int) -> bool:
 def read_state(conn: psycopg.Connection[dict[str, Any]], job_id: UUID) -> LogState | None:
     row = conn.execute(QUERIES.log_state, {"job_id": job_id}).fetchone()
     return None if row is None else LogState.from_row(row)
-
-
-class LogFollower:
-    def __init__(
-        self,
-        pool: Pool,
-        redis_client: redis.Redis,
-        job_id: UUID,
-        *,
-        start: LogPosition,
-        wait_s: float = 1.0,
-    ) -> None:
-        self._pool = pool
-        self._redis = redis_client
-        self._job_id = job_id
-        self._attempt = start.attempt
-        self._last = start.seq
-        self._wait_s = wait_s
-        self._gap_since: float | None = None
-        self._blocked = False  # the last read stopped at a gap
-
-    def __iter__(self) -> Generator[FollowEvent, None, None]:
-        with contextlib.closing(self.batches()) as batches:
-            for batch in batches:
-                yield from batch
-
-    def batches(self) -> Generator[list[FollowEvent], None, None]:
-        """The same events, as they become available together: a page read from Postgres, the
-        lines of one live message. A reader on another thread (the SSE route) then pays one
-        hand-over per batch rather than per line."""
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(live_channel(self._job_id))  # before reading Postgres: nothing slips by
-        try:
-            while True:
-                yield from self._from_database()
-                step = self._step()
-                if step is Step.NEXT_ATTEMPT:
-                    self._attempt += 1
-                    self._last = -1
-                    self._gap_since = None
-                    yield [AttemptStart(attempt=self._attempt)]
-                    continue
-                if step is not Step.FOLLOW:
-                    incomplete = step is Step.END_INCOMPLETE
-                    end = LogEnd(attempt=self._attempt, last_seq=self._last, incomplete=incomplete)
-                    yield [end]
-                    return
-                message = pubsub.get_message(timeout=self._wait_s)
-                if message is None:
-                    yield [Idle()]
-                    continue
-                live = self._from_live(message)
-                if live:
-                    yield [Lines(attempt=self._attempt, lines=live)]
-        finally:
-            pubsub.close()
-
-    def _from_database(self) -> Iterator[list[FollowEvent]]:
-        while True:
-            with self._pool.connection() as conn:
-                lines = page(
-                    conn, self._job_id, attempt=self._attempt, after=self._last, limit=PAGE
-                )
-            taken: list[LogLine] = []
-            self._blocked = False
-            for line in lines:
-                if line.seq != self._last + 1 and not self._gap_outlived():
-                    self._blocked = True
-                    break  # wait for the missing lines: live, or on the next read
-                self._advance(line)
-                taken.append(line)
-            if taken:
-                yield [Lines(attempt=self._attempt, lines=taken)]
-            if len(taken) < PAGE:
-                return
-
-    def _gap_outlived(self) -> bool:
-        """Whether the gap after the last line sent has lasted long enough to be skipped."""
-        now = time.monotonic()
-        if self._gap_since is None:
-            self._gap_since = now
-        return now - self._gap_since >= GAP_WAIT_S
-
-    def _from_live(self, message: dict[str, Any]) -> list[LogLine]:
-        live = decode_live(self._job_id, message["data"])
-        if not isinstance(live, LinesMessage) or live.attempt != self._attempt:
-            # An end marker: the next step sees it in Postgres. Another attempt's lines: read
-            # from Postgres once this attempt is over.
-            return []
-        taken: list[LogLine] = []
-        for line in live.lines:
-            if line.seq <= self._last:
-                continue  # already sent
-            if line.seq != self._last + 1:
-                break  # a gap: the next read from Postgres fills it, in order
-            self._advance(line)
-            taken.append(line)
-        return taken
-
-    def _advance(self, line: LogLine) -> None:
-        self._last = line.seq
-        self._gap_since = None
-
-    def _step(self) -> Step:
-        with self._pool.connection() as conn:
-            state = read_state(conn, self._job_id)
-        if state is None:
-            return Step.END  # the job was deleted, and its logs with it
-        tail_missing = (
-            state.ended_attempt == self._attempt
-            and state.last_seq is not None
-            and self._last < state.last_seq
-            and not self._blocked
-        )
-        return decide(
-            state,
-            attempt=self._attempt,
-            last_sent=self._last,
-            blocked=self._blocked,
-            # Only while the end names lines not yet stored: the timer is the gap timer.
-            stalled=tail_missing and self._gap_outlived(),
-        )

@@ -46,6 +46,7 @@ from chronoverse.jobs import Job
 from chronoverse.payloads import (
     JSON_INTEGER,
     MAX_PAYLOAD_BYTES,
+    WEBHOOK_URL_PATTERN,
     ContainerPayload,
     ContainerPolicy,
     Endpoint,
@@ -406,7 +407,7 @@ class WorkflowOut(BaseModel):
     retain_logs: bool = Field(
         True,  # responses saved (Idempotency-Key) before the field existed
         description="Whether the jobs' log lines are kept (false: only while live viewers may "
-        "resume)."
+        "resume).",
     )
     build_status: BuildStatus
     build_error: str | None
@@ -602,11 +603,16 @@ class WebhookCreate(_Strict):
     url: str = Field(
         min_length=1,
         max_length=MAX_WEBHOOK_URL_CHARS,
-        description="An http:// or https:// URL without credentials; its address must pass the "
-        "egress policy (as HEARTBEAT endpoints do), checked again before every attempt.",
+        description="An http:// or https:// URL without credentials or #fragment; its address "
+        "must pass the egress policy (as HEARTBEAT endpoints do), checked again before every "
+        "attempt. An IP literal the policy allows is accepted too but not described.",
+        json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
     )
     events: list[WebhookEventIn] = Field(
-        min_length=1, max_length=4, description="The events to send, each at most once."
+        min_length=1,
+        max_length=4,
+        description="The events to send, each at most once.",
+        json_schema_extra={"uniqueItems": True},
     )
     workflow_id: UUID | None = Field(
         None,
@@ -1077,7 +1083,11 @@ class NotificationQuery(_Query):
 class MarkReadIn(BaseModel):
     """Exactly one of ``ids`` and ``all``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"oneOf": [_given("ids"), _given("all")]},
+    )
 
     ids: list[UUID] | None = Field(
         None,

@@ -8,18 +8,15 @@ latency bound is loose on purpose (a shared 2-core machine); `make bench -s view
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 
 import pytest
 import redis
 
+from bench.viewers import ViewerProcesses
 from chronoverse.kafka.admin import ensure_topics
 from chronoverse.settings import KafkaSettings
 from tests.conftest import wait_until
@@ -30,7 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 VIEWERS = 300
 CLIENTS = 3
 LINES = 300
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -79,24 +75,9 @@ def test_300_viewers_get_every_line_and_the_api_stays_fast(stack: Stack) -> None
         message="the first job",
     )
     token = str(user.http.headers["Authorization"]).removeprefix("Bearer ")
-    clients = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.e2e.viewers_client",
-                stack.api,
-                token,
-                workflow["id"],
-                job["id"],
-                str(VIEWERS // CLIENTS),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(CLIENTS)
-    ]
+    clients = ViewerProcesses(
+        stack.api, token, workflow["id"], job["id"], viewers=VIEWERS, processes=CLIENTS
+    )
 
     # While they stream: the server's subscriptions to the job's channel, and other calls.
     subscriptions: list[int] = []
@@ -104,33 +85,28 @@ def test_300_viewers_get_every_line_and_the_api_stays_fast(stack: Stack) -> None
     channel = f"job_logs:{job['id']}"
 
     def count_subscriptions() -> None:
-        while all(c.poll() is None for c in clients):
+        while clients.running():
             subscriptions.append(int(live.pubsub_numsub(channel)[0][1]))
             time.sleep(0.5)
 
-    counter = threading.Thread(target=count_subscriptions, daemon=True)
-    counter.start()
-    time.sleep(3)  # the viewers connect
-    latencies = []
-    for _ in range(200):
-        started = time.perf_counter()
-        response = user.http.get(f"/workflows/{workflow['id']}")
-        latencies.append(time.perf_counter() - started)
-        assert response.status_code == 200
-        time.sleep(0.02)
-
-    results = []
-    for client in clients:
-        out, _ = client.communicate(timeout=180)
-        assert client.returncode == 0
-        results.append(json.loads(out))
+    with clients:
+        counter = threading.Thread(target=count_subscriptions, daemon=True)
+        counter.start()
+        clients.wait_ready(timeout_s=60)  # every viewer connected and read a line
+        latencies = []
+        for _ in range(200):
+            started = time.perf_counter()
+            response = user.http.get(f"/workflows/{workflow['id']}")
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 200
+            time.sleep(0.02)
+        report = clients.report(timeout_s=180)
     counter.join(timeout=5)
     user.close()
 
-    failures = [f for r in results for f in r["failures"]]
-    assert not failures, failures[:5]
-    assert sum(r["ended"] for r in results) == VIEWERS
-    assert all(count == LINES for r in results for count in r["lines"])
+    assert not report.failures, report.failures[:5]
+    assert report.ended == report.complete == VIEWERS
+    assert report.lines == (LINES,) * VIEWERS
     # One subscription per server process, however many viewers.
     assert subscriptions and max(subscriptions) == 1, subscriptions
     p99 = statistics.quantiles(latencies, n=100)[98]

@@ -40,6 +40,13 @@ API_COMMANDS: Commands = {
     ("jobs", "get"): [ID, ID],
     ("jobs", "events"): [ID, ID],
     ("volumes", "list"): [],
+    ("analytics",): [],
+    ("me",): [],
+    ("notifications", "list"): [],
+    ("notifications", "read"): ["--all"],
+    ("webhooks", "add"): ["http://127.0.0.1:9/hook", "--event", "workflow.failing"],
+    ("webhooks", "list"): [],
+    ("webhooks", "deliveries"): [ID],
 }
 ADMIN_COMMANDS: Commands = {
     ("topics", "list"): [],

@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     summary="Readiness: Postgres and Redis answer.",
     description=(
-        "`{\"status\": \"ready\"}`, or 503 with `not_ready`. Which dependency failed is "
+        '`{"status": "ready"}`, or 503 with `not_ready`. Which dependency failed is '
         "named (`checks`) on the health port (CHRONOVERSE_HEALTH_PORT), and here only with "
         "CHRONOVERSE_PUBLIC_METRICS."
     ),

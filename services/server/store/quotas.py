@@ -22,9 +22,11 @@ QUERIES = Queries.load(Path(__file__).with_name("queries.sql"))
 Quota = Literal["workflows", "active_jobs"]
 
 
-def _lock_and_count(conn: Conn, user_id: UUID, kind: Quota) -> int:
-    conn.execute(QUERIES.lock_user_quota, {"kind": kind, "user_id": user_id})
-    query = QUERIES.count_user_workflows if kind == "workflows" else QUERIES.count_user_active_jobs
+def _lock(conn: Conn, user_id: UUID, quota: Quota) -> None:
+    conn.execute(QUERIES.lock_user_quota, {"kind": quota, "user_id": user_id})
+
+
+def _count(conn: Conn, query: str, user_id: UUID) -> int:
     row = conn.execute(query, {"user_id": user_id}).fetchone()
     assert row is not None
     return int(row["n"])
@@ -32,7 +34,8 @@ def _lock_and_count(conn: Conn, user_id: UUID, kind: Quota) -> int:
 
 def check_workflows(conn: Conn, user_id: UUID, *, limit: int) -> None:
     """Refuse a new workflow when the user already has ``limit``; call before inserting it."""
-    have = _lock_and_count(conn, user_id, "workflows")
+    _lock(conn, user_id, "workflows")
+    have = _count(conn, QUERIES.count_user_workflows, user_id)
     if have >= limit:
         raise QuotaExceededError(
             "CHRONOVERSE_MAX_WORKFLOWS_PER_USER",
@@ -44,15 +47,13 @@ def check_workflows(conn: Conn, user_id: UUID, *, limit: int) -> None:
 
 def lock_active_jobs(conn: Conn, user_id: UUID) -> None:
     """Serialise the user's manual runs until the transaction ends (then check_active_jobs)."""
-    conn.execute(QUERIES.lock_user_quota, {"kind": "active_jobs", "user_id": user_id})
+    _lock(conn, user_id, "active_jobs")
 
 
 def check_active_jobs(conn: Conn, user_id: UUID, *, limit: int) -> None:
     """Refuse the job just inserted when the user now has more than ``limit`` jobs PENDING,
     QUEUED or RUNNING (the caller rolls the insert back); lock_active_jobs must come first."""
-    row = conn.execute(QUERIES.count_user_active_jobs, {"user_id": user_id}).fetchone()
-    assert row is not None
-    have = int(row["n"]) - 1  # without the job just inserted
+    have = _count(conn, QUERIES.count_user_active_jobs, user_id) - 1  # without the new job
     if have >= limit:
         raise QuotaExceededError(
             "CHRONOVERSE_MAX_ACTIVE_JOBS_PER_USER",

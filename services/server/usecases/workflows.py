@@ -29,9 +29,7 @@ class WorkflowCases:
         context = self._context
 
         def operation(conn: Conn) -> tuple[int, dict[str, Any]]:
-            quotas.check_workflows(
-                conn, who.user_id, limit=context.settings.max_workflows_per_user
-            )
+            quotas.check_workflows(conn, who.user_id, limit=context.settings.max_workflows_per_user)
             created = workflows.create(
                 conn, who.user_id, request, secrets=context.secrets, rules=context.rules
             )
