@@ -145,3 +145,18 @@ WITH doomed AS (
     LIMIT %(limit)s
 )
 DELETE FROM skipped_runs AS s USING doomed WHERE s.id = doomed.id
+
+-- name: prune_notifications
+-- Notifications created before `before`, oldest first (notifications_created_idx), read or not.
+DELETE FROM notifications WHERE id IN (
+    SELECT id FROM notifications WHERE created_at < %(before)s ORDER BY created_at LIMIT %(limit)s
+)
+
+-- name: prune_webhook_deliveries
+-- Finished (DELIVERED or FAILED) webhook deliveries created before `before`, with their attempts
+-- (by cascade); a PENDING one is kept until it ends.
+DELETE FROM webhook_deliveries WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status <> 'PENDING' AND created_at < %(before)s
+    ORDER BY created_at LIMIT %(limit)s
+)

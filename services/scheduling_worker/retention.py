@@ -1,5 +1,6 @@
 """Retention: delete finished jobs (with their logs and history) and skipped-slot entries by age
-and by count per workflow, in short bounded statements on a thread of their own.
+and by count per workflow, and notifications and finished webhook deliveries by age, in short
+bounded statements on a thread of their own.
 
 A pass walks every workflow in windows of ids (CHRONOVERSE_RETENTION_WORKFLOWS_PER_BATCH). For
 each window it deletes jobs, then skipped-slot entries, at most CHRONOVERSE_RETENTION_BATCH_SIZE
@@ -45,6 +46,7 @@ class RetentionPolicy:
     jobs_per_workflow: int
     skip_age: timedelta
     skips_per_workflow: int
+    notification_age: timedelta = timedelta(days=30)
     batch_size: int
     workflows_per_batch: int
 
@@ -55,9 +57,22 @@ class RetentionPolicy:
             jobs_per_workflow=settings.retention_jobs_per_workflow,
             skip_age=timedelta(days=settings.retention_skips_days),
             skips_per_workflow=settings.retention_skips_per_workflow,
+            notification_age=timedelta(days=settings.retention_notification_days),
             batch_size=settings.retention_batch_size,
             workflows_per_batch=settings.retention_workflows_per_batch,
         )
+
+    def by_age(self, now: datetime) -> list[tuple[str, str, dict[str, object]]]:
+        """The (table, query, parameters) that prune what is kept by age alone, not per
+        workflow: notifications and finished webhook deliveries."""
+        params: dict[str, object] = {
+            "before": now - self.notification_age,
+            "limit": self.batch_size,
+        }
+        return [
+            ("notifications", QUERIES.prune_notifications, params),
+            ("webhook_deliveries", QUERIES.prune_webhook_deliveries, params),
+        ]
 
     def statements(self, now: datetime) -> list[tuple[str, str, dict[str, object]]]:
         """The (table, query, parameters) that prune one window, jobs first."""
@@ -87,6 +102,8 @@ class RetentionPolicy:
 class PassResult:
     jobs: int
     skipped_runs: int
+    notifications: int = 0
+    webhook_deliveries: int = 0
     statements: int
     largest_batch: int  # the most rows one statement deleted
 
@@ -107,8 +124,24 @@ class Retention:
 
     def prune_pass(self, stop: threading.Event | None = None) -> PassResult:
         """Walk every workflow once, deleting what the policy no longer keeps."""
-        deleted = {"jobs": 0, "skipped_runs": 0}
+        deleted = {"jobs": 0, "skipped_runs": 0, "notifications": 0, "webhook_deliveries": 0}
         statements = largest = 0
+
+        def prune(table: str, query: str, params: dict[str, object]) -> None:
+            """Run one statement until it deletes less than a batch."""
+            nonlocal statements, largest
+            while stop is None or not stop.is_set():
+                with self._pool.connection() as conn:
+                    count = conn.execute(query, params).rowcount
+                statements += 1
+                largest = max(largest, count)
+                deleted[table] += count
+                DELETED.labels(table).inc(count)
+                if self._pause_s and stop is not None:
+                    stop.wait(self._pause_s)
+                if count < self._policy.batch_size:
+                    return
+
         after = FIRST_ID
         while stop is None or not stop.is_set():
             with self._pool.connection() as conn:
@@ -120,23 +153,17 @@ class Retention:
                 break
             ids = [row["id"] for row in rows]
             for table, query, params in self._policy.statements(self._clock()):
-                while stop is None or not stop.is_set():
-                    with self._pool.connection() as conn:
-                        count = conn.execute(query, {**params, "workflow_ids": ids}).rowcount
-                    statements += 1
-                    largest = max(largest, count)
-                    deleted[table] += count
-                    DELETED.labels(table).inc(count)
-                    if self._pause_s and stop is not None:
-                        stop.wait(self._pause_s)
-                    if count < self._policy.batch_size:
-                        break
+                prune(table, query, {**params, "workflow_ids": ids})
             if len(rows) < self._policy.workflows_per_batch:
                 break
             after = ids[-1]
+        for table, query, params in self._policy.by_age(self._clock()):
+            prune(table, query, params)
         return PassResult(
             jobs=deleted["jobs"],
             skipped_runs=deleted["skipped_runs"],
+            notifications=deleted["notifications"],
+            webhook_deliveries=deleted["webhook_deliveries"],
             statements=statements,
             largest_batch=largest,
         )
@@ -155,15 +182,20 @@ class Retention:
                     extra={"action": "retention_failed"},
                 )
             else:
-                if result.jobs or result.skipped_runs:
+                if result.jobs or result.skipped_runs or result.notifications:
                     logger.info(
-                        "retention deleted %d jobs and %d skipped-slot entries",
+                        "retention deleted %d jobs, %d skipped-slot entries, %d notifications "
+                        "and %d webhook deliveries",
                         result.jobs,
                         result.skipped_runs,
+                        result.notifications,
+                        result.webhook_deliveries,
                         extra={
                             "action": "retention_pruned",
                             "jobs": result.jobs,
                             "skipped_runs": result.skipped_runs,
+                            "notifications": result.notifications,
+                            "webhook_deliveries": result.webhook_deliveries,
                         },
                     )
             stop.wait(interval_s)

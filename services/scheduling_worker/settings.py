@@ -77,6 +77,12 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings, QuotaSettings):
         description="Entries of the fire ledger's skipped slots older than this many days are "
         "deleted.",
     )
+    retention_notification_days: float = Field(
+        30.0,
+        gt=0,
+        description="Notifications, and finished webhook deliveries with their attempts, older "
+        "than this many days are deleted.",
+    )
     retention_skips_per_workflow: int = Field(
         1000,
         ge=1,

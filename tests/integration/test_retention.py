@@ -194,5 +194,43 @@ def test_deletes_in_bounded_batches_over_windows_of_workflows(pool: Pool, conn: 
     assert count(conn, "SELECT count(*) AS n FROM jobs") == 0
     assert result.largest_batch == 4
     # Windows of 3, 3 and 1 workflows (15, 15 and 5 jobs), at most 4 jobs a statement: 4, 4
-    # and 2 statements; and one skipped-slot statement per window.
-    assert result.statements == math.ceil(15 / 4) * 2 + math.ceil(5 / 4) + 3
+    # and 2 statements; one skipped-slot statement per window; then one each for notifications
+    # and webhook deliveries.
+    assert result.statements == math.ceil(15 / 4) * 2 + math.ceil(5 / 4) + 3 + 2
+
+
+def test_old_notifications_and_finished_webhook_deliveries_go_by_age(
+    pool: Pool, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    user = make_user(conn)
+    workflow = make_workflow(conn, user)
+    for age, read in (("40 days", True), ("40 days", False), ("1 day", False)):
+        conn.execute(
+            "INSERT INTO notifications (user_id, kind, event, title, message, entity_type, "
+            "entity_id, dedup_key, read_at, created_at) "
+            "VALUES (%s, 'INFO', 'job.completed', 't', 'm', 'WORKFLOW', %s, %s, "
+            "CASE WHEN %s THEN now() END, now() - %s::interval)",
+            (user, workflow, uuid.uuid4().hex, read, age),
+        )
+    hook = conn.execute(
+        "INSERT INTO webhooks (user_id, url, events, secret) "
+        "VALUES (%s, 'https://example.com/hook', ARRAY['workflow.failing'], 'x') RETURNING id",
+        (user,),
+    ).fetchone()
+    assert hook is not None
+    for age, status in (("40 days", "DELIVERED"), ("40 days", "FAILED"), ("40 days", "PENDING"),
+                        ("1 day", "DELIVERED")):  # fmt: skip
+        conn.execute(
+            "INSERT INTO webhook_deliveries (webhook_id, event, payload, dedup_key, status, "
+            "created_at) VALUES (%s, 'workflow.failing', '{}', %s, %s, now() - %s::interval)",
+            (hook["id"], uuid.uuid4().hex, status, age),
+        )
+
+    result = Retention(pool, policy(notification_age=timedelta(days=30))).prune_pass()
+
+    assert (result.notifications, result.webhook_deliveries) == (2, 2)
+    left = conn.execute("SELECT count(*) AS n FROM notifications").fetchone()
+    assert left is not None and left["n"] == 1
+    statuses = conn.execute("SELECT status FROM webhook_deliveries ORDER BY status").fetchall()
+    # The recent delivery stays, and so does the old one still PENDING (it has not ended).
+    assert [r["status"] for r in statuses] == ["DELIVERED", "PENDING"]
