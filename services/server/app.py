@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from chronoverse import __version__
+from services.server import web
 from services.server.context import ServerContext
 from services.server.http_errors import BodySizeLimit, install_error_handlers
 from services.server.routes import (
@@ -37,6 +38,7 @@ def create_app(context: ServerContext) -> FastAPI:
         summary="Scheduled HEARTBEAT and CONTAINER workflows, their jobs and live logs.",
         lifespan=lifespan,
         dependencies=[Depends(known_query_parameters)],
+        docs_url=None,  # served by the web edge from vendored assets, not from a CDN
     )
     # Every route is a thin adapter over the application layer, as every gRPC method is.
     app.state.application = Application(context)
@@ -55,6 +57,7 @@ def create_app(context: ServerContext) -> FastAPI:
         webhooks.router,
     ):
         app.include_router(router)
+    web.install(app)
     # The document states this server's CONTAINER bounds, which are the operator's settings.
     document = app.openapi
     app.openapi = lambda: with_operator_limits(document(), context.rules.containers)  # type: ignore[method-assign]
