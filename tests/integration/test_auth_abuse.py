@@ -320,3 +320,17 @@ def test_logins_beyond_the_hashing_slots_wait_then_get_503(
     busy = next(a for a in answers if a.status_code == 503)
     assert busy.json()["error"]["code"] == "busy"
     assert int(busy.headers["Retry-After"]) >= 1
+
+
+def test_the_11th_rapid_failed_login_for_one_email_gets_429_by_default(
+    make_context: Callable[..., ServerContext],
+    serve: Callable[[ServerContext], Served],
+) -> None:
+    context = make_context()  # the documented defaults: 10 a minute per email
+    user = context.accounts.register(email(), PASSWORD)
+    served = serve(context)
+    statuses = []
+    for _ in range(11):
+        with served.client() as http:  # from a new address each time
+            statuses.append(login(http, user.email, "wrong password").status_code)
+    assert statuses == [401] * 10 + [429]
