@@ -23,15 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import queue
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+import weakref
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from concurrent.futures import Executor
 from typing import TypeVar
 from uuid import UUID
 
-from chronoverse.logs import LinesMessage, LogLine, LogPosition, decode_live
+from chronoverse.logs import LinesMessage, LogLine, LogMessage, LogPosition, decode_live
 from chronoverse.postgres import Pool
 from services.server.live import SUBSCRIBE_TIMEOUT_S, LiveHub
 from services.server.logs import (
@@ -56,6 +58,56 @@ STATE_TTL_S = 0.5
 # Postgres instead (every line is there).
 MAX_WAITING = 256
 _MISSED = object()  # a queue item: messages may have been missed, read Postgres
+
+
+class _Relay:
+    """Puts made on the hub's thread, run on one event loop with one wake-up per burst.
+
+    The hub hands a message to each of a job's viewers in turn; with one ``call_soon_threadsafe``
+    per viewer, 1,000 viewers cost 1,000 wake-up writes per message and the GIL changed hands
+    between the hub and the loop for each. Per-viewer order is kept: calls run in arrival order.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Callable[[object], None], object]] = []
+
+    def call(self, fn: Callable[[object], None], item: object) -> None:
+        with self._lock:
+            self._pending.append((fn, item))
+            first = len(self._pending) == 1
+        if first:  # otherwise a flush is scheduled already and will see this call
+            self._loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for fn, item in pending:
+            fn(item)
+
+
+_relays: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Relay] = weakref.WeakKeyDictionary()
+_relays_lock = threading.Lock()
+
+
+def _relay(loop: asyncio.AbstractEventLoop) -> _Relay:
+    with _relays_lock:
+        relay = _relays.get(loop)
+        if relay is None:
+            relay = _relays[loop] = _Relay(loop)
+        return relay
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded(job_id: UUID, data: bytes) -> LogMessage:
+    """A live message, decoded once for all of a process's viewers of the job (the hub hands
+    each of them the same bytes; a bytes object keeps its hash once computed)."""
+    return decode_live(job_id, data)
+
+
+def _consecutive(lines: Sequence[LogLine]) -> bool:
+    return all(b.seq == a.seq + 1 for a, b in itertools.pairwise(lines))
 
 
 class StateCache:
@@ -105,13 +157,18 @@ class FollowCursor:
             taken.append(line)
         return taken
 
-    def take_live(self, data: bytes) -> tuple[list[LogLine], bool]:
+    def take_live(self, data: bytes) -> tuple[Sequence[LogLine], bool]:
         """The lines of a live message that come next in order, and whether the message was
         wholly accounted for (False: read Postgres, e.g. an end marker, another attempt's lines,
         or a gap)."""
-        live = decode_live(self.job_id, data)
+        live = _decoded(self.job_id, data)
         if not isinstance(live, LinesMessage) or live.attempt != self.attempt:
             return [], False
+        if live.lines and live.lines[0].seq == self.last + 1 and _consecutive(live.lines):
+            # The usual case: the whole message comes next. Its lines go on as the shared tuple
+            # every viewer of the process decoded once, so they are encoded once too.
+            self._advance(live.lines[-1])
+            return live.lines, not self.blocked
         taken: list[LogLine] = []
         for line in live.lines:
             if line.seq <= self.last:
@@ -265,9 +322,9 @@ class LogFollower:
                 yield [Idle()]
                 check, fresh = True, False
                 continue
-            lines, check = self._take(item)
-            if lines:
-                yield [Lines(attempt=self._cursor.attempt, lines=lines)]
+            chunks, check = self._take_waiting(item, waiting)
+            if chunks:
+                yield [Lines(attempt=self._cursor.attempt, lines=c) for c in chunks]
             fresh = True
 
     # --- the async follower (SSE) -----------------------------------------------------------------
@@ -280,8 +337,10 @@ class LogFollower:
         def put(item: object) -> None:
             waiting.put_nowait(_MISSED if waiting.qsize() >= MAX_WAITING else item)
 
+        relay = _relay(loop)
+
         def listener(data: bytes | None) -> None:  # on the hub's thread
-            loop.call_soon_threadsafe(put, _MISSED if data is None else data)
+            relay.call(put, _MISSED if data is None else data)
 
         subscribed = asyncio.Event()
 
@@ -305,15 +364,15 @@ class LogFollower:
                     if over:
                         return
                 try:
-                    item = await asyncio.wait_for(waiting.get(), timeout=self._wait_s)
+                    item = await _next(waiting, self._wait_s)
                 except TimeoutError:
                     self._on_idle()
                     yield [Idle()]
                     check, fresh = True, False
                     continue
-                lines, check = self._take(item)
-                if lines:
-                    yield [Lines(attempt=self._cursor.attempt, lines=lines)]
+                chunks, check = self._take_waiting(item, waiting)
+                if chunks:
+                    yield [Lines(attempt=self._cursor.attempt, lines=c) for c in chunks]
                 fresh = True
         finally:
             subscription.close()
@@ -324,7 +383,25 @@ class LogFollower:
 
     # --- shared by both -----------------------------------------------------------------------
 
-    def _take(self, item: object) -> tuple[list[LogLine], bool]:
+    def _take_waiting(
+        self, item: object, waiting: asyncio.Queue[object] | queue.Queue[object]
+    ) -> tuple[list[Sequence[LogLine]], bool]:
+        """:meth:`_take` of ``item`` and of every item already waiting after it, as one batch
+        (the lines of each message in order): a viewer that fell behind catches up in one write
+        rather than one per message. Only lines next in order are taken; whatever a later item
+        skips is read from Postgres."""
+        chunks: list[Sequence[LogLine]] = []
+        check = False
+        while True:
+            lines, also = self._take(item)
+            if lines:
+                chunks.append(lines)
+            check = check or also
+            if waiting.empty():
+                return chunks, check
+            item = waiting.get_nowait()
+
+    def _take(self, item: object) -> tuple[Sequence[LogLine], bool]:
         """A queue item's lines that come next, and whether Postgres must be read after them
         (messages were missed, a gap, an end marker, another attempt's lines)."""
         if item is _MISSED:
@@ -332,3 +409,12 @@ class LogFollower:
         assert isinstance(item, bytes)
         lines, complete = self._cursor.take_live(item)
         return lines, not complete
+
+
+async def _next(waiting: asyncio.Queue[object], timeout_s: float) -> object:
+    """The next item, or TimeoutError after ``timeout_s``; unlike ``asyncio.wait_for`` (3.11),
+    no task is made per wait."""
+    if not waiting.empty():
+        return waiting.get_nowait()
+    async with asyncio.timeout(timeout_s):
+        return await waiting.get()

@@ -19,7 +19,7 @@ function of the job's :class:`LogState`:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -48,10 +48,14 @@ GAP_WAIT = timedelta(seconds=GAP_WAIT_S)
 
 @dataclass(frozen=True, kw_only=True)
 class Lines:
-    """Lines of one attempt, in order."""
+    """Lines of one attempt, in order.
+
+    A tuple is a live message's lines as decoded once for every viewer of the process (shared,
+    never changed), so what they encode to can be shared too (``routes.logs.encode_events``).
+    """
 
     attempt: int
-    lines: list[LogLine]
+    lines: Sequence[LogLine]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,7 +39,7 @@ from services.server.logs import (
     decide,
     known_incomplete,
 )
-from services.server.routes.logs import encode_events
+from services.server.routes.logs import SharedEncodings, encode_events
 
 T = datetime(2026, 11, 22, tzinfo=UTC)
 OUT, ERR = LogStream.STDOUT, LogStream.STDERR
@@ -334,3 +334,17 @@ def test_a_batch_of_follower_events_is_one_sse_chunk() -> None:
     assert ended and b"event: end" in chunk
     assert b'{"attempt": 2, "last_seq": 5, "incomplete": true}' in chunk
     assert encode_events([Idle()]) == (b"", False)
+
+
+def test_a_shared_live_message_encodes_once_and_like_any_other_lines() -> None:
+    at = datetime(2027, 3, 28, tzinfo=UTC)
+    shared = tuple(LogLine(seq=s, stream=LogStream.STDOUT, ts=at, line=f"l{s}") for s in range(3))
+    as_list, _ = encode_events([Lines(attempt=2, lines=list(shared))])
+    as_tuple, _ = encode_events([Lines(attempt=2, lines=shared)])
+    assert as_tuple == as_list
+    assert b"id: 2.0" in as_tuple and b"id: 2.2" in as_tuple
+    cache = SharedEncodings(size=1)
+    first = cache.encoded(2, shared)
+    assert cache.encoded(2, shared) is first  # once per message, whatever the viewer count
+    other = tuple(shared)[:2]
+    assert cache.encoded(2, other) != first  # another message: its own encoding

@@ -1,7 +1,8 @@
 """Job logs: cursor pages (searched and filtered), downloads, and the live SSE stream."""
 
 import json
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -10,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from chronoverse.accounts import Principal
-from chronoverse.logs import LogPosition, lines_to_json
+from chronoverse.logs import LogLine, LogPosition, lines_to_json
 from services.server import logs
 from services.server.http_errors import ERRORS
 from services.server.log_download import Download
@@ -56,7 +57,8 @@ DOWNLOAD_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _download(download: Download) -> StreamingResponse:
+def download_response(download: Download) -> StreamingResponse:
+    """A log download as a streamed attachment (the JSON API's and the dashboard's)."""
     return StreamingResponse(
         download.chunks,
         media_type=download.media_type,
@@ -64,7 +66,7 @@ def _download(download: Download) -> StreamingResponse:
     )
 
 
-def _stream(
+def stream_response(
     api: Application,
     who: Principal,
     ref: JobRef,
@@ -72,6 +74,7 @@ def _stream(
     attempt: int | None,
     after: int | None,
 ) -> EventSourceResponse:
+    """A job's log as server-sent events (the JSON API's stream and the dashboard's)."""
     follower = api.logs.follow(who, ref, last_event_id=last_event_id, attempt=attempt, after=after)
     # Batches: one write per page or live message, not per line. No thread waits for them.
     batches = follower.abatches()
@@ -90,6 +93,45 @@ def _stream(
     return EventSourceResponse(events(), ping=api.context.settings.sse_keepalive_s)
 
 
+def encode_lines(attempt: int, lines: Sequence[LogLine]) -> bytes:
+    """Log lines as SSE `log` events, in one chunk."""
+    return b"".join(
+        ServerSentEvent(
+            data=json.dumps({"attempt": attempt, **data}),
+            event="log",
+            id=LogPosition(attempt=attempt, seq=line.seq).id,
+        ).encode()
+        for line, data in zip(lines, lines_to_json(lines), strict=True)
+    )
+
+
+class SharedEncodings:
+    """What a live message's lines encode to, computed once for all of a process's viewers.
+
+    Keyed by the identity of the lines tuple the follower shares (one per live message per
+    process; see ``services.server.follow``); the tuple is held with its bytes, so its id cannot
+    be reused while the entry lives. Used from the event loop's thread only.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, tuple[tuple[LogLine, ...], int, bytes]] = OrderedDict()
+
+    def encoded(self, attempt: int, lines: tuple[LogLine, ...]) -> bytes:
+        entry = self._entries.get(id(lines))
+        if entry is not None and entry[0] is lines and entry[1] == attempt:
+            self._entries.move_to_end(id(lines))
+            return entry[2]
+        chunk = encode_lines(attempt, lines)
+        self._entries[id(lines)] = (lines, attempt, chunk)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return chunk
+
+
+_SHARED = SharedEncodings()
+
+
 def encode_events(batch: list[logs.FollowEvent]) -> tuple[bytes, bool]:
     """A batch of follower events as SSE bytes, and whether the stream ends with it.
 
@@ -100,14 +142,11 @@ def encode_events(batch: list[logs.FollowEvent]) -> tuple[bytes, bool]:
     for event in batch:
         match event:
             case logs.Lines(attempt=attempt, lines=lines):
-                out += [
-                    ServerSentEvent(
-                        data=json.dumps({"attempt": attempt, **data}),
-                        event="log",
-                        id=LogPosition(attempt=attempt, seq=line.seq).id,
-                    ).encode()
-                    for line, data in zip(lines, lines_to_json(lines), strict=True)
-                ]
+                out.append(
+                    _SHARED.encoded(attempt, lines)
+                    if isinstance(lines, tuple)
+                    else encode_lines(attempt, lines)
+                )
             case logs.AttemptStart(attempt=attempt):
                 out.append(
                     ServerSentEvent(
@@ -167,7 +206,7 @@ def job_logs_download(
     query: Annotated[LogDownloadQuery, Query()],
 ) -> StreamingResponse:
     ref = JobRef(job_id=job_id, workflow_id=workflow_id)
-    return _download(api.logs.download(who, ref, query))
+    return download_response(api.logs.download(who, ref, query))
 
 
 @router.get(
@@ -186,7 +225,7 @@ def job_logs_stream(
     after: After = None,
 ) -> EventSourceResponse:
     ref = JobRef(job_id=job_id, workflow_id=workflow_id)
-    return _stream(api, who, ref, last_event_id, attempt, after)
+    return stream_response(api, who, ref, last_event_id, attempt, after)
 
 
 @router.get(
@@ -209,7 +248,7 @@ def logs_by_job(
 def logs_download_by_job(
     job_id: UUID, who: Auth, api: Api, query: Annotated[LogDownloadQuery, Query()]
 ) -> StreamingResponse:
-    return _download(api.logs.download(who, JobRef(job_id=job_id), query))
+    return download_response(api.logs.download(who, JobRef(job_id=job_id), query))
 
 
 @router.get(
@@ -226,4 +265,4 @@ def logs_stream_by_job(
     attempt: Attempt = None,
     after: After = None,
 ) -> EventSourceResponse:
-    return _stream(api, who, JobRef(job_id=job_id), last_event_id, attempt, after)
+    return stream_response(api, who, JobRef(job_id=job_id), last_event_id, attempt, after)
