@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 export CHRONOVERSE_RUN_DIR ?= $(CURDIR)/.run
 
-.PHONY: help install services services-down up down test test-unit chaos soak bench lint format protos image docs clean
+.PHONY: help install services services-down up down test test-unit browser chaos soak bench lint format protos image docs clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,11 +27,14 @@ up: services  ## Run the whole stack in the background (logs and pids in .run/).
 down:  ## Stop what `make up` started.
 	scripts/down.sh
 
-test: services  ## Start the infrastructure, then run every test tier (the chaos tier last).
+test: services  ## Start the infrastructure, then run every test tier (browser, then chaos, last).
 	scripts/test.sh
 
 test-unit: install  ## Unit tests only (no infrastructure).
 	$(VENV)/bin/pytest tests/unit
+
+browser: services  ## The browser tier only (part of `make test`): the dashboard in Debian's Chromium.
+	scripts/test.sh tests/browser
 
 chaos: services  ## The chaos tier only (part of `make test`): faults on a private Postgres, Redis, broker and dockerd.
 	scripts/test.sh tests/chaos

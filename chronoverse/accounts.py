@@ -13,10 +13,11 @@ import hashlib
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -70,6 +71,27 @@ class Principal:
 class IssuedToken:
     token: str
     expires_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenInfo:
+    """A token in force, as its owner may see it (never the token itself: only its hash is kept)."""
+
+    id: UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TokenInfo:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            created_at=row["created_at"],
+            last_used_at=row["last_used_at"],
+            expires_at=row["expires_at"],
+        )
 
 
 def hash_token(token: str) -> bytes:
@@ -174,6 +196,11 @@ class Accounts:
                 raise AuthenticationError(f"no user {email}")
             return self._issue(conn, UUID(str(row["id"])), token_name)
 
+    def create_token(self, user_id: UUID, *, token_name: str) -> IssuedToken:
+        """Another token for a signed-in user (an API token made on the profile page)."""
+        with self._pool.connection() as conn:
+            return self._issue(conn, user_id, token_name)
+
     def _issue(
         self, conn: psycopg.Connection[dict[str, object]], user_id: UUID, name: str
     ) -> IssuedToken:
@@ -206,8 +233,18 @@ class Accounts:
         return Principal(user_id=UUID(str(row["user_id"])), token_id=UUID(str(row["id"])))
 
     def revoke(self, principal: Principal) -> None:
+        self.revoke_token(principal.user_id, principal.token_id)
+
+    def revoke_token(self, user_id: UUID, token_id: UUID) -> bool:
+        """Revoke one of the user's tokens; False when it is not theirs or already revoked."""
         with self._pool.connection() as conn:
-            conn.execute(
-                QUERIES.revoke_token,
-                {"token_id": principal.token_id, "user_id": principal.user_id},
-            )
+            row = conn.execute(
+                QUERIES.revoke_token, {"token_id": token_id, "user_id": user_id}
+            ).fetchone()
+        return row is not None
+
+    def tokens(self, user_id: UUID) -> list[TokenInfo]:
+        """The user's tokens in force (not revoked, not expired), newest first."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(QUERIES.list_tokens, {"user_id": user_id}).fetchall()
+        return [TokenInfo.from_row(row) for row in rows]

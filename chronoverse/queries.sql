@@ -132,6 +132,15 @@ RETURNING id, user_id
 -- name: revoke_token
 UPDATE api_tokens SET revoked_at = now()
 WHERE id = %(token_id)s AND user_id = %(user_id)s AND revoked_at IS NULL
+RETURNING id
+
+-- name: list_tokens
+-- The user's tokens still in force (not revoked, not expired), newest first.
+SELECT id, name, created_at, last_used_at, expires_at FROM api_tokens
+WHERE user_id = %(user_id)s
+  AND revoked_at IS NULL
+  AND (expires_at IS NULL OR expires_at > now())
+ORDER BY created_at DESC, id
 
 -- Fires (chronoverse/lifecycle.py record_fires): the scheduler's decisions, and a resume's.
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install (when missing) and start the infrastructure Chronoverse needs on a Debian machine:
-# PostgreSQL, Redis, a Kafka-protocol broker (tansu) and the Docker engine. Builds the local
-# images used by tests and demos, creates the database, role and topics, and writes the
-# connection settings to $RUN_DIR/env, where `make up` and the tests read them.
+# PostgreSQL, Redis, a Kafka-protocol broker (tansu), the Docker engine and Chromium (for the
+# browser tests). Builds the local images used by tests and demos, creates the database, role and
+# topics, and writes the connection settings to $RUN_DIR/env, where `make up` and the tests read
+# them.
 #
 # Idempotent: anything already installed or running is reused, never started twice. A service
 # that is already configured through CHRONOVERSE_* variables (a laptop's own Postgres, a compose
@@ -195,6 +196,19 @@ ensure_images() {
     log "images: local/busybox:latest and local/python:3.11 present"
 }
 
+# --- Chromium, for the browser tests (tests/browser) --------------------------------------------
+ensure_chromium() {
+    # Debian's package: Playwright drives /usr/bin/chromium. No browser build is ever downloaded
+    # (`playwright install` cannot reach its CDN here, and is never needed).
+    if [ -x /usr/bin/chromium ]; then
+        log "chromium: /usr/bin/chromium present"
+        return
+    fi
+    apt_install chromium fonts-liberation
+    [ -x /usr/bin/chromium ] || die "chromium is installed but /usr/bin/chromium is missing"
+    log "chromium: installed at /usr/bin/chromium"
+}
+
 # The key that encrypts secret values at rest: made once and kept in $RUN_DIR/secret-key, since
 # values encrypted with it must stay readable across runs. CHRONOVERSE_SECRET_KEYS wins when set.
 secret_keys() {
@@ -247,6 +261,7 @@ ensure_kafka
 ensure_docker
 ensure_images
 ensure_compose
+ensure_chromium
 write_env
 
 if [ -x "$VENV/bin/chronoverse" ]; then

@@ -314,6 +314,20 @@ class TokenOut(BaseModel):
     expires_at: datetime
 
 
+class ApiTokenOut(BaseModel):
+    """A token in force, as its owner sees it on the profile (never the token itself)."""
+
+    id: UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+
+class ApiTokenCreate(_Strict):
+    name: str = Field(min_length=1, max_length=100, examples=["ci"])
+
+
 class UserOut(BaseModel):
     id: UUID
     email: str
@@ -455,6 +469,16 @@ class WorkflowPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )
+
+
+class WorkflowCountersOut(BaseModel):
+    """The caller's workflows by state, and the live ones failing: their last finished job
+    failed, or failures are counting toward their limit."""
+
+    active: int
+    paused: int
+    terminated: int
+    failing: int
 
 
 class JobOut(BaseModel):

@@ -25,8 +25,25 @@ WHERE user_id = %(user_id)s
   AND (%(build_status)s::text IS NULL OR build_status = %(build_status)s::text)
   AND (%(terminated)s::boolean IS NULL OR (terminated_at IS NOT NULL) = %(terminated)s::boolean)
   AND (%(name_pattern)s::text IS NULL OR name ILIKE %(name_pattern)s::text)
+  AND (%(state)s::text IS NULL OR %(state)s::text = CASE
+         WHEN terminated_at IS NOT NULL THEN 'terminated'
+         WHEN paused_at IS NOT NULL THEN 'paused'
+         ELSE 'active' END)
+  -- Failing: live, and its last finished job failed or failures are counting toward the limit.
+  AND (%(failing)s::boolean IS NULL OR %(failing)s::boolean = (
+         terminated_at IS NULL AND (consecutive_job_failures_count > 0 OR health = 'FAILING')))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
+
+-- name: workflow_counters
+-- The counters of the dashboard's list; "failing" is the list filter's definition above.
+SELECT count(*) FILTER (WHERE terminated_at IS NULL AND paused_at IS NULL) AS active,
+       count(*) FILTER (WHERE terminated_at IS NULL AND paused_at IS NOT NULL) AS paused,
+       count(*) FILTER (WHERE terminated_at IS NOT NULL) AS terminated,
+       count(*) FILTER (WHERE terminated_at IS NULL
+                          AND (consecutive_job_failures_count > 0 OR health = 'FAILING')) AS failing
+FROM workflows
+WHERE user_id = %(user_id)s
 
 -- name: update_workflow
 UPDATE workflows

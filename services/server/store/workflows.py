@@ -16,7 +16,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from chronoverse import lifecycle
-from chronoverse.domain import BuildStatus, Workflow, WorkflowKind, utcnow
+from chronoverse.domain import BuildStatus, Workflow, WorkflowKind, WorkflowState, utcnow
 from chronoverse.egress import EgressPolicy, literal_refusal, policy_from_settings
 from chronoverse.errors import ConflictError, FieldError, InvalidFieldsError, NotFoundError
 from chronoverse.events import WorkflowEventType
@@ -61,6 +61,8 @@ class ListFilter:
     build_status: BuildStatus | None = None
     terminated: bool | None = None
     name_contains: str | None = None
+    state: WorkflowState | None = None
+    failing: bool | None = None  # live, and failures are counting (or the last job failed)
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str | None = None
 
@@ -69,6 +71,16 @@ class ListFilter:
 class Page:
     workflows: list[Workflow]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counters:
+    """A user's workflows by state, and the live ones that are failing (ListFilter.failing)."""
+
+    active: int
+    paused: int
+    terminated: int
+    failing: int
 
 
 DEFAULT_EGRESS = EgressPolicy()
@@ -195,6 +207,8 @@ def list_page(conn: Conn, user_id: UUID, query: ListFilter) -> Page:
             "build_status": query.build_status.value if query.build_status else None,
             "terminated": query.terminated,
             "name_pattern": like_pattern(query.name_contains) if query.name_contains else None,
+            "state": query.state.value if query.state else None,
+            "failing": query.failing,
             "limit": query.limit + 1,
         },
     ).fetchall()
@@ -204,6 +218,17 @@ def list_page(conn: Conn, user_id: UUID, query: ListFilter) -> Page:
     return Page(
         workflows=workflows,
         next_cursor=encode_cursor(last.created_at, last.id) if more and last else None,
+    )
+
+
+def counters(conn: Conn, user_id: UUID) -> Counters:
+    row = conn.execute(QUERIES.workflow_counters, {"user_id": user_id}).fetchone()
+    assert row is not None
+    return Counters(
+        active=row["active"],
+        paused=row["paused"],
+        terminated=row["terminated"],
+        failing=row["failing"],
     )
 
 

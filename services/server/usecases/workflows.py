@@ -1,4 +1,5 @@
-"""Workflow use cases: create, get, list, update, terminate, delete, each for its owner only."""
+"""Workflow use cases: create, get, list, count, update, terminate, delete, each for its owner
+only."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from typing import Any
 from uuid import UUID
 
 from chronoverse.accounts import Principal
+from chronoverse.domain import WorkflowState
 from chronoverse.postgres import Conn
 from services.server.context import ServerContext
 from services.server.schemas import (
+    WorkflowCountersOut,
     WorkflowCreate,
     WorkflowOut,
     WorkflowPage,
@@ -49,12 +52,23 @@ class WorkflowCases:
         with self._context.transaction() as conn:
             return WorkflowOut.of(workflows.get(conn, who.user_id, workflow_id))
 
-    def list(self, who: Principal, query: WorkflowQuery) -> WorkflowPage:
+    def list(
+        self,
+        who: Principal,
+        query: WorkflowQuery,
+        *,
+        state: WorkflowState | None = None,
+        failing: bool | None = None,
+    ) -> WorkflowPage:
+        """A page of the caller's workflows, newest first; the dashboard also filters by
+        ``state`` and ``failing`` (what its counters count)."""
         page_filter = workflows.ListFilter(
             kind=query.kind,
             build_status=query.build_status,
             terminated=query.terminated,
             name_contains=query.name,
+            state=state,
+            failing=failing,
             limit=query.limit,
             cursor=query.cursor,
         )
@@ -62,6 +76,17 @@ class WorkflowCases:
             page = workflows.list_page(conn, who.user_id, page_filter)
         return WorkflowPage(
             workflows=[WorkflowOut.of(w) for w in page.workflows], next_cursor=page.next_cursor
+        )
+
+    def counters(self, who: Principal) -> WorkflowCountersOut:
+        """The caller's workflows by state, and the failing ones."""
+        with self._context.transaction() as conn:
+            counts = workflows.counters(conn, who.user_id)
+        return WorkflowCountersOut(
+            active=counts.active,
+            paused=counts.paused,
+            terminated=counts.terminated,
+            failing=counts.failing,
         )
 
     def update(self, who: Principal, workflow_id: UUID, request: WorkflowUpdate) -> WorkflowOut:

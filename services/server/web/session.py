@@ -15,15 +15,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from markupsafe import Markup, escape
 
 from chronoverse.accounts import Principal
 from chronoverse.errors import AuthenticationError, ChronoverseError
 from services.server.routes.deps import Api
+from services.server.usecases import Application
 
 COOKIE = "cv_session"
 CSRF_FIELD = "csrf_token"
@@ -48,15 +50,26 @@ def session_token(request: Request) -> str | None:
     return request.cookies.get(COOKIE) or None
 
 
+def resolve_user(request: Request, application: Application) -> Principal | None:
+    """Who the session cookie stands for, looked up once per request (pages and the layout
+    ask alike); None without a cookie or with a session expired or revoked."""
+    if hasattr(request.state, "web_user"):
+        cached: Principal | None = request.state.web_user
+        return cached
+    token = session_token(request)
+    who = None
+    if token is not None:
+        try:
+            who = application.accounts.authenticate(f"Bearer {token}")
+        except AuthenticationError:
+            who = None
+    request.state.web_user = who
+    return who
+
+
 def optional_user(request: Request, api: Api) -> Principal | None:
     """The signed-in user, or None (no cookie, or a session expired or revoked)."""
-    token = session_token(request)
-    if token is None:
-        return None
-    try:
-        return api.accounts.authenticate(f"Bearer {token}")
-    except AuthenticationError:
-        return None
+    return resolve_user(request, api)
 
 
 def required_user(request: Request, api: Api) -> Principal:
@@ -102,5 +115,59 @@ async def check_csrf(request: Request) -> None:
 CsrfChecked = Depends(check_csrf)
 
 
+def check_same_origin(request: Request) -> None:
+    """Refuse a form posted from another site where there is no session yet to bind a CSRF token
+    to (login and sign-up): browsers send ``Origin`` with every POST."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise CsrfRefused("this form was not sent by this site")
+
+
+SameOrigin = Depends(check_same_origin)
+
+
 def login_url(next_url: str) -> str:
     return f"/ui/login?next={quote(next_url, safe='/')}"
+
+
+HOME = "/ui/"
+
+
+def safe_next(next_url: str | None) -> str:
+    """Where to go after signing in: ``next`` when it is a path of this site, else the home page.
+
+    Only a relative path is followed (``/ui/...``), never a URL with a scheme or host, nor a
+    ``//host`` or ``/\\host`` path that browsers read as another site: an open redirect would
+    let a link to our login page send users elsewhere once signed in.
+    """
+    if not next_url or not next_url.startswith("/") or next_url.startswith(("//", "/\\")):
+        return HOME
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in next_url):
+        return HOME
+    parts = urlsplit(next_url)
+    if parts.scheme or parts.netloc:
+        return HOME
+    return next_url
+
+
+def set_session_cookie(
+    response: Response, request: Request, token: str, expires_at: datetime
+) -> None:
+    """Keep the session token in the browser: HttpOnly (no script reads it), SameSite=Lax (not
+    sent on cross-site POSTs), Secure over https, and lasting as long as the token does."""
+    max_age = max(0, int((expires_at - datetime.now(UTC)).total_seconds()))
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_session_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
+    )
