@@ -35,7 +35,7 @@ from uuid import UUID
 
 from chronoverse.logs import LinesMessage, LogLine, LogMessage, LogPosition, decode_live
 from chronoverse.postgres import Pool
-from services.server.live import SUBSCRIBE_TIMEOUT_S, LiveHub
+from services.server.live import SUBSCRIBE_TIMEOUT_S, LiveHub, StreamSlot
 from services.server.logs import (
     GAP_WAIT_S,
     PAGE,
@@ -234,8 +234,7 @@ class LogFollower:
         start: LogPosition,
         executor: Executor | None = None,
         wait_s: float = 1.0,
-        on_idle: Callable[[], None] | None = None,
-        on_close: Callable[[], None] | None = None,
+        slot: StreamSlot | None = None,
     ) -> None:
         self._pool = pool
         self._hub = hub
@@ -243,8 +242,7 @@ class LogFollower:
         self._executor = executor
         self._cursor = FollowCursor(job_id, start)
         self._wait_s = wait_s
-        self._on_idle = on_idle or (lambda: None)
-        self._on_close = on_close or (lambda: None)
+        self._slot = slot  # the user's count of open streams: refreshed while this one runs
 
     # --- reading Postgres (blocking; the async follower runs these on its executor) ----------
 
@@ -299,7 +297,8 @@ class LogFollower:
             yield from self._follow_sync(waiting)
         finally:
             subscription.close()
-            self._on_close()
+            if self._slot is not None:
+                self._slot.release()
 
     def __iter__(self) -> Generator[FollowEvent, None, None]:
         with contextlib.closing(self.batches()) as batches:
@@ -309,6 +308,8 @@ class LogFollower:
     def _follow_sync(self, waiting: queue.Queue[object]) -> Generator[list[FollowEvent]]:
         check, fresh = True, True
         while True:
+            if self._slot is not None and self._slot.due():
+                self._slot.refresh()
             if check:
                 events, over = self._catch_up(fresh=fresh)
                 if events:
@@ -318,7 +319,6 @@ class LogFollower:
             try:
                 item = waiting.get(timeout=self._wait_s)
             except queue.Empty:
-                self._on_idle()
                 yield [Idle()]
                 check, fresh = True, False
                 continue
@@ -357,6 +357,8 @@ class LogFollower:
                 await asyncio.wait_for(subscribed.wait(), timeout=SUBSCRIBE_TIMEOUT_S)
             check, fresh = True, True
             while True:
+                if self._slot is not None and self._slot.due():
+                    await self._run(self._slot.refresh)  # busy or idle: a Redis call
                 if check:
                     events, over = await self._run(functools.partial(self._catch_up, fresh=fresh))
                     if events:
@@ -366,7 +368,6 @@ class LogFollower:
                 try:
                     item = await _next(waiting, self._wait_s)
                 except TimeoutError:
-                    self._on_idle()
                     yield [Idle()]
                     check, fresh = True, False
                     continue
@@ -376,7 +377,8 @@ class LogFollower:
                 fresh = True
         finally:
             subscription.close()
-            self._on_close()
+            if self._slot is not None:
+                await self._run(self._slot.release)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)

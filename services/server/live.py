@@ -173,13 +173,15 @@ class LiveHub:
 
     def _serve(self, pubsub: Any) -> None:
         # Every channel that has viewers now (after a reconnect: all of them) is subscribed anew.
-        with self._lock:
-            wanted = list(self._channels)
-        while True:  # commands queued before this connection are covered by `wanted`
+        # The commands queued so far are dropped first, then what is wanted is read: a channel
+        # added in between is in `wanted`, or its command is still queued.
+        while True:
             try:
                 self._commands.get_nowait()
             except queue.Empty:
                 break
+        with self._lock:
+            wanted = list(self._channels)
         if wanted:
             pubsub.subscribe(*wanted)
         while not self._stopping.is_set():
@@ -300,13 +302,21 @@ class StreamSlot:
         self._ttl_s = ttl_s
         self._refreshed_at = time.monotonic()
 
+    def due(self) -> bool:
+        """Whether the stream should be vouched for again (every ttl/4 while it runs, busy or
+        idle); a check of the clock only."""
+        return self._client is not None and (
+            time.monotonic() - self._refreshed_at >= self._ttl_s / 4
+        )
+
     def refresh(self) -> None:
-        """Vouch for the stream again (cheap to call often: it writes at most every ttl/4)."""
-        if self._client is None or time.monotonic() - self._refreshed_at < self._ttl_s / 4:
+        """Vouch for the stream again (a Redis call: off the event loop)."""
+        if self._client is None:
             return
         self._refreshed_at = time.monotonic()
         try:
-            self._client.zadd(self._key, {self._member: time.time()}, xx=True)
+            # Added back if a slow refresh let it lapse: the stream is still open.
+            self._client.zadd(self._key, {self._member: time.time()})
             self._client.expire(self._key, self._ttl_s)
         except redis.RedisError as exc:
             logger.warning("could not refresh a live stream's slot: %s", exc)

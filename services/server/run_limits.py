@@ -20,6 +20,7 @@ from limits.storage import RedisStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from chronoverse.errors import RateLimitedError
+from services.server.throttle import LIMITER_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,14 @@ class RunThrottle:
     def __init__(self, redis_url: str, *, per_minute: int, key_prefix: str) -> None:
         self._rate = RateLimitItemPerMinute(per_minute)
         self._limiter = SlidingWindowCounterRateLimiter(
-            RedisStorage(redis_url, key_prefix=key_prefix)
+            # Short timeouts: the hit happens in the run's transaction (under the workflow's row
+            # lock), so an unreachable Redis must fail fast, and then let the run through.
+            RedisStorage(
+                redis_url,
+                key_prefix=key_prefix,
+                socket_timeout=LIMITER_TIMEOUT_S,
+                socket_connect_timeout=LIMITER_TIMEOUT_S,
+            )
         )
 
     def hit(self, user_id: UUID) -> None:

@@ -82,7 +82,7 @@ class Settings(
         ),
     )
     password_hash_wait_s: float = Field(
-        5.0,
+        0.5,
         gt=0,
         description="How long a login or registration waits for a hashing slot before 503.",
     )

@@ -12,6 +12,7 @@ the cache must not lock every user out, and each attempt still costs a bounded A
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -28,6 +29,9 @@ from chronoverse.errors import RateLimitedError
 logger = logging.getLogger(__name__)
 
 Action = Literal["login", "register"]
+# How long a counter's Redis call may take before the attempt is let through: a Redis that does
+# not answer must not hold request threads (redis-py's own default is to wait for ever).
+LIMITER_TIMEOUT_S = 0.5
 
 
 def parse_rate(text: str) -> RateLimitItem:
@@ -49,7 +53,12 @@ class AuthThrottle:
 
     def __init__(self, redis_url: str, rates: AuthRates, *, key_prefix: str) -> None:
         self._rates = rates
-        self._storage = RedisStorage(redis_url, key_prefix=key_prefix)
+        self._storage = RedisStorage(
+            redis_url,
+            key_prefix=key_prefix,
+            socket_timeout=LIMITER_TIMEOUT_S,
+            socket_connect_timeout=LIMITER_TIMEOUT_S,
+        )
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
 
     def attempt(self, action: Action, *, client: str | None, email: str) -> None:
@@ -57,7 +66,7 @@ class AuthThrottle:
         the email has used up its rate (the attempt is not counted then)."""
         checks = [("email", _email_key(email), self._rates.per_email)]
         if client:
-            checks.insert(0, ("ip", client, self._rates.per_ip))
+            checks.insert(0, ("ip", client_key(client), self._rates.per_ip))
         try:
             for scope, identity, rate in checks:
                 if not self._limiter.test(rate, action, scope, identity):
@@ -82,6 +91,20 @@ class AuthThrottle:
             f"too many {action} attempts from {what} (limit {rate}); try again in {retry_after} s",
             retry_after_s=retry_after,
         )
+
+
+def client_key(address: str) -> str:
+    """What an address is counted as: itself for IPv4, its /64 for IPv6 (one host usually holds a
+    whole /64, so counting single addresses would give it 2^64 budgets)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address (e.g. a test client's name): counted as it is
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _email_key(email: str) -> str:

@@ -26,7 +26,7 @@ from services.server.app import create_app
 from services.server.context import ServerContext
 from services.server.grpc import create_grpc_server
 from services.server.settings import Settings
-from services.server.throttle import AuthRates, AuthThrottle, parse_rate
+from services.server.throttle import AuthRates, AuthThrottle, client_key, parse_rate
 from tests.conftest import wait_until
 from tests.integration.conftest import free_port
 
@@ -40,8 +40,9 @@ def email() -> str:
 
 
 def address() -> str:
-    """A fresh client address (IPv6 documentation range): its own rate-limit counters."""
-    return f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    """A fresh client address (IPv6 documentation range) in a /64 of its own: its own rate-limit
+    counters."""
+    return f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"
 
 
 class Served:
@@ -334,3 +335,20 @@ def test_the_11th_rapid_failed_login_for_one_email_gets_429_by_default(
         with served.client() as http:  # from a new address each time
             statuses.append(login(http, user.email, "wrong password").status_code)
     assert statuses == [401] * 10 + [429]
+
+
+def test_ipv6_clients_are_counted_by_their_64(
+    make_context: Callable[..., ServerContext],
+    serve: Callable[[ServerContext], Served],
+) -> None:
+    # One host usually holds a whole /64: a new address in it is the same client.
+    context = make_context(auth_rate_limit_per_ip="2/minute")
+    served = serve(context)
+    prefix = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    statuses = []
+    for host in (f"{prefix}::1", f"{prefix}::2", f"{prefix}:1:2:3:4"):
+        with served.client(host) as http:
+            statuses.append(register(http).status_code)
+    assert statuses == [201, 201, 429]
+    assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"

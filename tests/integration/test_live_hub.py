@@ -134,3 +134,19 @@ def test_a_stream_whose_server_died_stops_counting_after_its_ttl(
         slots.acquire(user)
     time.sleep(1.2)
     slots.acquire(user).release()
+
+
+def test_a_running_stream_that_vouches_for_itself_keeps_its_slot(
+    redis_client: redis.Redis,
+) -> None:
+    slots = StreamSlots(redis_client, cap=1, ttl_s=1)
+    user = uuid.uuid4()
+    slot = slots.acquire(user)
+    assert not slot.due()  # just counted
+    time.sleep(1.2)  # longer than the ttl: a slot not refreshed would have lapsed
+    assert slot.due()
+    slot.refresh()  # what a busy or idle follower does when due: counted again
+    with pytest.raises(RateLimitedError):
+        slots.acquire(user)
+    slot.release()
+    slots.acquire(user).release()

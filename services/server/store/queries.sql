@@ -373,25 +373,67 @@ WHERE user_id = %(user_id)s
 -- Notifications (store/notifications.py): a user's, newest first, as their preference shows them.
 
 -- name: list_notifications
--- kinds/events: what the preference shows (all_shown: everything).
+-- Every notification (the ALL preference). One query per (preference, unread) pair, each with its
+-- predicate spelled out, so that each plan, generic or not, uses its index.
 SELECT id, kind, event, title, message, entity_type, entity_id, action_url, read_at, created_at
 FROM notifications
 WHERE user_id = %(user_id)s
-  AND (NOT %(unread)s::boolean OR read_at IS NULL)
-  AND (%(all_shown)s::boolean OR kind = ANY(%(kinds)s::text[]) OR event = ANY(%(events)s::text[]))
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: list_unread_notifications
+-- notifications_unread_idx.
+SELECT id, kind, event, title, message, entity_type, entity_id, action_url, read_at, created_at
+FROM notifications
+WHERE user_id = %(user_id)s
+  AND read_at IS NULL
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: list_alert_notifications
+-- What the ALERTS preference shows (chronoverse.alerts.ALERTS_KINDS, ALERTS_EVENTS), exactly the
+-- predicate of notifications_alerts_idx (migrations/0016): the hidden SUCCESS and INFO rows,
+-- however many, are never read.
+SELECT id, kind, event, title, message, entity_type, entity_id, action_url, read_at, created_at
+FROM notifications
+WHERE user_id = %(user_id)s
+  AND (kind IN ('ALERT', 'ERROR', 'WARN') OR event = 'workflow.recovered')
+  AND (%(after_created_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: list_unread_alert_notifications
+-- notifications_alerts_unread_idx: the unread badge of the ALERTS preference.
+SELECT id, kind, event, title, message, entity_type, entity_id, action_url, read_at, created_at
+FROM notifications
+WHERE user_id = %(user_id)s
+  AND read_at IS NULL
+  AND (kind IN ('ALERT', 'ERROR', 'WARN') OR event = 'workflow.recovered')
   AND (%(after_created_at)s::timestamptz IS NULL
        OR (created_at, id) < (%(after_created_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
 
 -- name: mark_notifications_read
--- Of the user's unread notifications that the preference shows: these ids, or all of them.
--- Another user's ids match nothing.
+-- Of the user's unread notifications (the ALL preference): these ids, or all of them. Another
+-- user's ids match nothing.
 UPDATE notifications SET read_at = now()
 WHERE user_id = %(user_id)s
   AND read_at IS NULL
   AND (%(all)s::boolean OR id = ANY(%(ids)s::uuid[]))
-  AND (%(all_shown)s::boolean OR kind = ANY(%(kinds)s::text[]) OR event = ANY(%(events)s::text[]))
+
+-- name: mark_alert_notifications_read
+-- mark_notifications_read for what the ALERTS preference shows (notifications_alerts_unread_idx).
+UPDATE notifications SET read_at = now()
+WHERE user_id = %(user_id)s
+  AND read_at IS NULL
+  AND (kind IN ('ALERT', 'ERROR', 'WARN') OR event = 'workflow.recovered')
+  AND (%(all)s::boolean OR id = ANY(%(ids)s::uuid[]))
 
 -- name: get_profile
 SELECT id, email, created_at, notification_preference FROM users WHERE id = %(user_id)s

@@ -154,8 +154,7 @@ class LogCases:
             job.id,
             start=start,
             executor=context.log_reads,
-            on_idle=slot.refresh,
-            on_close=slot.release,
+            slot=slot,
         )
 
     def _job(self, who: Principal, ref: JobRef) -> Job:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote, urlsplit
@@ -30,8 +29,18 @@ from services.server.usecases import Application
 COOKIE = "cv_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-# Signs CSRF tokens. Per process: a server restart asks open forms to be reloaded.
-_CSRF_KEY = secrets.token_bytes(32)
+
+
+def _csrf_key(request: Request) -> bytes:
+    """The key that signs CSRF tokens: derived from the installation's first secret key, so every
+    server process (replicas behind one address, a restarted one) accepts the others' forms,
+    and it changes when that key is rotated out."""
+    state = request.app.state
+    key: bytes | None = getattr(state, "csrf_key", None)
+    if key is None:
+        first = state.application.context.settings.secret_key_list[0]
+        key = state.csrf_key = hashlib.sha256(b"chronoverse csrf\0" + first.encode()).digest()
+    return key
 
 
 class LoginRequired(ChronoverseError):
@@ -90,7 +99,7 @@ def csrf_token(request: Request) -> str:
     token = session_token(request)
     if token is None:
         return ""
-    return hmac.new(_CSRF_KEY, token.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(_csrf_key(request), token.encode(), hashlib.sha256).hexdigest()
 
 
 def csrf_input(request: Request) -> Markup:
