@@ -12,7 +12,14 @@ completed) or FAILING (it failed). Only a flip alerts: the first failed job afte
 after creation raises ``workflow.failing``; the first completed job after failures raises
 ``workflow.recovered``. NEW to PASSING, and more of the same, raise nothing beyond the job's own
 notification. Webhooks fire on the flips, on ``workflow.terminated`` and on ``build.failed``,
-never on every run.
+never on every run. A terminated workflow flips no more: a job that was running when it was
+terminated may still complete, but its health stays as it was, so no ``workflow.recovered`` ever
+follows ``workflow.terminated``.
+
+**Liveness beats.** A liveness HEARTBEAT (nothing to run) completes every time it is due; its
+success is the expected beat, not news, so it stores no ``job.completed`` (a user with a hundred
+one-minute beats would otherwise collect four million hidden rows a month). Its failure, and the
+flips and terminations of its workflow, are told as for any job.
 """
 
 from __future__ import annotations
@@ -85,6 +92,8 @@ WEBHOOK_EVENTS = frozenset(
     }
 )
 # What the ALERTS preference shows besides its kinds: the good news that ends a shown ERROR.
+# services/server/store/queries.sql (the list_alert_* queries) and the partial indexes of
+# migrations/0016_notification_retention.sql spell the same predicate out; a test checks they agree.
 ALERTS_KINDS = (Kind.ALERT, Kind.ERROR, Kind.WARN)
 ALERTS_EVENTS = (Event.WORKFLOW_RECOVERED,)
 
@@ -134,6 +143,10 @@ class JobFinished:
     exit_code: int | None = None
     # The consecutive failed jobs this job ended (COMPLETED) or now counts among (FAILED).
     consecutive_failures: int = 0
+    # Its workflow was terminated before the outcome was written (the job was already running).
+    workflow_terminated: bool = False
+    # A liveness HEARTBEAT (chronoverse.payloads.is_liveness): its success is no news.
+    liveness: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,16 +284,18 @@ def _job_finished(t: JobFinished, *, public_url: str, now: datetime) -> Decision
             ),
         )
     if t.status is JobStatus.COMPLETED:
-        notes = [
-            note(
-                Kind.SUCCESS,
-                Event.JOB_COMPLETED,
-                "Job completed",
-                f"A job of workflow {w.name!r} completed.",
-                EntityType.JOB,
+        notes: list[Notification] = []
+        if not t.liveness:
+            notes.append(
+                note(
+                    Kind.SUCCESS,
+                    Event.JOB_COMPLETED,
+                    "Job completed",
+                    f"A job of workflow {w.name!r} completed.",
+                    EntityType.JOB,
+                )
             )
-        ]
-        if w.health is Health.PASSING:
+        if w.health is Health.PASSING or t.workflow_terminated:
             return Decision(workflow_id=w.id, notifications=tuple(notes))
         if w.health is Health.NEW:
             return Decision(workflow_id=w.id, notifications=tuple(notes), health=Health.PASSING)
@@ -313,7 +328,7 @@ def _job_finished(t: JobFinished, *, public_url: str, now: datetime) -> Decision
             EntityType.JOB,
         )
     ]
-    if w.health is Health.FAILING:
+    if w.health is Health.FAILING or t.workflow_terminated:
         return Decision(workflow_id=w.id, notifications=tuple(notes))
     after = "its last success" if w.health is Health.PASSING else "its creation"
     notes.append(

@@ -25,6 +25,11 @@ SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 MAX_URL_CHARS = 2048
 USER_AGENT = "chronoverse-webhooks/1"
+# What a user is told when the egress guard refuses an attempt: the guard's own reason can say
+# what a host name resolved to, which would let a user map internal names (the worker logs it).
+EGRESS_REFUSED_ERROR = (
+    "blocked by the egress policy: the address is not allowed; no request was sent"
+)
 
 
 class WebhookEvent(enum.StrEnum):

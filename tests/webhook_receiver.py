@@ -24,22 +24,28 @@ class Received:
     body: bytes
     verified: Any  # the payload the verifier returned, or None when verification failed
     error: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
 class Receiver:
-    """Answers each request with the next of ``script`` (a status, or "hang": no answer for
-    ``hang_s``), then with ``then``."""
+    """Answers each request with the next of ``script`` (a status; "hang": no answer for
+    ``hang_s``; "trickle": a 200 whose status line and headers come one byte every
+    ``trickle_s``, for as long as ``hang_s`` allows), then with ``then``. ``most_at_once`` is the
+    most requests it was answering at the same time."""
 
     secret: str = ""
     script: list[int | str] = field(default_factory=list)
     then: int = 200
     hang_s: float = 30.0
+    trickle_s: float = 0.2
+    most_at_once: int = 0
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self._at_once = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,8 +61,30 @@ class Receiver:
                         verified, error = None, f"{type(exc).__name__}: {exc}"
                     outer.received.append(Received(headers, body, verified, error))
                     answer = outer.script.pop(0) if outer.script else outer.then
+                    outer._at_once += 1
+                    outer.most_at_once = max(outer.most_at_once, outer._at_once)
+                try:
+                    self.answer(answer)
+                finally:
+                    with outer._lock:
+                        outer._at_once -= 1
+
+            def answer(self, answer: int | str) -> None:
                 if answer == "hang":
                     outer._release.wait(outer.hang_s)
+                    return
+                if answer == "trickle":
+                    # Every byte comes well within a read timeout; the whole never does.
+                    head = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"." * 10_000 + b"\r\n\r\n"
+                    deadline = time.monotonic() + outer.hang_s
+                    for byte in head:
+                        if outer._release.wait(outer.trickle_s) or time.monotonic() > deadline:
+                            return
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:
+                            return  # the sender gave up
                     return
                 self.send_response(int(answer))
                 self.send_header("Content-Length", "0")

@@ -29,7 +29,8 @@ RETURNING j.id, j.workflow_id, j.user_id, j.trigger, j.attempt, j.lease_token, j
 -- name: lock_workflows
 -- Several jobs' workflows, locked in one order (by id) so that two batches cannot deadlock; with
 -- what their notifications need (chronoverse/alerts.py), read under the lock.
-SELECT id, user_id, name, health, consecutive_job_failures_count
+SELECT id, user_id, name, health, consecutive_job_failures_count,
+       terminated_at IS NOT NULL AS terminated, chronoverse_is_liveness(kind, payload) AS liveness
 FROM workflows WHERE id = ANY(%(ids)b::uuid[]) ORDER BY id FOR UPDATE
 
 -- name: complete_jobs
@@ -116,7 +117,8 @@ WHERE j.id = %(job_id)s AND j.lease_token = %(token)s AND j.status = 'RUNNING'
 -- Recording takes the workflow's lock before the job's, in the same order as deleting a workflow
 -- (which locks the workflow, then its jobs by cascade), so the two cannot deadlock.
 SELECT w.id, w.terminated_at, w.terminated_reason,
-       w.user_id, w.name, w.health, w.consecutive_job_failures_count
+       w.user_id, w.name, w.health, w.consecutive_job_failures_count,
+       chronoverse_is_liveness(w.kind, w.payload) AS liveness
 FROM workflows AS w JOIN jobs AS j ON j.workflow_id = w.id
 WHERE j.id = %(job_id)s
 FOR UPDATE OF w
@@ -196,20 +198,40 @@ WHERE v.user_id = t.user_id AND v.name = t.name
 -- Due webhook deliveries, each held for `lock_s` seconds (a crashed loop's rows come back after
 -- that). The attempt is counted when it is taken, so a delivery whose sender dies every time still
 -- ends; a row whose last attempt was taken that way is failed by fail_abandoned_webhook_deliveries.
+-- Fair between users: an endpoint with a delivery in flight is skipped, every other endpoint
+-- offers only its oldest due delivery, and users take turns (each user's oldest first, then each
+-- one's second, ...). Two loops claiming at once cannot both send to one endpoint: both offer the
+-- same oldest row, and the one that locks it second skips it (or sees it locked on recheck).
+WITH due AS (
+  SELECT DISTINCT ON (d.webhook_id) d.id, d.next_attempt_at, w.user_id
+  FROM webhook_deliveries AS d
+  JOIN webhooks AS w ON w.id = d.webhook_id
+  WHERE d.status = 'PENDING' AND d.next_attempt_at <= now()
+    AND (d.locked_until IS NULL OR d.locked_until <= now())
+    AND d.attempts < %(max_attempts)s
+    AND NOT EXISTS (
+      SELECT 1 FROM webhook_deliveries AS busy
+      WHERE busy.webhook_id = d.webhook_id AND busy.status = 'PENDING'
+        AND busy.locked_until > now()
+    )
+  ORDER BY d.webhook_id, d.next_attempt_at, d.id
+), turns AS (
+  SELECT id, next_attempt_at,
+         row_number() OVER (PARTITION BY user_id ORDER BY next_attempt_at, id) AS turn
+  FROM due
+), taken AS (
+  SELECT d.id FROM webhook_deliveries AS d
+  JOIN turns AS t ON t.id = d.id
+  WHERE d.status = 'PENDING' AND (d.locked_until IS NULL OR d.locked_until <= now())
+  ORDER BY t.turn, t.next_attempt_at, t.id
+  LIMIT %(limit)s
+  FOR UPDATE OF d SKIP LOCKED
+)
 UPDATE webhook_deliveries AS d
 SET attempts = d.attempts + 1,
     locked_until = now() + make_interval(secs => %(lock_s)s::float8)
-FROM webhooks AS w
-WHERE w.id = d.webhook_id
-  AND d.id IN (
-    SELECT id FROM webhook_deliveries
-    WHERE status = 'PENDING' AND next_attempt_at <= now()
-      AND (locked_until IS NULL OR locked_until <= now())
-      AND attempts < %(max_attempts)s
-    ORDER BY next_attempt_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-  )
+FROM webhooks AS w, taken
+WHERE w.id = d.webhook_id AND d.id = taken.id
 RETURNING d.id, d.event, d.payload, d.attempts, w.url, w.secret
 
 -- name: fail_abandoned_webhook_deliveries

@@ -116,8 +116,9 @@ class Settings(
         10.0,
         gt=0,
         le=300,
-        description="Connect, send and read timeout of one webhook attempt; a receiver that has "
-        "not answered by then counts as a failed attempt.",
+        description="Deadline of one whole webhook attempt (connect, send, status line and "
+        "headers), not a per-read timeout; a receiver that has not answered by then counts as a "
+        "failed attempt (`no answer within N s`).",
     )
     webhook_concurrency: int = Field(
         4,

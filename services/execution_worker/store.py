@@ -198,12 +198,15 @@ class JobStore:
                 {"ids": [c.job_id for c in claims], "tokens": [c.lease_token for c in claims]},
             ).fetchall()
             workflows = {row["id"]: alerts.WorkflowState.from_row(row) for row in locked}
+            flags = {row["id"]: row for row in locked}  # terminated, liveness
             finished = [
                 alerts.JobFinished(
                     workflow=workflows[row["workflow_id"]],
                     job_id=row["id"],
                     status=JobStatus.COMPLETED,
                     consecutive_failures=workflows[row["workflow_id"]].consecutive_failures,
+                    workflow_terminated=flags[row["workflow_id"]]["terminated"],
+                    liveness=flags[row["workflow_id"]]["liveness"],
                 )
                 for row in rows
             ]
@@ -318,6 +321,9 @@ class JobStore:
             else outcome.error,
             exit_code=outcome.exit_code,
             consecutive_failures=state.consecutive_failures if failures is None else failures,
+            # Read before this outcome: a failure that terminates the workflow still flips it.
+            workflow_terminated=workflow["terminated_at"] is not None,
+            liveness=workflow["liveness"],
         )
         decision = alerts.decide(finished, public_url=self._public_url, now=utcnow())
         alerts.write(conn, [decision])

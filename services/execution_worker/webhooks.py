@@ -2,12 +2,14 @@
 
 One dispatcher thread claims due deliveries (``FOR UPDATE SKIP LOCKED``, held until
 ``locked_until``), never more than there are free sender threads, and hands them to a bounded
-pool of its own. Each attempt is signed anew (Standard Webhooks, :mod:`chronoverse.webhooks`),
-passes the same egress guard as HEARTBEAT endpoints and goes to the address that was checked
-(as services/execution_worker/heartbeat.py does), with short timeouts. The loop has its own
-threads, HTTP client and database connections, so a receiver that hangs or errors can only delay
-other deliveries, never a job. What an outcome means (delivered, retried when, failed) is decided
-by :func:`chronoverse.webhooks.decide_attempt`.
+pool of its own. The claim takes users in turn and never a second delivery of an endpoint that
+has one in flight, so one user's slow endpoints cannot take every sender. Each attempt is signed
+anew (Standard Webhooks, :mod:`chronoverse.webhooks`), passes the same egress guard as HEARTBEAT
+endpoints and goes to the address that was checked (as services/execution_worker/heartbeat.py
+does), on a connection of its own that a :class:`Watchdog` cuts at the attempt's deadline. The
+loop has its own threads and database connections, so a receiver that hangs or errors can only
+delay other deliveries, never a job. What an outcome means (delivered, retried when, failed) is
+decided by :func:`chronoverse.webhooks.decide_attempt`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +35,7 @@ from chronoverse.postgres import Pool
 from chronoverse.secrets import SecretBox, SecretError
 from chronoverse.sql import Queries
 from chronoverse.webhooks import (
+    EGRESS_REFUSED_ERROR,
     USER_AGENT,
     AttemptDecision,
     RetryPolicy,
@@ -123,19 +127,87 @@ def body_of(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
+class Watchdog:
+    """Ends one attempt at its deadline, whatever the receiver does.
+
+    httpx's timeout bounds each read, so a receiver that trickles its answer a byte at a time
+    could hold the attempt for hours (then its row lock lapses, another loop sends it again). When
+    the deadline passes this shuts the attempt's connection down, which wakes a read blocked on it
+    at once (closing it would not). It shuts down a duplicate of the socket taken when it was
+    connected and closes that only after the timer can no longer fire, so it never touches a file
+    descriptor that another sender has since been given. Each attempt connects anew on a transport
+    of its own: nothing else uses the connection it ends.
+    """
+
+    def __init__(self, deadline_s: float) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._done = False
+        self.fired = False
+        self._timer = threading.Timer(deadline_s, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's ``trace`` request extension: keeps each new connection's socket."""
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = None if stream is None else stream.get_extra_info("socket")
+        if not isinstance(sock, socket.socket):
+            return
+        duplicate = sock.dup()
+        with self._lock:
+            if self._done:
+                duplicate.close()
+                return
+            self._sockets.append(duplicate)
+            if self.fired:
+                _shut_down(duplicate)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the peer
+
+
 def post(
-    client: httpx.Client,
     egress: EgressPolicy,
     url: str,
     *,
     body: str,
     headers: dict[str, str],
     timeout_s: float,
+    ssl_context: ssl.SSLContext,
     resolver: Resolver = socket.getaddrinfo,
 ) -> AttemptResult:
-    """POST ``body`` to ``url`` at an address the egress guard allowed; never raises for what the
-    receiver or the network does."""
+    """POST ``body`` to ``url`` at an address the egress guard allowed, within ``timeout_s`` in
+    all (connecting, sending and the answer's status line and headers); never raises for what
+    the receiver or the network does."""
     started = time.monotonic()
+    deadline = started + timeout_s
+    no_answer = f"no answer within {timeout_s:g} s"
 
     def result(status_code: int | None, error: str | None) -> AttemptResult:
         elapsed = int((time.monotonic() - started) * 1000)
@@ -145,7 +217,15 @@ def post(
         destination = check_endpoint(egress, url, resolver)
         target = httpx.URL(url)
     except EgressRefused as exc:
-        return result(None, f"blocked by the egress policy: {exc.reason}; no request was sent")
+        # The reason may say what a host name resolved to: the operator's log has it, the user
+        # (who could map internal names with it) does not.
+        logger.warning(
+            "webhook to %s refused by the egress policy: %s",
+            url,
+            exc.reason,
+            extra={"action": "webhook_egress_refused"},
+        )
+        return result(None, EGRESS_REFUSED_ERROR)
     except UnresolvableHostError as exc:
         return result(None, f"{exc}; no request was sent")
     except httpx.InvalidURL as exc:
@@ -158,37 +238,50 @@ def post(
             **headers,
         }
     )
-    extensions: dict[str, str] = {}
+    extensions: dict[str, Any] = {}
     if target.scheme == "https":
-        # The certificate is checked against the name, not the address connected to; a pooled
-        # connection verified for another name on the same address must not carry this request.
+        # The certificate is checked against the name, not the address connected to.
         literal = parse_literal(destination.host)
         extensions["sni_hostname"] = (
             target.raw_host.decode("ascii") if literal is None else str(destination.address)
         )
-        request_headers["Connection"] = "close"
+    request_headers["Connection"] = "close"
     last = len(destination.addresses) - 1
-    for index, address in enumerate(destination.addresses):
-        pinned = target.copy_with(host=str(address), port=destination.port)
-        try:
-            # Streamed: only the status matters, so a receiver's body is never downloaded.
-            with client.stream(
-                "POST",
-                pinned,
-                content=body.encode(),
-                headers=request_headers,
-                timeout=timeout_s,
-                extensions=extensions,
-            ) as response:
-                return result(response.status_code, None)
-        except httpx.ConnectError as exc:
-            if index == last:
-                return result(None, _short(f"could not connect: {exc}"))
-        except httpx.TimeoutException as exc:
-            kind = type(exc).__name__
-            return result(None, f"no answer within {timeout_s:g} s ({kind})")
-        except httpx.HTTPError as exc:
-            return result(None, _short(f"{type(exc).__name__}: {exc}"))
+    with (
+        Watchdog(max(0.0, deadline - time.monotonic())) as watchdog,
+        httpx.Client(
+            transport=httpx.HTTPTransport(verify=ssl_context),
+            trust_env=False,
+            follow_redirects=False,
+        ) as client,
+    ):
+        extensions["trace"] = watchdog.trace
+        for index, address in enumerate(destination.addresses):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or watchdog.fired:
+                return result(None, no_answer)
+            pinned = target.copy_with(host=str(address), port=destination.port)
+            try:
+                # Streamed: only the status matters, so a receiver's body is never downloaded.
+                with client.stream(
+                    "POST",
+                    pinned,
+                    content=body.encode(),
+                    headers=request_headers,
+                    timeout=min(timeout_s, remaining),
+                    extensions=extensions,
+                ) as response:
+                    status_code = response.status_code
+            except httpx.HTTPError as exc:
+                if watchdog.fired or isinstance(exc, httpx.TimeoutException):
+                    return result(None, f"{no_answer} ({type(exc).__name__})")
+                if not isinstance(exc, httpx.ConnectError):
+                    return result(None, _short(f"{type(exc).__name__}: {exc}"))
+                if index == last:
+                    return result(None, _short(f"could not connect: {exc}"))
+            else:
+                # An answer is an answer, even one the deadline cut short just after it came.
+                return result(status_code, None)
     raise AssertionError("a checked destination has at least one address")
 
 
@@ -204,7 +297,6 @@ class DeliveryLoop:
         store: DeliveryStore,
         *,
         secrets: SecretBox,
-        client: httpx.Client,
         egress: EgressPolicy,
         retry: RetryPolicy,
         concurrency: int,
@@ -214,22 +306,24 @@ class DeliveryLoop:
     ) -> None:
         self._store = store
         self._secrets = secrets
-        self._client = client
+        # Built once (loading the CA bundle is slow); each attempt has its own transport.
+        self._ssl_context = httpx.create_ssl_context(trust_env=False)
         self._egress = egress
         self._retry = retry
         self._concurrency = concurrency
         self._poll_interval_s = poll_interval_s
         self._timeout_s = timeout_s
         self._resolver = resolver
-        # An attempt may try several addresses, each with its own timeout, after resolving the
-        # host: the lock outlives a slow attempt, and a crashed loop's rows come back after it.
+        # An attempt ends at its deadline (timeout_s, plus resolving the host and recording the
+        # outcome): the lock comfortably outlives it, so a live attempt is never claimed again,
+        # and a crashed loop's rows come back after it.
         self._lock_s = max(60.0, 6 * timeout_s)
         self._free = threading.Semaphore(concurrency)
         self._wake = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until ``stop``; then let the attempts in flight finish (each is bounded by the
-        timeout) and record them."""
+        """Deliver until ``stop``; then let the attempts in flight finish (each ends by its
+        deadline) and record them."""
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="webhook") as senders:
             while not stop.is_set():
                 try:
@@ -298,12 +392,12 @@ class DeliveryLoop:
             body = body_of(delivery.payload)
             headers = signed_headers(secret, msg_id=str(delivery.id), timestamp=now, body=body)
             result = post(
-                self._client,
                 self._egress,
                 delivery.url,
                 body=body,
                 headers=headers,
                 timeout_s=self._timeout_s,
+                ssl_context=self._ssl_context,
                 resolver=self._resolver,
             )
         decision = decide_attempt(

@@ -130,21 +130,15 @@ class ExecutionWorker:
         )
         janitor = Janitor(docker_client, store, installation=s.installation)
         keeper = LeaseKeeper(store, leases, policy=policy)
-        # Webhooks have their own threads, connections and HTTP client: a receiver that hangs
-        # holds one of those, never a job's.
+        # Webhooks have their own threads, connections and HTTP transports: a receiver that
+        # hangs holds one of those, never a job's.
         webhook_pool = create_pool(
             s.model_copy(update={"database_pool_max_size": s.webhook_concurrency + 1}),
             name="execution-worker-webhooks",
         )
-        webhook_http = httpx.Client(
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=s.webhook_concurrency),
-        )
         deliveries = DeliveryLoop(
             DeliveryStore(webhook_pool),
             secrets=secrets,
-            client=webhook_http,
             egress=egress,
             retry=WebhookRetryPolicy(
                 max_attempts=s.webhook_max_attempts,
@@ -211,9 +205,8 @@ class ExecutionWorker:
             webhooks_stop.set()
             for thread in background:
                 thread.join(timeout=5)
-            # Attempts in flight finish (each is bounded by its timeout) and are recorded.
+            # Attempts in flight finish (each ends by its deadline) and are recorded.
             webhooks.join(timeout=s.webhook_timeout_s + s.webhook_poll_interval_s + 5)
-            webhook_http.close()
             webhook_pool.close()
             log_producer.close()
             http.close()

@@ -45,28 +45,45 @@ WHERE j.id = ANY(%(job_ids)b::uuid[])
   AND NOT w.retain_logs
   AND j.logs_closed_at IS NOT NULL
 
--- name: purge_due_logs
--- Deletes the lines of the jobs whose purge is due (at most `jobs` of them, oldest first; a
--- concurrent purger skips the ones taken), unless their workflow was switched back to keeping
--- logs meanwhile, and records what was deleted so readers stop at once.
+-- name: purge_due_lines
+-- Deletes at most `limit` lines (by primary key) of the jobs whose purge is due (the first `jobs`
+-- of them, as finish_due_purges takes them) and whose workflow keeps no logs: one bounded
+-- statement however many lines a job has. Repeated until it deletes less than `limit`.
+WITH due AS (
+    SELECT j.id, j.logs_purge_attempt AS attempt
+    FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
+    WHERE j.logs_purge_after <= now() AND NOT w.retain_logs
+    ORDER BY j.logs_purge_after, j.id
+    LIMIT %(jobs)s
+)
+DELETE FROM job_logs AS l
+USING (SELECT g.job_id, g.attempt, g.seq
+       FROM due CROSS JOIN LATERAL (
+           SELECT g.job_id, g.attempt, g.seq FROM job_logs AS g
+           WHERE g.job_id = due.id AND g.attempt <= due.attempt
+           LIMIT %(limit)s
+       ) AS g
+       LIMIT %(limit)s) AS d
+WHERE l.job_id = d.job_id AND l.attempt = d.attempt AND l.seq = d.seq
+
+-- name: finish_due_purges
+-- Records the purge of the jobs whose purge is due (at most `jobs` of them, oldest first; a
+-- concurrent purger skips the ones taken) and whose lines purge_due_lines has deleted, so readers
+-- stop at once; a job whose workflow was switched back to keeping logs meanwhile keeps its lines
+-- and is no longer due. A job with lines left (one that arrived late) stays due.
 WITH due AS (
     SELECT j.id, j.logs_purge_attempt AS attempt, NOT w.retain_logs AS purge
     FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
     WHERE j.logs_purge_after <= now()
-    ORDER BY j.logs_purge_after
+    ORDER BY j.logs_purge_after, j.id
     LIMIT %(jobs)s
     FOR UPDATE OF j SKIP LOCKED
-), gone AS (
-    DELETE FROM job_logs AS l USING due
-    WHERE due.purge AND l.job_id = due.id AND l.attempt <= due.attempt
-    RETURNING 1
-), done AS (
-    UPDATE jobs AS j
-    SET logs_purge_after = NULL,
-        logs_purge_attempt = NULL,
-        logs_purged_attempt = CASE WHEN due.purge THEN due.attempt ELSE j.logs_purged_attempt END
-    FROM due
-    WHERE j.id = due.id
-    RETURNING 1
 )
-SELECT (SELECT count(*) FROM done) AS jobs, (SELECT count(*) FROM gone) AS lines
+UPDATE jobs AS j
+SET logs_purge_after = NULL,
+    logs_purge_attempt = NULL,
+    logs_purged_attempt = CASE WHEN due.purge THEN due.attempt ELSE j.logs_purged_attempt END
+FROM due
+WHERE j.id = due.id
+  AND NOT (due.purge AND EXISTS (SELECT 1 FROM job_logs AS l
+                                 WHERE l.job_id = due.id AND l.attempt <= due.attempt))

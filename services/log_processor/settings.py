@@ -27,3 +27,9 @@ class Settings(PostgresSettings, KafkaSettings, RedisSettings, HealthSettings):
     log_purge_interval_s: float = Field(
         5.0, gt=0, description="How often the log-processor deletes lines whose grace has passed."
     )
+    log_purge_batch_lines: int = Field(
+        10_000,
+        ge=1,
+        description="Most lines one statement of that deletion deletes (each in a transaction of "
+        "its own): a job with millions of lines goes in many short statements.",
+    )

@@ -53,7 +53,9 @@ class LogProcessorWorker:
             watch=self._watch,
         )
         purger = threading.Thread(
-            target=LogPurger(pool, interval_s=s.log_purge_interval_s).run,
+            target=LogPurger(
+                pool, interval_s=s.log_purge_interval_s, batch_lines=s.log_purge_batch_lines
+            ).run,
             args=(stop,),
             name="log-purger",
             daemon=True,

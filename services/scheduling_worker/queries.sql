@@ -51,10 +51,20 @@ WHERE j.status = 'PENDING'
 ORDER BY a.turn, a.run_after, a.id
 FOR UPDATE OF j SKIP LOCKED
 
--- name: any_ready_pending
--- After a dispatch pass: do ready jobs still wait (held back by the in-flight cap, or taken by
--- another scheduling worker)?
-SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'PENDING' AND run_after <= now()) AS waiting
+-- name: held_back_users
+-- After a dispatch pass that did not fill its batch: the users whose ready jobs still wait (held
+-- back by the in-flight cap, or taken by another scheduling worker), with their jobs in flight.
+SELECT r.user_id, f.n AS in_flight
+FROM (SELECT DISTINCT user_id FROM jobs WHERE status = 'PENDING' AND run_after <= now()) AS r
+CROSS JOIN LATERAL (SELECT count(*) AS n FROM jobs AS j
+                    WHERE j.user_id = r.user_id AND j.status IN ('QUEUED', 'RUNNING')) AS f
+
+-- name: count_in_flight
+-- The probe between dispatches while users are held back: their jobs QUEUED or RUNNING, from
+-- jobs_user_active_idx (at most the cap's worth of rows per user), instead of numbering every
+-- ready job again as claim_pending_jobs does.
+SELECT count(*) AS n FROM jobs
+WHERE user_id = ANY(%(user_ids)b::uuid[]) AND status IN ('QUEUED', 'RUNNING')
 
 -- name: mark_queued
 UPDATE jobs
@@ -100,30 +110,57 @@ DELETE FROM idempotency_keys WHERE (user_id, key) IN (
 -- name: retention_window
 SELECT id FROM workflows WHERE id > %(after)s ORDER BY id LIMIT %(limit)s
 
--- name: prune_jobs
+-- name: doomed_jobs
 -- Finished jobs of these workflows created before `before`, or past each workflow's newest `keep`
--- jobs (jobs_workflow_page_idx). Their log lines, history and volume records go by cascade. The
--- DELETE checks the status again on the locked row: an active job is never deleted.
-WITH doomed AS (
-    SELECT d.id
-    FROM unnest(%(workflow_ids)b::uuid[]) AS w (id)
-    CROSS JOIN LATERAL (
-        (SELECT j.id FROM jobs AS j
-         WHERE j.workflow_id = w.id AND j.created_at < %(before)s
-           AND j.status IN ('COMPLETED', 'FAILED', 'CANCELED')
-         ORDER BY j.created_at, j.id
-         LIMIT %(limit)s)
-        UNION
-        (SELECT o.id FROM (SELECT j.id, j.status FROM jobs AS j
-                           WHERE j.workflow_id = w.id
-                           ORDER BY j.created_at DESC, j.id DESC
-                           OFFSET %(keep)s LIMIT %(limit)s) AS o
-         WHERE o.status IN ('COMPLETED', 'FAILED', 'CANCELED'))
-    ) AS d
+-- jobs (jobs_workflow_page_idx): at most `limit`, oldest first. Retention deletes their log lines
+-- and history in batches of rows (prune_job_lines, prune_job_events), then the jobs (prune_jobs).
+SELECT d.id
+FROM unnest(%(workflow_ids)b::uuid[]) AS w (id)
+CROSS JOIN LATERAL (
+    (SELECT j.id, j.created_at FROM jobs AS j
+     WHERE j.workflow_id = w.id AND j.created_at < %(before)s
+       AND j.status IN ('COMPLETED', 'FAILED', 'CANCELED')
+     ORDER BY j.created_at, j.id
+     LIMIT %(limit)s)
+    UNION
+    (SELECT o.id, o.created_at FROM (SELECT j.id, j.status, j.created_at FROM jobs AS j
+                                     WHERE j.workflow_id = w.id
+                                     ORDER BY j.created_at DESC, j.id DESC
+                                     OFFSET %(keep)s LIMIT %(limit)s) AS o
+     WHERE o.status IN ('COMPLETED', 'FAILED', 'CANCELED'))
+) AS d
+ORDER BY d.created_at, d.id
+LIMIT %(limit)s
+
+-- name: prune_job_lines
+-- At most `limit` log lines of these jobs, by primary key, and only while the job is finished:
+-- one bounded statement however many lines a job has (a job may have millions).
+DELETE FROM job_logs AS l
+USING (SELECT g.job_id, g.attempt, g.seq FROM job_logs AS g
+       WHERE g.job_id = ANY(%(job_ids)b::uuid[])
+         AND EXISTS (SELECT 1 FROM jobs AS j
+                     WHERE j.id = g.job_id AND j.status IN ('COMPLETED', 'FAILED', 'CANCELED'))
+       LIMIT %(limit)s) AS d
+WHERE l.job_id = d.job_id AND l.attempt = d.attempt AND l.seq = d.seq
+
+-- name: prune_job_events
+-- At most `limit` history entries of these jobs (job_events_job_idx), while the job is finished.
+DELETE FROM job_events WHERE id IN (
+    SELECT e.id FROM job_events AS e
+    WHERE e.job_id = ANY(%(job_ids)b::uuid[])
+      AND EXISTS (SELECT 1 FROM jobs AS j
+                  WHERE j.id = e.job_id AND j.status IN ('COMPLETED', 'FAILED', 'CANCELED'))
     LIMIT %(limit)s
 )
-DELETE FROM jobs AS j USING doomed
-WHERE j.id = doomed.id AND j.status IN ('COMPLETED', 'FAILED', 'CANCELED')
+
+-- name: prune_jobs
+-- These jobs, once their log lines are gone (a line that arrived late keeps its job until the
+-- next pass, so the cascade stays small: a few volume records and history entries at most). The
+-- DELETE checks the status on the locked row: an active job is never deleted.
+DELETE FROM jobs AS j
+WHERE j.id = ANY(%(job_ids)b::uuid[])
+  AND j.status IN ('COMPLETED', 'FAILED', 'CANCELED')
+  AND NOT EXISTS (SELECT 1 FROM job_logs AS l WHERE l.job_id = j.id)
 
 -- name: prune_skips
 -- Skipped-slot entries of these workflows created before `before`, or past each workflow's

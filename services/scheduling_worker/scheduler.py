@@ -30,6 +30,7 @@ from chronoverse.messages import encode
 from chronoverse.postgres import Pool
 from chronoverse.scheduling import DueWorkflow, FireDecision, apply_active_quota, plan_fire
 from chronoverse.sql import Queries
+from services.scheduling_worker.fairness import HeldBack
 from services.scheduling_worker.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,34 +49,64 @@ DISPATCH_LAG = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 PASS_ERRORS = Counter("chronoverse_scheduler_pass_errors", "Scheduling passes that failed.")
+DISPATCH_CLAIMS = Counter(
+    "chronoverse_dispatch_claims",
+    "Claims of ready PENDING jobs run (each numbers every ready job by user).",
+)
 
 Clock = Callable[[], datetime]
 
 
 class Scheduler:
     def __init__(
-        self, settings: Settings, pool: Pool, producer: Producer, *, clock: Clock = utcnow
+        self,
+        settings: Settings,
+        pool: Pool,
+        producer: Producer,
+        *,
+        clock: Clock = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._pool = pool
         self._producer = producer
         self._clock = clock
+        self._monotonic = monotonic
         self._last_sweep = 0.0
-        # Ready jobs were left PENDING by the last dispatch (a user at the in-flight cap).
-        self._held_back = False
+        # Ready jobs the last dispatch left PENDING (users at the in-flight cap), if any.
+        self._held: HeldBack | None = None
+        # A NOTIFY came (a manual run, a build): claim at once even while users are held back.
+        self._woken = False
 
     # --- one pass ---------------------------------------------------------------------------------
 
     def run_once(self) -> bool:
         """Run every step once; True when a step filled its batch (more work is waiting)."""
-        busy = self.schedule_due() >= self._settings.schedule_batch_size
-        busy |= self.dispatch_pending() >= self._settings.dispatch_batch_size
+        claimed = self.schedule_due()
+        busy = claimed >= self._settings.schedule_batch_size
+        if claimed or self._dispatch_due():
+            busy |= self.dispatch_pending() >= self._settings.dispatch_batch_size
         busy |= self.relay_outbox() >= self._settings.outbox_batch_size
         if time.monotonic() - self._last_sweep >= self._settings.sweep_interval_s:
             self.requeue_stale()
             self.prune()
             self._last_sweep = time.monotonic()
         return busy
+
+    def _dispatch_due(self) -> bool:
+        """Whether to claim ready jobs now: always, unless users are held back at the cap and
+        too few of their jobs finished since (fairness.py)."""
+        held, woken = self._held, self._woken
+        self._woken = False
+        if held is None or woken:
+            return True
+        if held.recheck_due(self._monotonic(), self._settings.dispatch_recheck_s):
+            return True
+        users = {"user_ids": list(held.user_ids)}
+        with self._pool.connection() as conn:
+            row = conn.execute(QUERIES.count_in_flight, users).fetchone()
+        assert row is not None
+        return held.has_room(row["n"], self._settings.dispatch_max_in_flight_per_user)
 
     def schedule_due(self) -> int:
         """Create jobs for due workflows, advance their schedules; return workflows claimed."""
@@ -129,6 +160,7 @@ class Scheduler:
         """Publish PENDING jobs that may run now, fairly between users, then mark them QUEUED;
         return how many."""
         limit = self._settings.dispatch_batch_size
+        DISPATCH_CLAIMS.inc()
         with self._pool.connection() as conn:
             rows = conn.execute(
                 QUERIES.claim_pending_jobs,
@@ -137,12 +169,16 @@ class Scheduler:
             if rows:
                 self._publish([self._job_message(row) for row in rows])
                 conn.execute(QUERIES.mark_queued, {"ids": [row["id"] for row in rows]})
+        self._held = None
         if len(rows) < limit:
             with self._pool.connection() as conn:
-                waiting = conn.execute(QUERIES.any_ready_pending).fetchone()
-            self._held_back = bool(waiting and waiting["waiting"])
-        else:
-            self._held_back = False
+                waiting = conn.execute(QUERIES.held_back_users).fetchall()
+            if waiting:
+                self._held = HeldBack(
+                    user_ids=tuple(row["user_id"] for row in waiting),
+                    in_flight=sum(row["in_flight"] for row in waiting),
+                    at=self._monotonic(),
+                )
         if not rows:
             return 0
         published = self._clock()
@@ -220,14 +256,15 @@ class Scheduler:
                 backoff = 0.5
                 if not busy:
                     # Sleep until NOTIFY (a build completed, a manual run) or the poll interval;
-                    # sooner while ready jobs wait for room under the in-flight cap.
+                    # while ready jobs wait for room under the in-flight cap, only until the
+                    # next probe of their users' jobs in flight.
                     timeout = (
-                        self._settings.dispatch_recheck_s
-                        if self._held_back
+                        self._settings.dispatch_probe_s
+                        if self._held is not None
                         else self._settings.poll_interval_s
                     )
                     for _ in listener.notifies(timeout=timeout, stop_after=1):
-                        pass
+                        self._woken = True
             except (psycopg.Error, ChronoverseError) as exc:
                 PASS_ERRORS.inc()
                 if isinstance(exc, PublishError):

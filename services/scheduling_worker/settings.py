@@ -26,19 +26,31 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings, QuotaSettings):
         2000, ge=1, description="Pending jobs published per transaction."
     )
     dispatch_max_in_flight_per_user: int = Field(
-        1000,
+        200,
         ge=1,
         description="Jobs of one user published and not yet finished (QUEUED or RUNNING) at "
         "once; the user's other ready jobs wait PENDING, so one user's backlog never fills the "
-        "`jobs` topic ahead of everyone else. Dispatch also takes ready jobs round-robin by user.",
+        "`jobs` topic ahead of everyone else. Dispatch also takes ready jobs round-robin by user. "
+        "Below CHRONOVERSE_MAX_ACTIVE_JOBS_PER_USER, or it never binds; about what one execution "
+        "worker takes at once (2 x its HEARTBEAT batch of 100), so that a single user's jobs "
+        "keep a worker busy. Raise it with the number of execution workers if one user's "
+        "throughput matters more than how soon another user's job starts behind it.",
     )
     dispatch_recheck_s: float = Field(
-        0.05,
+        0.25,
+        gt=0,
+        le=5.0,
+        description="While some user's ready jobs wait for room under "
+        "CHRONOVERSE_DISPATCH_MAX_IN_FLIGHT_PER_USER, the longest time between two claims of "
+        "ready jobs (each numbers every ready job by user); sooner when a quarter of a cap's "
+        "worth of the waiting users' jobs finished (see CHRONOVERSE_DISPATCH_PROBE_S).",
+    )
+    dispatch_probe_s: float = Field(
+        0.02,
         gt=0,
         le=1.0,
-        description="While some user's ready jobs wait for room under "
-        "CHRONOVERSE_DISPATCH_MAX_IN_FLIGHT_PER_USER, the next pass comes this soon, so their "
-        "jobs follow as soon as earlier ones finish.",
+        description="While users' ready jobs wait under the in-flight cap, how often a cheap "
+        "count of their jobs in flight checks whether enough finished to publish more.",
     )
     outbox_batch_size: int = Field(500, ge=1, description="Outbox events relayed per transaction.")
     publish_timeout_s: float = Field(
@@ -91,7 +103,15 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings, QuotaSettings):
     retention_batch_size: int = Field(
         500,
         ge=1,
-        description="Most jobs (or skipped-slot entries) one retention statement deletes.",
+        description="Most jobs (or skipped-slot entries) one retention statement deletes; also "
+        "how many jobs have their log lines and history deleted before the jobs themselves.",
+    )
+    retention_lines_per_batch: int = Field(
+        10_000,
+        ge=1,
+        description="Most log lines (or history entries) of the jobs being deleted that one "
+        "retention statement deletes. A job's lines go first, in such batches, then the job: "
+        "deleting a job with all its lines at once could be a DELETE of millions of rows.",
     )
     retention_workflows_per_batch: int = Field(
         200,

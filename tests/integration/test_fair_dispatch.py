@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
 from chronoverse.kafka.admin import delete_topics, ensure_topics
@@ -140,6 +141,74 @@ def test_a_user_has_at_most_the_in_flight_cap_published_and_unfinished(
     # Nothing was published twice.
     row = conn.execute("SELECT max(publish_count) AS most FROM jobs").fetchone()
     assert row["most"] == 1
+
+
+def test_at_the_defaults_the_cap_binds_below_the_active_jobs_quota(
+    environ: Mapping[str, str], settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    defaults = Settings.from_environ(
+        {
+            **environ,
+            "CHRONOVERSE_DATABASE_URL": settings.database_url,
+            "CHRONOVERSE_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        }
+    )
+    cap, quota = defaults.dispatch_max_in_flight_per_user, defaults.max_active_jobs_per_user
+    alice, bob = make_user(conn), make_user(conn)
+    backlog(conn, alice, quota)  # as many active jobs as the quota lets her have
+    scheduler = Scheduler(defaults, pool, producer)
+    while scheduler.dispatch_pending():
+        pass
+    # Most of Alice's backlog waits PENDING rather than in the topic ahead of Bob's next job.
+    assert statuses(conn, alice) == {"QUEUED": cap, "PENDING": quota - cap}
+    assert cap <= quota // 4
+    backlog(conn, bob, 1)
+    assert scheduler.dispatch_pending() == 1
+    assert statuses(conn, bob) == {"QUEUED": 1}
+
+
+def claims() -> float:
+    return REGISTRY.get_sample_value("chronoverse_dispatch_claims_total") or 0.0
+
+
+def test_while_held_back_dispatch_claims_again_only_once_a_refill_finished(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    now = [0.0]
+    scheduler = Scheduler(settings, pool, producer, monotonic=lambda: now[0])
+    alice = make_user(conn)
+    backlog(conn, alice, 1000)
+    while scheduler.dispatch_pending():
+        pass
+    assert statuses(conn, alice)["QUEUED"] == 300
+
+    def finish(n: int) -> None:
+        conn.execute(
+            "UPDATE jobs SET status = 'COMPLETED', finished_at = now() WHERE id IN "
+            "(SELECT id FROM jobs WHERE user_id = %s AND status = 'QUEUED' LIMIT %s)",
+            (alice, n),
+        )
+
+    # Nothing of hers finished: passes only count her jobs in flight, they claim nothing (the
+    # claim numbers every ready job).
+    before = claims()
+    for _ in range(5):
+        scheduler.run_once()
+    finish(300 // 4 - 1)
+    scheduler.run_once()
+    assert claims() == before
+    assert statuses(conn, alice)["QUEUED"] == 300 - 74
+    # A quarter of the cap finished: the next pass claims, and publishes as many.
+    finish(1)
+    scheduler.run_once()
+    assert claims() == before + 1
+    assert statuses(conn, alice)["QUEUED"] == 300
+    # And whatever the count says, it claims again after CHRONOVERSE_DISPATCH_RECHECK_S.
+    scheduler.run_once()
+    assert claims() == before + 1
+    now[0] += settings.dispatch_recheck_s
+    scheduler.run_once()
+    assert claims() == before + 2
 
 
 def test_dispatch_takes_users_round_robin(

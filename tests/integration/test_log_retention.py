@@ -16,13 +16,17 @@ import httpx
 import psycopg
 import pytest
 from httpx_sse import connect_sse
+from psycopg.rows import dict_row
 
 from chronoverse.domain import Topic
 from chronoverse.kafka.admin import delete_topics, ensure_topics
 from chronoverse.kafka.producer import StreamingProducer
+from chronoverse.postgres import create_pool
+from services.log_processor.retention import LogPurger
 from services.log_processor.settings import Settings
 from services.log_processor.worker import LogProcessorWorker
 from tests.conftest import wait_until
+from tests.factories import make_user, make_workflow
 from tests.integration.conftest import RunningServer
 from tests.integration.test_log_processor import lines, ship, stored
 
@@ -213,3 +217,59 @@ def test_switching_back_to_retain_before_the_grace_keeps_the_lines(
         message="the due purge to be handled",
     )
     assert len(stored(db, job_id)) == 20 and purged(db, job_id) is None
+
+
+def test_a_due_purge_deletes_lines_in_bounded_statements(
+    environ: Mapping[str, str], database_url: str
+) -> None:
+    """A job with more lines than a statement deletes goes in several statements; the jobs are
+    marked purged once their lines are gone, and another attempt's lines and a retaining
+    workflow's lines stay."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        user = make_user(conn)
+        dropping = make_workflow(conn, user, next_run_at="infinity")
+        keeping = make_workflow(conn, user, next_run_at="infinity")
+        conn.execute("UPDATE workflows SET retain_logs = false WHERE id = %s", (dropping,))
+        jobs = {}
+        for name, workflow, lines_of in (("big", dropping, 250), ("small", dropping, 30),
+                                         ("kept", keeping, 40)):  # fmt: skip
+            jobs[name] = conn.execute(
+                "INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status, attempt, "
+                "finished_at, logs_purge_after, logs_purge_attempt) "
+                "VALUES (%s, %s, 'MANUAL', now(), 'COMPLETED', 2, now(), now() - interval '1s', 1) "
+                "RETURNING id",
+                (workflow, user),
+            ).fetchone()["id"]
+            conn.execute(
+                "INSERT INTO job_logs (job_id, attempt, seq, stream, ts, line) "
+                "SELECT %s, a, s, 'stdout', now(), 'x' FROM generate_series(1, 2) AS a, "
+                "generate_series(0, %s - 1) AS s",
+                (jobs[name], lines_of),
+            )
+        settings = Settings.from_environ({**environ, "CHRONOVERSE_DATABASE_URL": database_url})
+        pool = create_pool(settings, name="test-log-purge")
+        try:
+            result = LogPurger(pool, interval_s=1, batch_lines=100).purge_due()
+        finally:
+            pool.close()
+
+        # Attempt 1's lines of the two jobs that keep none: 280, at most 100 a statement.
+        assert (result.jobs, result.lines, result.largest_batch) == (3, 280, 100)
+        left = conn.execute(
+            "SELECT job_id, attempt, count(*) AS n FROM job_logs GROUP BY job_id, attempt"
+        ).fetchall()
+        assert {(r["job_id"], r["attempt"]): r["n"] for r in left} == {
+            (jobs["big"], 2): 250,
+            (jobs["small"], 2): 30,
+            (jobs["kept"], 1): 40,
+            (jobs["kept"], 2): 40,
+        }
+        marks = conn.execute(
+            "SELECT id, logs_purged_attempt, logs_purge_after FROM jobs WHERE id = ANY(%s)",
+            (list(jobs.values()),),
+        ).fetchall()
+        assert {r["id"]: (r["logs_purged_attempt"], r["logs_purge_after"]) for r in marks} == {
+            jobs["big"]: (1, None),
+            jobs["small"]: (1, None),
+            jobs["kept"]: (None, None),
+        }

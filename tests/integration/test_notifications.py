@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import docker
@@ -29,7 +29,8 @@ from chronoverse.scheduling import RetryPolicy, RunResult, decide_outcome
 from chronoverse.secrets import SecretBox, generate_key, seal_payload
 from chronoverse.settings import PostgresSettings
 from chronoverse.v1 import notifications_pb2, notifications_pb2_grpc
-from services.execution_worker.store import JobStore
+from services.execution_worker.store import Claim, JobStore
+from services.server.store import notifications as notification_store
 from services.server.store import workflows as workflow_store
 from services.workflow_worker.builds import Builder
 from services.workflow_worker.images import Images
@@ -42,6 +43,9 @@ pytestmark = pytest.mark.integration
 PUBLIC_URL = "https://chronoverse.example"
 POLICY = RetryPolicy(max_attempts=1, base_delay_s=0, max_delay_s=0)
 BOX = SecretBox([generate_key()])
+# An HTTP-check HEARTBEAT (make_workflow's default, an empty payload, is a liveness one). The jobs
+# here are recorded, never run: nothing is ever sent to it.
+HTTP_CHECK = {"endpoint": "http://127.0.0.1:9/health"}
 Conn = psycopg.Connection[dict[str, Any]]
 
 
@@ -125,7 +129,7 @@ def health(conn: Conn, workflow_id: UUID) -> str:
 
 def test_flips_alert_once_and_fill_the_outbox(conn: Conn, store: JobStore) -> None:
     user_id = make_user(conn)
-    workflow_id = make_workflow(conn, user_id, max_failures=10)
+    workflow_id = make_workflow(conn, user_id, payload=HTTP_CHECK, max_failures=10)
     other = make_workflow(conn, user_id)
     every = webhook(conn, user_id, ["workflow.failing", "workflow.recovered"])
     scoped = webhook(conn, user_id, ["workflow.failing"], workflow_id=workflow_id)
@@ -186,12 +190,33 @@ def test_flips_alert_once_and_fill_the_outbox(conn: Conn, store: JobStore) -> No
 
 def test_a_new_workflow_s_first_success_alerts_nothing(conn: Conn, store: JobStore) -> None:
     user_id = make_user(conn)
-    workflow_id = make_workflow(conn, user_id)
+    workflow_id = make_workflow(conn, user_id, payload=HTTP_CHECK)
     hook = webhook(conn, user_id, sorted(e.value for e in alerts.WEBHOOK_EVENTS))
     run_job(store, conn, workflow_id, ok=True)
     assert health(conn, workflow_id) == "PASSING"
     assert [n["event"] for n in notes(conn, user_id)] == ["job.completed"]
     assert deliveries(conn, hook) == []
+
+
+def test_a_liveness_beat_stores_no_job_completed(conn: Conn, store: JobStore) -> None:
+    user_id = make_user(conn)
+    liveness = make_workflow(conn, user_id, max_failures=10)
+    container = make_workflow(conn, user_id, kind="CONTAINER", payload={"image": "alpine:3.20"})
+    hook = webhook(conn, user_id, ["workflow.recovered"])
+    run_job(store, conn, liveness, ok=True)  # the single-outcome path
+    assert (health(conn, liveness), notes(conn, user_id)) == ("PASSING", [])
+    # Its failure, and the recovery after it, are told as for any job.
+    run_job(store, conn, liveness, ok=False)
+    run_job(store, conn, liveness, ok=True)
+    assert [n["event"] for n in notes(conn, user_id)] == [
+        "job.failed",
+        "workflow.failing",
+        "workflow.recovered",
+    ]
+    assert len(deliveries(conn, hook)) == 1
+    # A CONTAINER job's success is stored.
+    done = run_job(store, conn, container, ok=True)
+    assert [n["entity_id"] for n in notes(conn, user_id, "job.completed")] == [done]
 
 
 def test_the_batch_path_flips_too(conn: Conn, store: JobStore) -> None:
@@ -208,12 +233,59 @@ def test_the_batch_path_flips_too(conn: Conn, store: JobStore) -> None:
 
     assert (health(conn, failing), health(conn, fresh)) == ("PASSING", "PASSING")
     assert len(notes(conn, user_id, "workflow.recovered")) == 1
-    assert len(notes(conn, user_id, "job.completed")) == 4
+    assert notes(conn, user_id, "job.completed") == []  # liveness beats: no news
     [delivery] = deliveries(conn, hook)
     assert delivery["payload"]["data"]["consecutive_failures"] == 1
     # Completing the same claims again (a retried transaction) writes nothing more.
     assert store.complete(claims) == []
-    assert len(notes(conn, user_id)) == 1 + 1 + 1 + 4
+    assert len(notes(conn, user_id)) == 1 + 1 + 1
+
+
+def terminate_failing_while_running(
+    conn: Conn, store: JobStore, database_url: str, *, liveness: bool
+) -> tuple[UUID, UUID, Claim]:
+    """A FAILING workflow with a webhook on recovery, terminated by its owner while one of its
+    jobs runs: the user, the webhook and the running job's claim."""
+    user_id = make_user(conn)
+    workflow_id = make_workflow(conn, user_id, payload=None if liveness else HTTP_CHECK)
+    hook = webhook(conn, user_id, ["workflow.recovered", "workflow.terminated"])
+    run_job(store, conn, workflow_id, ok=False)
+    assert health(conn, workflow_id) == "FAILING"
+    [claim] = store.claim([queue_job(conn, workflow_id)], liveness_only=liveness)
+    with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        workflow_store.terminate(tx, user_id, workflow_id, public_url=PUBLIC_URL)
+    return user_id, hook, claim
+
+
+def assert_no_recovery_after_termination(conn: Conn, user_id: UUID, hook: UUID) -> None:
+    [workflow_id] = {n["entity_id"] for n in notes(conn, user_id, "workflow.terminated")}
+    assert health(conn, workflow_id) == "FAILING"
+    assert notes(conn, user_id, "workflow.recovered") == []
+    assert [d["event"] for d in deliveries(conn, hook)] == ["workflow.terminated"]
+    assert [n["event"] for n in notes(conn, user_id)][-1] != "workflow.recovered"
+
+
+def test_a_terminated_workflow_does_not_recover(
+    conn: Conn, store: JobStore, database_url: str
+) -> None:
+    user_id, hook, claim = terminate_failing_while_running(
+        conn, store, database_url, liveness=False
+    )
+    ok = decide_outcome(
+        RunResult(succeeded=True, exit_code=0), attempt=1, policy=POLICY, now=datetime.now(UTC)
+    )
+    recorded = store.record(claim.job_id, claim.lease_token, ok)
+    assert recorded.written and recorded.outcome.status is JobStatus.COMPLETED  # a success stays
+    assert [n["entity_id"] for n in notes(conn, user_id, "job.completed")] == [claim.job_id]
+    assert_no_recovery_after_termination(conn, user_id, hook)
+
+
+def test_a_terminated_workflow_does_not_recover_on_the_batch_path(
+    conn: Conn, store: JobStore, database_url: str
+) -> None:
+    user_id, hook, claim = terminate_failing_while_running(conn, store, database_url, liveness=True)
+    assert len(store.complete([claim])) == 1
+    assert_no_recovery_after_termination(conn, user_id, hook)
 
 
 def test_auto_termination_is_an_alert_with_its_reason(conn: Conn, store: JobStore) -> None:
@@ -344,6 +416,71 @@ def test_builds_raise_their_notifications(
     assert delivery["dedup_key"] == f"build.failed:{container}:1"
     assert delivery["payload"]["data"]["status"] == "FAILED"
     assert delivery["payload"]["data"]["error"]
+
+
+def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def explain(conn: Conn, options: LiteralString, query: LiteralString, params: Any) -> list[Any]:
+    """The nodes of the query's plan (EXPLAIN with ``options``)."""
+    row = conn.execute("EXPLAIN (" + options + ", FORMAT JSON) " + query, params).fetchone()
+    assert row is not None
+    [plan] = row.values()
+    return list(plan_nodes(plan[0]["Plan"]))
+
+
+def test_the_alerts_preference_reads_no_hidden_row(conn: Conn, database_url: str) -> None:
+    """Most stored notifications are SUCCESS and INFO that ALERTS hides: a page, the unread badge
+    and "mark all read" go straight to the shown ones, on their partial indexes."""
+    user_id = make_user(conn)
+    conn.execute(
+        "INSERT INTO notifications (user_id, kind, event, title, message, entity_type, "
+        "entity_id, dedup_key, created_at) "
+        "SELECT %s, 'SUCCESS', 'job.completed', 't', 'm', 'JOB', gen_random_uuid(), "
+        "'hidden:' || i, now() - i * interval '1 second' FROM generate_series(1, 20000) AS i",
+        (user_id,),
+    )
+    # One of each kind and event: which ALERTS shows is chronoverse.alerts' rule.
+    pairs = [(k, e) for k in alerts.Kind for e in alerts.Event]
+    for n, (kind, event) in enumerate(pairs):
+        conn.execute(
+            "INSERT INTO notifications (user_id, kind, event, title, message, entity_type, "
+            "entity_id, dedup_key, created_at) "
+            "VALUES (%s, %s, %s, 't', 'm', 'JOB', gen_random_uuid(), %s, "
+            "now() - %s * interval '1 day')",
+            (user_id, kind.value, event.value, f"pair:{n}", n + 1),
+        )
+    conn.execute("ANALYZE notifications")
+    rule = alerts.shown_kinds(alerts.Preference.ALERTS)
+    assert rule is not None
+    shown = {(k, e) for k, e in pairs if k in rule[0] or e in rule[1]}
+
+    with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        first = notification_store.list_page(
+            tx, user_id, alerts.Preference.ALERTS, notification_store.NotificationFilter(limit=100)
+        )
+    assert {(n.kind, n.event) for n in first.notifications} == shown
+    assert first.next_cursor is None
+
+    params = {"user_id": user_id, "after_created_at": None, "after_id": None, "limit": 100}
+    for unread, index in (
+        (False, "notifications_alerts_idx"),
+        (True, "notifications_alerts_unread_idx"),
+    ):
+        query = notification_store.list_query(alerts.Preference.ALERTS, unread=unread)
+        nodes = explain(conn, "ANALYZE", query, params)
+        assert index in {node.get("Index Name") for node in nodes}, nodes
+        # Not one hidden row read and thrown away.
+        assert sum(node.get("Rows Removed by Filter", 0) for node in nodes) == 0, nodes
+    with psycopg.connect(database_url, row_factory=dict_row) as tx:
+        mark = notification_store.QUERIES.mark_alert_notifications_read
+        nodes = explain(tx, "COSTS", mark, {"user_id": user_id, "all": True, "ids": []})
+        assert "notifications_alerts_unread_idx" in {node.get("Index Name") for node in nodes}
+        marked = notification_store.mark_read(tx, user_id, alerts.Preference.ALERTS, ids=None)
+    assert marked == len(shown)
 
 
 # --- the routes -----------------------------------------------------------------------------------

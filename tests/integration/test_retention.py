@@ -193,10 +193,31 @@ def test_deletes_in_bounded_batches_over_windows_of_workflows(pool: Pool, conn: 
     assert result.jobs == 35
     assert count(conn, "SELECT count(*) AS n FROM jobs") == 0
     assert result.largest_batch == 4
-    # Windows of 3, 3 and 1 workflows (15, 15 and 5 jobs), at most 4 jobs a statement: 4, 4
-    # and 2 statements; one skipped-slot statement per window; then one each for notifications
-    # and webhook deliveries.
-    assert result.statements == math.ceil(15 / 4) * 2 + math.ceil(5 / 4) + 3 + 2
+    # Windows of 3, 3 and 1 workflows (15, 15 and 5 jobs), at most 4 jobs at a time: 4, 4 and
+    # 2 rounds of three statements (their lines, their history, the jobs); one skipped-slot
+    # statement per window; then one each for notifications and webhook deliveries.
+    assert result.statements == (math.ceil(15 / 4) * 2 + math.ceil(5 / 4)) * 3 + 3 + 2
+
+
+def test_a_job_with_more_lines_than_a_batch_goes_in_bounded_statements(
+    pool: Pool, conn: Any
+) -> None:
+    user = make_user(conn)
+    workflow = make_workflow(conn, user, next_run_at="infinity")
+    doomed = add_jobs(conn, workflow, user, count=2, status="COMPLETED", age="40 days", lines=250)
+    active = add_jobs(conn, workflow, user, count=1, status="RUNNING", age="60 days", lines=70)
+
+    result = Retention(pool, policy(lines_batch_size=100)).prune_pass()
+
+    # 500 lines, 100 a statement: never the 250 of a job in one cascading DELETE.
+    assert (result.jobs, result.job_logs, result.job_events) == (2, 500, 2)
+    assert result.largest_batch == 100
+    assert surviving(conn, doomed) == 0
+    assert count(conn, "SELECT count(*) AS n FROM job_logs WHERE job_id = ANY(%s)", doomed) == 0
+    # An active job keeps its lines and history, however old.
+    assert surviving(conn, active) == 1
+    assert count(conn, "SELECT count(*) AS n FROM job_logs WHERE job_id = ANY(%s)", active) == 70
+    assert count(conn, "SELECT count(*) AS n FROM job_events WHERE job_id = ANY(%s)", active) == 1
 
 
 def test_old_notifications_and_finished_webhook_deliveries_go_by_age(

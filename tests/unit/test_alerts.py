@@ -148,6 +148,48 @@ def test_a_batch_threads_health_through_jobs_of_one_workflow() -> None:
     assert [d.health for d in decisions] == [Health.PASSING, None, None]
 
 
+@pytest.mark.parametrize(
+    ("before", "status"),
+    [
+        (Health.FAILING, JobStatus.COMPLETED),
+        (Health.NEW, JobStatus.COMPLETED),
+        (Health.PASSING, JobStatus.FAILED),
+        (Health.NEW, JobStatus.FAILED),
+    ],
+)
+def test_a_terminated_workflow_flips_no_more(before: Health, status: JobStatus) -> None:
+    """A job that ran while its workflow was terminated: its own notification, no flip (no
+    workflow.recovered after workflow.terminated), no webhook."""
+    job = finished(workflow(before, failures=2), status, workflow_terminated=True)
+    decision = alerts.decide(job, public_url=URL, now=NOW)
+    assert decision.health is None and decision.webhooks == ()
+    own = Event.JOB_COMPLETED if status is JobStatus.COMPLETED else Event.JOB_FAILED
+    assert [e for _, e in events(decision)] == [own]
+    # In a batch, the jobs after it see the health it left: still no flip.
+    batch = alerts.decide_all([job, job], public_url=URL, now=NOW)
+    assert [(d.health, d.webhooks) for d in batch] == [(None, ()), (None, ())]
+
+
+def test_a_liveness_success_stores_nothing_but_its_flip() -> None:
+    w = workflow(Health.FAILING, failures=1)
+    recovered = alerts.decide(
+        finished(w, JobStatus.COMPLETED, liveness=True, consecutive_failures=1),
+        public_url=URL,
+        now=NOW,
+    )
+    assert events(recovered) == [(Kind.SUCCESS, Event.WORKFLOW_RECOVERED)]
+    assert recovered.health is Health.PASSING and len(recovered.webhooks) == 1
+    for before in (Health.NEW, Health.PASSING):
+        beat = finished(workflow(before), JobStatus.COMPLETED, liveness=True)
+        assert alerts.decide(beat, public_url=URL, now=NOW).notifications == ()
+    failed = alerts.decide(
+        finished(workflow(Health.PASSING), JobStatus.FAILED, liveness=True),
+        public_url=URL,
+        now=NOW,
+    )
+    assert [e for _, e in events(failed)] == [Event.JOB_FAILED, Event.WORKFLOW_FAILING]
+
+
 def test_terminated_and_build_failed_are_webhook_events() -> None:
     w = workflow(Health.FAILING, failures=3)
     auto = alerts.decide(

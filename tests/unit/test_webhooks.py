@@ -1,14 +1,20 @@
-"""The pure webhook decisions: secrets, URL rules, signing, and backoff with full jitter."""
+"""The pure webhook decisions: secrets, URL rules, signing, backoff with full jitter, and what a
+user is told of a refused address."""
 
 from __future__ import annotations
 
 import base64
+import socket
+import ssl
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from chronoverse.egress import EgressPolicy
 from chronoverse.webhooks import (
+    EGRESS_REFUSED_ERROR,
     DeliveryStatus,
     RetryPolicy,
     backoff_s,
@@ -17,6 +23,7 @@ from chronoverse.webhooks import (
     signed_headers,
     url_problem,
 )
+from services.execution_worker.webhooks import post
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 POLICY = RetryPolicy(max_attempts=4, base_delay_s=5, max_delay_s=30)
@@ -97,3 +104,22 @@ def test_the_last_attempt_fails_the_delivery() -> None:
     assert decide_attempt(POLICY, attempt=4, status_code=200, now=NOW).status is (
         DeliveryStatus.DELIVERED
     )
+
+
+def test_a_refused_address_is_not_told_to_the_user() -> None:
+    """The egress guard's reason names what the host resolved to; the recorded error does not."""
+
+    def internal(host: str, port: int, /) -> list[tuple[Any, Any, Any, Any, Any]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", port))]
+
+    result = post(
+        EgressPolicy(),
+        "https://build.corp.example/hook",
+        body="{}",
+        headers={},
+        timeout_s=1,
+        ssl_context=ssl.create_default_context(),
+        resolver=internal,
+    )
+    assert result.status_code is None and result.error == EGRESS_REFUSED_ERROR
+    assert "10.1.2.3" not in result.error and "resolves" not in result.error
