@@ -25,23 +25,32 @@ GROUP BY user_id
 -- Ready PENDING jobs, fair between users. Each user's ready jobs are numbered in readiness order
 -- (their turn), and the batch takes every user's first job before anyone's second: round-robin,
 -- so one user's backlog cannot hold back another user's jobs. A user gets no more than
--- max_in_flight jobs QUEUED or RUNNING at once; the rest wait PENDING. Numbering reads every
+-- max_in_flight jobs QUEUED or RUNNING at once that take an execution slot; the rest wait
+-- PENDING. Liveness HEARTBEATs (chronoverse_is_liveness: nothing to run, claimed by the hundred
+-- and done in milliseconds) take no slot: they neither count nor wait. Numbering reads every
 -- ready job, which the active-jobs quota bounds per user. Rows another scheduling worker holds
 -- are skipped, and a row it published meanwhile fails the status check once locked, so no job
 -- is published twice.
 WITH ready AS (
-    SELECT id, user_id, run_after,
-           row_number() OVER (PARTITION BY user_id ORDER BY run_after, id) AS turn
-    FROM jobs
-    WHERE status = 'PENDING' AND run_after <= now()
+    SELECT j.id, j.user_id, j.run_after, l.free,
+           row_number() OVER (PARTITION BY j.user_id ORDER BY j.run_after, j.id) AS turn,
+           count(*) FILTER (WHERE NOT l.free)
+               OVER (PARTITION BY j.user_id ORDER BY j.run_after, j.id) AS slot_turn
+    FROM jobs AS j
+    JOIN workflows AS w ON w.id = j.workflow_id
+    CROSS JOIN LATERAL (SELECT chronoverse_is_liveness(w.kind, w.payload) AS free) AS l
+    WHERE j.status = 'PENDING' AND j.run_after <= now()
 ), in_flight AS (
-    SELECT user_id, count(*) AS n FROM jobs
-    WHERE user_id IN (SELECT DISTINCT user_id FROM ready) AND status IN ('QUEUED', 'RUNNING')
-    GROUP BY user_id
+    SELECT j.user_id, count(*) AS n
+    FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
+    WHERE j.user_id IN (SELECT DISTINCT user_id FROM ready WHERE NOT free)
+      AND j.status IN ('QUEUED', 'RUNNING')
+      AND NOT chronoverse_is_liveness(w.kind, w.payload)
+    GROUP BY j.user_id
 ), allowed AS (
     SELECT r.id, r.turn, r.run_after
     FROM ready AS r LEFT JOIN in_flight AS f ON f.user_id = r.user_id
-    WHERE r.turn <= %(max_in_flight)s - coalesce(f.n, 0)
+    WHERE r.free OR r.slot_turn <= %(max_in_flight)s - coalesce(f.n, 0)
     ORDER BY r.turn, r.run_after, r.id
     LIMIT %(limit)s
 )
@@ -52,19 +61,24 @@ ORDER BY a.turn, a.run_after, a.id
 FOR UPDATE OF j SKIP LOCKED
 
 -- name: held_back_users
--- After a dispatch pass that did not fill its batch: the users whose ready jobs still wait (held
--- back by the in-flight cap, or taken by another scheduling worker), with their jobs in flight.
+-- After a dispatch pass that did not fill its batch: the users whose ready jobs that take a slot
+-- still wait (held back by the in-flight cap, or taken by another scheduling worker), with their
+-- slot-taking jobs in flight.
 SELECT r.user_id, f.n AS in_flight
-FROM (SELECT DISTINCT user_id FROM jobs WHERE status = 'PENDING' AND run_after <= now()) AS r
-CROSS JOIN LATERAL (SELECT count(*) AS n FROM jobs AS j
-                    WHERE j.user_id = r.user_id AND j.status IN ('QUEUED', 'RUNNING')) AS f
+FROM (SELECT DISTINCT j.user_id FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
+      WHERE j.status = 'PENDING' AND j.run_after <= now()
+        AND NOT chronoverse_is_liveness(w.kind, w.payload)) AS r
+CROSS JOIN LATERAL (SELECT count(*) AS n FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
+                    WHERE j.user_id = r.user_id AND j.status IN ('QUEUED', 'RUNNING')
+                      AND NOT chronoverse_is_liveness(w.kind, w.payload)) AS f
 
 -- name: count_in_flight
--- The probe between dispatches while users are held back: their jobs QUEUED or RUNNING, from
--- jobs_user_active_idx (at most the cap's worth of rows per user), instead of numbering every
--- ready job again as claim_pending_jobs does.
-SELECT count(*) AS n FROM jobs
-WHERE user_id = ANY(%(user_ids)b::uuid[]) AND status IN ('QUEUED', 'RUNNING')
+-- The probe between dispatches while users are held back: their slot-taking jobs QUEUED or
+-- RUNNING, from jobs_user_active_idx (at most the cap's worth of rows per user, plus liveness
+-- beats in flight), instead of numbering every ready job again as claim_pending_jobs does.
+SELECT count(*) AS n FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
+WHERE j.user_id = ANY(%(user_ids)b::uuid[]) AND j.status IN ('QUEUED', 'RUNNING')
+  AND NOT chronoverse_is_liveness(w.kind, w.payload)
 
 -- name: mark_queued
 UPDATE jobs

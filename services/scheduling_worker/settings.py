@@ -28,13 +28,15 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings, QuotaSettings):
     dispatch_max_in_flight_per_user: int = Field(
         200,
         ge=1,
-        description="Jobs of one user published and not yet finished (QUEUED or RUNNING) at "
-        "once; the user's other ready jobs wait PENDING, so one user's backlog never fills the "
-        "`jobs` topic ahead of everyone else. Dispatch also takes ready jobs round-robin by user. "
-        "Below CHRONOVERSE_MAX_ACTIVE_JOBS_PER_USER, or it never binds; about what one execution "
-        "worker takes at once (2 x its HEARTBEAT batch of 100), so that a single user's jobs "
-        "keep a worker busy. Raise it with the number of execution workers if one user's "
-        "throughput matters more than how soon another user's job starts behind it.",
+        description="Jobs of one user that take an execution slot (CONTAINER jobs and HTTP-check "
+        "HEARTBEATs) published and not yet finished (QUEUED or RUNNING) at once; the user's "
+        "other ready ones wait PENDING, so one user's backlog never fills the `jobs` topic ahead "
+        "of everyone else. Liveness HEARTBEATs take no slot (nothing runs: they are claimed by "
+        "the hundred and done in milliseconds) and are never held back. Dispatch also takes "
+        "ready jobs round-robin by user. Below CHRONOVERSE_MAX_ACTIVE_JOBS_PER_USER, or it never "
+        "binds; about what one execution worker takes at once, so that a single user's jobs keep "
+        "a worker busy. Raise it with the number of execution workers if one user's throughput "
+        "matters more than how soon another user's job starts behind it.",
     )
     dispatch_recheck_s: float = Field(
         0.25,

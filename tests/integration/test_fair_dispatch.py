@@ -65,9 +65,21 @@ def conn(settings: Settings) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         yield conn
 
 
-def backlog(conn: psycopg.Connection[Any], user_id: uuid.UUID, count: int) -> uuid.UUID:
-    """``count`` ready MANUAL jobs of one workflow of the user, ready a minute ago."""
-    workflow_id = make_workflow(conn, user_id, next_run_at="infinity")
+CONTAINER = {"image": "local/busybox:latest", "command": ["true"]}
+
+
+def backlog(
+    conn: psycopg.Connection[Any], user_id: uuid.UUID, count: int, *, liveness: bool = False
+) -> uuid.UUID:
+    """``count`` ready MANUAL jobs of one workflow of the user, ready a minute ago: CONTAINER
+    jobs (each takes an execution slot), or liveness HEARTBEATs (which take none)."""
+    workflow_id = make_workflow(
+        conn,
+        user_id,
+        kind="HEARTBEAT" if liveness else "CONTAINER",
+        payload=None if liveness else CONTAINER,
+        next_run_at="infinity",
+    )
     conn.execute(
         "INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, run_after) "
         "SELECT %s, %s, 'MANUAL', now() - interval '1 minute', "
@@ -253,3 +265,25 @@ def test_automatic_slots_past_the_active_jobs_quota_are_quota_skips(
     assert conn.execute(
         "SELECT count(*) AS n FROM jobs WHERE workflow_id = %s", (bobs,)
     ).fetchone() == {"n": 1}
+
+
+def test_liveness_beats_take_no_slot_and_are_never_held_back(
+    settings: Settings, pool: Pool, producer: Producer, conn: psycopg.Connection[Any]
+) -> None:
+    # Liveness HEARTBEATs run nothing (claimed by the hundred, done in milliseconds): the cap,
+    # which shares execution slots, neither counts them nor holds them back.
+    user = make_user(conn)
+    backlog(conn, user, 700, liveness=True)
+    backlog(conn, user, 50)  # and a few that do take a slot
+    scheduler = Scheduler(settings, pool, producer)
+    while scheduler.dispatch_pending():
+        pass
+    counts = {
+        (row["liveness"], row["status"]): row["n"]
+        for row in conn.execute(
+            "SELECT chronoverse_is_liveness(w.kind, w.payload) AS liveness, j.status, "
+            "count(*) AS n FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id "
+            "GROUP BY 1, 2"
+        ).fetchall()
+    }
+    assert counts == {(True, "QUEUED"): 700, (False, "QUEUED"): 50}
