@@ -1,29 +1,22 @@
 """Running a HEARTBEAT job: nothing for a liveness job, else one HTTP request and a status check.
 
 The endpoint passes the egress guard first (:mod:`chronoverse.egress`), and the request goes to
-an address that was checked: the URL's host is replaced by that address, the Host header and TLS
-(SNI and certificate check) keep the original name. A resolver that answers differently the next
-time (DNS rebinding) therefore cannot steer the connection elsewhere. What each failure means for
-the job is decided in :mod:`services.execution_worker.results`.
+an address that was checked (:mod:`services.execution_worker.pinned`). What each failure means
+for the job is decided in :mod:`services.execution_worker.results`.
 """
 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import httpx
 
-from chronoverse.egress import (
-    Destination,
-    EgressPolicy,
-    Resolver,
-    check_endpoint,
-    parse_literal,
-)
+from chronoverse.egress import Destination, EgressPolicy, Resolver, check_endpoint
 from chronoverse.errors import EgressRefused, UnresolvableHostError
 from chronoverse.payloads import HeartbeatPayload
 from chronoverse.scheduling import RunResult
-from services.execution_worker import results
+from services.execution_worker import pinned, results
 
 USER_AGENT = "chronoverse-heartbeat/1"
 
@@ -45,18 +38,11 @@ def run_heartbeat(
         url = httpx.URL(endpoint)
     except (EgressRefused, UnresolvableHostError, httpx.InvalidURL) as exc:
         return results.endpoint_refused(exc, endpoint=endpoint)
+    pinned_headers, extensions = pinned.host_and_tls(url, destination)
     headers = httpx.Headers({"User-Agent": USER_AGENT, **payload.headers})
-    if "host" not in headers:
-        headers["Host"] = url.netloc.decode("ascii")
-    extensions: dict[str, str] = {}
-    if url.scheme == "https":
-        # The certificate is checked against the name, not the address connected to.
-        literal = parse_literal(destination.host)
-        sni = url.raw_host.decode("ascii") if literal is None else str(destination.address)
-        extensions["sni_hostname"] = sni
-        # The pool keys connections by address: a kept-alive connection verified for another
-        # name on the same address must not carry this request.
-        headers["Connection"] = "close"
+    for name, value in pinned_headers.items():
+        if name == "Connection" or name.lower() not in headers:
+            headers[name] = value  # a Host the payload sets is kept
     try:
         status = _status(client, payload, url, destination, headers, extensions)
     except httpx.HTTPError as exc:
@@ -70,12 +56,10 @@ def _status(
     url: httpx.URL,
     destination: Destination,
     headers: httpx.Headers,
-    extensions: dict[str, str],
+    extensions: dict[str, Any],
 ) -> int:
     """The response's status, from the first checked address that accepts the connection."""
-    last = len(destination.addresses) - 1
-    for index, address in enumerate(destination.addresses):
-        target = url.copy_with(host=str(address), port=destination.port)
+    for target, last in pinned.targets(url, destination):
         try:
             # Stream: the status is all that is compared, so the body is never downloaded.
             with client.stream(
@@ -88,6 +72,6 @@ def _status(
                 return response.status_code
         except httpx.ConnectError:
             # Refused or unreachable (say, no IPv6 route): try the next checked address.
-            if index == last:
+            if last:
                 raise
     raise AssertionError("a checked destination has at least one address")

@@ -29,7 +29,7 @@ from uuid import UUID
 import httpx
 
 from chronoverse.domain import utcnow
-from chronoverse.egress import EgressPolicy, Resolver, check_endpoint, parse_literal
+from chronoverse.egress import EgressPolicy, Resolver, check_endpoint
 from chronoverse.errors import EgressRefused, UnresolvableHostError
 from chronoverse.postgres import Pool
 from chronoverse.secrets import SecretBox, SecretError
@@ -42,6 +42,7 @@ from chronoverse.webhooks import (
     decide_attempt,
     signed_headers,
 )
+from services.execution_worker import pinned
 
 logger = logging.getLogger(__name__)
 
@@ -230,23 +231,16 @@ def post(
         return result(None, f"{exc}; no request was sent")
     except httpx.InvalidURL as exc:
         return result(None, f"invalid URL: {exc}; no request was sent")
+    pinned_headers, extensions = pinned.host_and_tls(target, destination)
     request_headers = httpx.Headers(
         {
             "User-Agent": USER_AGENT,
             "Content-Type": "application/json",
-            "Host": target.netloc.decode("ascii"),
+            **pinned_headers,
             **headers,
         }
     )
-    extensions: dict[str, Any] = {}
-    if target.scheme == "https":
-        # The certificate is checked against the name, not the address connected to.
-        literal = parse_literal(destination.host)
-        extensions["sni_hostname"] = (
-            target.raw_host.decode("ascii") if literal is None else str(destination.address)
-        )
-    request_headers["Connection"] = "close"
-    last = len(destination.addresses) - 1
+    request_headers["Connection"] = "close"  # each attempt is its own connection
     with (
         Watchdog(max(0.0, deadline - time.monotonic())) as watchdog,
         httpx.Client(
@@ -256,16 +250,15 @@ def post(
         ) as client,
     ):
         extensions["trace"] = watchdog.trace
-        for index, address in enumerate(destination.addresses):
+        for address_url, last in pinned.targets(target, destination):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or watchdog.fired:
                 return result(None, no_answer)
-            pinned = target.copy_with(host=str(address), port=destination.port)
             try:
                 # Streamed: only the status matters, so a receiver's body is never downloaded.
                 with client.stream(
                     "POST",
-                    pinned,
+                    address_url,
                     content=body.encode(),
                     headers=request_headers,
                     timeout=min(timeout_s, remaining),
@@ -277,7 +270,7 @@ def post(
                     return result(None, f"{no_answer} ({type(exc).__name__})")
                 if not isinstance(exc, httpx.ConnectError):
                     return result(None, _short(f"{type(exc).__name__}: {exc}"))
-                if index == last:
+                if last:
                     return result(None, _short(f"could not connect: {exc}"))
             else:
                 # An answer is an answer, even one the deadline cut short just after it came.
