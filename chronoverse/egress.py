@@ -206,8 +206,12 @@ def check_endpoint(
     for address in addresses:
         reason = check_address(policy, address, port)
         if reason is not None:
+            if literal:
+                raise EgressRefused(reason)
             raise EgressRefused(
-                reason if literal else f"{host} resolves to {address}, and {reason}"
+                f"{host} resolves to {address}, and {reason}",
+                public_reason=f"{host} resolves to an address the egress policy does not allow "
+                "(see CHRONOVERSE_EGRESS_ALLOW_CIDRS)",
             )
     return Destination(host=host, port=port, addresses=tuple(addresses))
 

@@ -119,11 +119,17 @@ class AuthenticationError(ChronoverseError):
 
 
 class EgressRefused(ChronoverseError):
-    """The egress policy forbids a HEARTBEAT request to this endpoint; ``reason`` says why."""
+    """The egress policy forbids a HEARTBEAT request to this endpoint; ``reason`` says why.
 
-    def __init__(self, reason: str) -> None:
+    ``public_reason`` is what the endpoint's owner may read: for a host name, not the address it
+    resolved to (which would let a user map internal names); ``reason`` is for the operator's
+    log.
+    """
+
+    def __init__(self, reason: str, *, public_reason: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.public_reason = public_reason or reason
 
 
 class UnresolvableHostError(ChronoverseError):

@@ -7,6 +7,7 @@ for the job is decided in :mod:`services.execution_worker.results`.
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -18,6 +19,7 @@ from chronoverse.payloads import HeartbeatPayload
 from chronoverse.scheduling import RunResult
 from services.execution_worker import pinned, results
 
+logger = logging.getLogger(__name__)
 USER_AGENT = "chronoverse-heartbeat/1"
 
 
@@ -37,6 +39,13 @@ def run_heartbeat(
         destination = check_endpoint(policy, endpoint, resolver)
         url = httpx.URL(endpoint)
     except (EgressRefused, UnresolvableHostError, httpx.InvalidURL) as exc:
+        if isinstance(exc, EgressRefused) and exc.public_reason != exc.reason:
+            logger.warning(
+                "HEARTBEAT to %s refused by the egress policy: %s",
+                endpoint,
+                exc.reason,
+                extra={"action": "heartbeat_egress_refused"},
+            )
         return results.endpoint_refused(exc, endpoint=endpoint)
     pinned_headers, extensions = pinned.host_and_tls(url, destination)
     headers = httpx.Headers({"User-Agent": USER_AGENT, **payload.headers})

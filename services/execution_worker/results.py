@@ -132,7 +132,9 @@ def endpoint_refused(
 ) -> RunResult:
     """The endpoint cannot be requested at all (the egress policy, DNS, the URL): USER."""
     if isinstance(exc, EgressRefused):
-        return RunResult.user_failure(f"{BLOCKED}: {exc.reason}")
+        # For a host name, not what it resolved to (the worker logs that): a user could map
+        # internal names with it.
+        return RunResult.user_failure(f"{BLOCKED}: {exc.public_reason}")
     if isinstance(exc, UnresolvableHostError):
         return RunResult.user_failure(f"request to {endpoint} failed: {exc}")
     return RunResult.user_failure(f"{endpoint} is not a valid URL")

@@ -132,12 +132,17 @@ def test_a_local_endpoint_is_reached_when_loopback_is_allowed(client: httpx.Clie
         assert server.hosts == [f"127.0.0.1:{server.port}"]
 
 
-def test_a_local_endpoint_is_blocked_by_the_default_policy(client: httpx.Client) -> None:
+def test_a_local_endpoint_is_blocked_by_the_default_policy(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
     with Recorder().serving() as server:
         url = f"http://localhost:{server.port}/healthz"
         error = assert_user_failure(run_heartbeat(heartbeat(url), client, EgressPolicy(), RESOLVER))
-        assert BLOCKED in error and "loopback" in error
+        assert BLOCKED in error and "localhost resolves to an address" in error
         assert server.hosts == []
+    # What the name resolved to is for the operator's log, never for the job's owner.
+    assert "127.0.0.1" not in error
+    assert "localhost resolves to 127.0.0.1" in caplog.text and "loopback" in caplog.text
 
 
 class PostgresAndEgress(PostgresSettings, EgressSettings):
@@ -145,7 +150,7 @@ class PostgresAndEgress(PostgresSettings, EgressSettings):
 
 
 def test_the_configured_postgres_port_is_refused_without_connecting(
-    environ: Mapping[str, str],
+    environ: Mapping[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = PostgresAndEgress.from_environ(
         {**environ, "CHRONOVERSE_EGRESS_ALLOW_CIDRS": "127.0.0.0/8,::1/128"}
@@ -164,7 +169,8 @@ def test_the_configured_postgres_port_is_refused_without_connecting(
     with httpx.Client(transport=httpx.MockTransport(record)) as never:
         result = run_heartbeat(heartbeat(f"http://localhost:{port}/"), never, policy, RESOLVER)
     error = assert_user_failure(result)
-    assert BLOCKED in error and f"127.0.0.1:{port}" in error and "stack" in error
+    assert BLOCKED in error and f"127.0.0.1:{port}" not in error
+    assert f"127.0.0.1:{port}" in caplog.text and "stack" in caplog.text
     assert sent == []  # refused before any connection
 
 
