@@ -52,6 +52,10 @@ def test_create_a_container_workflow_then_find_it_and_filter_the_list(
     expect(page.get_by_text("No workflow matches these filters.")).to_be_visible()
     page.get_by_label("Kind", exact=True).select_option("CONTAINER")
     page.get_by_role("button", name="Filter").click()
+    # The filtered page has loaded before it is reloaded (a reload during the navigation the
+    # click started finds no page to reload).
+    expect(page).to_have_url(re.compile(r"kind=CONTAINER"))
+    page.wait_for_load_state()
     page.reload()
     expect(page.get_by_label("Kind", exact=True)).to_have_value("CONTAINER")
     expect(page.get_by_label("Search by name")).to_have_value(countdown)
