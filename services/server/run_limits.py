@@ -10,17 +10,13 @@ the active-jobs quota (Postgres) still bounds them.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from uuid import UUID
 
 import redis
 from limits import RateLimitItemPerMinute
-from limits.storage import RedisStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
 
 from chronoverse.errors import RateLimitedError
-from services.server.throttle import LIMITER_TIMEOUT_S
+from services.server.throttle import redis_limiter, retry_after_s
 
 logger = logging.getLogger(__name__)
 
@@ -30,23 +26,17 @@ class RunThrottle:
 
     def __init__(self, redis_url: str, *, per_minute: int, key_prefix: str) -> None:
         self._rate = RateLimitItemPerMinute(per_minute)
-        self._limiter = SlidingWindowCounterRateLimiter(
-            # Short timeouts: the hit happens in the run's transaction (under the workflow's row
-            # lock), so an unreachable Redis must fail fast, and then let the run through.
-            RedisStorage(
-                redis_url,
-                key_prefix=key_prefix,
-                socket_timeout=LIMITER_TIMEOUT_S,
-                socket_connect_timeout=LIMITER_TIMEOUT_S,
-            )
-        )
+        # Short timeouts (redis_limiter): the hit happens in the run's transaction (under the
+        # workflow's row lock), so an unreachable Redis must fail fast, and then let the run
+        # through.
+        self._limiter = redis_limiter(redis_url, key_prefix=key_prefix)
 
     def hit(self, user_id: UUID) -> None:
         """Count one manual run of the user; RateLimitedError (not counted) past the rate."""
         try:
             if self._limiter.hit(self._rate, "manual-run", str(user_id)):
                 return
-            stats = self._limiter.get_window_stats(self._rate, "manual-run", str(user_id))
+            retry_after = retry_after_s(self._limiter, self._rate, "manual-run", str(user_id))
         except redis.RedisError as exc:
             logger.warning(
                 "manual-run rate limit unavailable (Redis: %s); run let through",
@@ -54,7 +44,6 @@ class RunThrottle:
                 extra={"action": "run_throttle_unavailable"},
             )
             return
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimitedError(
             f"too many manual runs: at most {self._rate.amount} a minute per user "
             f"(CHRONOVERSE_MANUAL_RUNS_PER_MINUTE); try again in {retry_after} s",

@@ -42,6 +42,26 @@ def parse_rate(text: str) -> RateLimitItem:
         raise ValueError(f"{text!r} is not a rate such as '10/minute' or '100 per hour'") from exc
 
 
+def redis_limiter(redis_url: str, *, key_prefix: str) -> SlidingWindowCounterRateLimiter:
+    """A `limits` sliding-window counter in Redis, with short timeouts (every limiter of the
+    server: login, registration, manual runs)."""
+    storage = RedisStorage(
+        redis_url,
+        key_prefix=key_prefix,
+        socket_timeout=LIMITER_TIMEOUT_S,
+        socket_connect_timeout=LIMITER_TIMEOUT_S,
+    )
+    return SlidingWindowCounterRateLimiter(storage)
+
+
+def retry_after_s(
+    limiter: SlidingWindowCounterRateLimiter, rate: RateLimitItem, *identifiers: str
+) -> int:
+    """Whole seconds until ``identifiers`` may try again under ``rate`` (at least 1)."""
+    stats = limiter.get_window_stats(rate, *identifiers)
+    return max(1, math.ceil(stats.reset_time - time.time()))
+
+
 @dataclass(frozen=True, kw_only=True)
 class AuthRates:
     per_ip: RateLimitItem
@@ -53,13 +73,7 @@ class AuthThrottle:
 
     def __init__(self, redis_url: str, rates: AuthRates, *, key_prefix: str) -> None:
         self._rates = rates
-        self._storage = RedisStorage(
-            redis_url,
-            key_prefix=key_prefix,
-            socket_timeout=LIMITER_TIMEOUT_S,
-            socket_connect_timeout=LIMITER_TIMEOUT_S,
-        )
-        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+        self._limiter = redis_limiter(redis_url, key_prefix=key_prefix)
 
     def attempt(self, action: Action, *, client: str | None, email: str) -> None:
         """Count one attempt of ``action``; raise RateLimitedError when the client's address or
@@ -84,8 +98,7 @@ class AuthThrottle:
     def _limited(
         self, action: Action, scope: str, identity: str, rate: RateLimitItem
     ) -> RateLimitedError:
-        stats = self._limiter.get_window_stats(rate, action, scope, identity)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        retry_after = retry_after_s(self._limiter, rate, action, scope, identity)
         what = "this address" if scope == "ip" else "this account"
         return RateLimitedError(
             f"too many {action} attempts from {what} (limit {rate}); try again in {retry_after} s",
