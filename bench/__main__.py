@@ -45,7 +45,7 @@ DEFAULT_RESULTS = ROOT / "bench" / "results"
     "--repeats",
     type=click.IntRange(min=1),
     default=None,
-    help="Repeats of every selected scenario. Default: each scenario's own (5).",
+    help="Repeats of every selected scenario. Default: each one's own (5; steady 1, scaleout 3).",
 )
 @click.option(
     "--scale",

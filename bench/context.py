@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from bench.database import connect, create_user
-from bench.environment import Infrastructure
+from bench.environment import BenchError, Infrastructure
 from bench.measure import rss_now
 from bench.stack import Service, Stack
 from chronoverse.postgres import Conn
@@ -87,36 +87,51 @@ class BenchContext:
     def full_stack(self) -> FullStack:
         """Started on first use and shared by the scenarios that need the whole system."""
         if self._full is None:
-            stack, database_url = self.new_stack("full-stack")
-            services = [
-                Service(name="server", service="server"),
-                Service(name="scheduling-worker", service="scheduling-worker"),
-                Service(name="workflow-worker", service="workflow-worker"),
-                Service(name="log-processor", service="log-processor"),
-            ] + [
-                Service(
-                    name=f"execution-worker-{i + 1}",
-                    service="execution-worker",
-                    env={"CHRONOVERSE_CONCURRENCY": str(self.options.concurrency)},
-                )
-                for i in range(self.options.execution_workers)
-            ]
-            self.progress(
-                f"starting the full stack ({len(services)} processes, logs in {stack.log_dir})"
-            )
-            stack.start_all(services)
-            conn = connect(database_url)
-            user_id = create_user(conn)
-            self.progress(f"letting it settle for {SETTLE_S:.0f}s before reading idle memory")
-            time.sleep(SETTLE_S)
-            self._full = FullStack(
-                stack=stack,
-                database_url=database_url,
-                conn=conn,
-                user_id=user_id,
-                idle_rss=rss_now(stack.pids()),
+            self._full = self.start_full_stack(
+                "full-stack", execution_workers=self.options.execution_workers
             )
         return self._full
+
+    def start_full_stack(
+        self, name: str, *, execution_workers: int, scheduling_workers: int = 1
+    ) -> FullStack:
+        """A full stack of its own (the caller stops it), settled and with a user."""
+        stack, database_url = self.new_stack(name)
+        services = [
+            Service(name="server", service="server"),
+            Service(name="scheduling-worker", service="scheduling-worker"),
+            Service(name="workflow-worker", service="workflow-worker"),
+            Service(name="log-processor", service="log-processor"),
+        ]
+        services += [
+            Service(name=f"scheduling-worker-{i + 1}", service="scheduling-worker")
+            for i in range(1, scheduling_workers)
+        ]
+        services += [
+            Service(
+                name=f"execution-worker-{i + 1}",
+                service="execution-worker",
+                env={"CHRONOVERSE_CONCURRENCY": str(self.options.concurrency)},
+            )
+            for i in range(execution_workers)
+        ]
+        self.progress(f"starting {name} ({len(services)} processes, logs in {stack.log_dir})")
+        try:
+            stack.start_all(services)
+        except BenchError:
+            stack.stop_all()
+            raise
+        conn = connect(database_url)
+        user_id = create_user(conn)
+        self.progress(f"letting it settle for {SETTLE_S:.0f}s before reading idle memory")
+        time.sleep(SETTLE_S)
+        return FullStack(
+            stack=stack,
+            database_url=database_url,
+            conn=conn,
+            user_id=user_id,
+            idle_rss=rss_now(stack.pids()),
+        )
 
     def close(self) -> None:
         if self._full is not None:

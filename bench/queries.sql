@@ -27,6 +27,48 @@ SELECT %(user_id)s, 'bench-' || g, 'HEARTBEAT', '{}'::jsonb,
        'COMPLETED', now()
 FROM generate_series(1, %(count)s) AS g
 
+-- name: insert_steady_heartbeats
+-- Liveness HEARTBEATs every minute whose build is done, the first slots spread evenly from
+-- `first`, `spacing_us` microseconds apart (the steady scenario).
+INSERT INTO workflows (user_id, name, kind, payload, interval_minutes, build_status, next_run_at)
+SELECT %(user_id)s, 'steady-' || g, 'HEARTBEAT', '{}'::jsonb, 1, 'COMPLETED',
+       %(first)s::timestamptz + (g - 1) * %(spacing_us)s * interval '1 microsecond'
+FROM generate_series(1, %(count)s) AS g
+
+-- name: clock
+SELECT clock_timestamp() AS now
+
+-- name: wal_position
+-- Where the server's write-ahead log is (all databases' writes), in bytes.
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') AS bytes
+
+-- name: steady_settled
+-- True once every slot up to `until` has its job and each of those jobs has finished.
+SELECT NOT EXISTS (
+           SELECT 1 FROM workflows
+           WHERE build_status = 'COMPLETED' AND terminated_at IS NULL
+             AND next_run_at <= %(until)s
+       )
+   AND NOT EXISTS (
+           SELECT 1 FROM jobs
+           WHERE scheduled_at <= %(until)s AND status IN ('PENDING', 'QUEUED', 'RUNNING')
+       ) AS done
+
+-- name: steady_jobs
+-- The automatic jobs of the slots from `since` to `until`: how many, how many COMPLETED, and at
+-- the given percentiles (0..1) the seconds from slot to start, and from slot to the scheduler's
+-- transaction that created the job.
+SELECT count(*) AS jobs,
+       count(*) FILTER (WHERE status = 'COMPLETED') AS completed,
+       percentile_cont(%(fractions)s::float8[]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM started_at - scheduled_at)
+       ) AS lags,
+       percentile_cont(%(fractions)s::float8[]) WITHIN GROUP (
+           ORDER BY extract(epoch FROM created_at - scheduled_at)
+       ) AS created_lags
+FROM jobs
+WHERE trigger = 'AUTOMATIC' AND scheduled_at >= %(since)s AND scheduled_at <= %(until)s
+
 -- name: all_published
 -- True once no workflow is due and no job waits to be published: every job is committed, its
 -- message acknowledged by the broker, and its QUEUED state committed. Index lookups only, so
@@ -161,3 +203,37 @@ DROP INDEX jobs_user_analytics_idx
 -- name: analytics_scale_create_index
 CREATE INDEX jobs_user_analytics_idx ON jobs (user_id, created_at)
     INCLUDE (status, started_at, finished_at, log_lines)
+
+-- name: floor_create
+-- The floor scenario's table: the least a queue of jobs needs, no index but the primary key.
+CREATE TABLE floor_jobs (
+    id            uuid PRIMARY KEY,
+    workflow_id   uuid NOT NULL,
+    scheduled_at  timestamptz NOT NULL,
+    status        text NOT NULL,
+    started_at    timestamptz,
+    finished_at   timestamptz
+)
+
+-- name: floor_insert
+-- One batch of jobs, written once, QUEUED; arrays in binary, as the scheduler sends them.
+INSERT INTO floor_jobs (id, workflow_id, scheduled_at, status)
+SELECT t.id, t.workflow_id, t.scheduled_at, 'QUEUED'
+FROM unnest(%(ids)b::uuid[], %(workflow_ids)b::uuid[], %(slots)b::timestamptz[])
+    AS t(id, workflow_id, scheduled_at)
+
+-- name: floor_claim
+-- A consumed batch's claim: only jobs still QUEUED (a redelivered message claims nothing).
+UPDATE floor_jobs SET status = 'RUNNING', started_at = now()
+WHERE id = ANY(%(ids)b::uuid[]) AND status = 'QUEUED'
+RETURNING id
+
+-- name: floor_complete
+UPDATE floor_jobs SET status = 'COMPLETED', finished_at = now()
+WHERE id = ANY(%(ids)b::uuid[]) AND status = 'RUNNING'
+
+-- name: floor_counts
+SELECT count(*) AS n, count(*) FILTER (WHERE status = 'COMPLETED') AS completed FROM floor_jobs
+
+-- name: floor_reset
+TRUNCATE floor_jobs

@@ -94,6 +94,26 @@ class WorkflowState(enum.StrEnum):
     TERMINATED = "terminated"  # final
 
 
+def schedule_of(
+    interval_minutes: int | None, cron: str | None, timezone: str, dst: DstPolicy
+) -> Schedule:
+    """A workflow's schedule from its columns: exactly one of ``interval_minutes`` and ``cron``."""
+    if cron is not None:
+        return CronSchedule(expression=cron, timezone=timezone, dst=dst)
+    assert interval_minutes is not None
+    return IntervalSchedule(minutes=interval_minutes)
+
+
+def dst_of(row: Mapping[str, Any]) -> DstPolicy:
+    """The DST policy stored in a workflow row's ``dst_gap`` and ``dst_overlap``."""
+    return DstPolicy(gap=DstGap(row["dst_gap"]), overlap=DstOverlap(row["dst_overlap"]))
+
+
+def catchup_of(row: Mapping[str, Any]) -> CatchupPolicy:
+    """The catch-up policy stored in a workflow row's ``catchup`` and ``catchup_window_minutes``."""
+    return CatchupPolicy(mode=Catchup(row["catchup"]), window_minutes=row["catchup_window_minutes"])
+
+
 @dataclass(frozen=True, kw_only=True)
 class Workflow:
     id: UUID
@@ -131,10 +151,7 @@ class Workflow:
 
     @property
     def schedule(self) -> Schedule:
-        if self.cron is not None:
-            return CronSchedule(expression=self.cron, timezone=self.timezone, dst=self.dst)
-        assert self.interval_minutes is not None
-        return IntervalSchedule(minutes=self.interval_minutes)
+        return schedule_of(self.interval_minutes, self.cron, self.timezone, self.dst)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Workflow:
@@ -147,10 +164,8 @@ class Workflow:
             interval_minutes=row["interval_minutes"],
             cron=row["cron"],
             timezone=row["timezone"],
-            dst=DstPolicy(gap=DstGap(row["dst_gap"]), overlap=DstOverlap(row["dst_overlap"])),
-            catchup=CatchupPolicy(
-                mode=Catchup(row["catchup"]), window_minutes=row["catchup_window_minutes"]
-            ),
+            dst=dst_of(row),
+            catchup=catchup_of(row),
             paused_at=row["paused_at"],
             max_consecutive_job_failures_allowed=row["max_consecutive_job_failures_allowed"],
             consecutive_job_failures_count=row["consecutive_job_failures_count"],

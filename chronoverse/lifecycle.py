@@ -8,8 +8,10 @@ workers' channel, delivered when that transaction commits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -19,7 +21,7 @@ from chronoverse.domain import Topic, Workflow, utcnow
 from chronoverse.events import WorkflowEvent, WorkflowEventType
 from chronoverse.postgres import QUERIES, Conn
 from chronoverse.schedules import due_slots
-from chronoverse.scheduling import FireDecision, Skip, SkipReason
+from chronoverse.scheduling import FireDecision, PlannedRun, Skip, SkipReason
 
 
 def emit(conn: Conn, event_type: WorkflowEventType, workflow: Workflow) -> None:
@@ -101,26 +103,58 @@ def listen_for_wakeups(conn: psycopg.Connection[Any]) -> None:
     conn.execute(QUERIES.listen_scheduler)
 
 
+@dataclass(frozen=True, kw_only=True)
+class CreatedJob:
+    """A job :func:`record_fires` wrote; ``queued``: inserted QUEUED, its message still to send."""
+
+    id: UUID
+    workflow_id: UUID
+    scheduled_at: datetime
+    queued: bool
+
+
 def record_fires(
-    conn: Conn, decisions: Sequence[FireDecision]
-) -> tuple[int, list[tuple[UUID, Skip]]]:
+    conn: Conn, decisions: Sequence[FireDecision], runs: Sequence[PlannedRun] | None = None
+) -> tuple[list[CreatedJob], list[tuple[UUID, Skip]]]:
     """Write fire decisions in the caller's transaction: the jobs, the skipped slots (the fire
     ledger's other entries) and each workflow's next slot. Returns the jobs created and the skips.
 
-    The scheduler writes its decisions with it, and so does a resume (the slots that fell while
-    the workflow was paused), so both fill the ledger alike.
+    ``runs`` are the decisions' run slots as :func:`~chronoverse.scheduling.plan_runs` planned
+    them (the scheduler's: most inserted QUEUED, to publish after the commit); without it every
+    job is inserted PENDING for the dispatcher. A resume writes the slots that fell while the
+    workflow was paused that way, so both fill the ledger alike.
     """
-    runs = [(d, slot) for d in decisions for slot in d.run_slots]
-    created = 0
-    if runs:
-        created = conn.execute(
+    if runs is None:
+        runs = [
+            PlannedRun(
+                workflow_id=d.workflow_id, user_id=d.user_id, scheduled_at=slot, publish_now=False
+            )
+            for d in decisions
+            for slot in d.run_slots
+        ]
+    created = [
+        CreatedJob(
+            id=uuid4(), workflow_id=r.workflow_id, scheduled_at=r.scheduled_at, queued=r.publish_now
+        )
+        for r in runs
+    ]
+    if created:
+        inserted = conn.execute(
             QUERIES.insert_automatic_jobs,
             {
-                "workflow_ids": [d.workflow_id for d, _ in runs],
-                "user_ids": [d.user_id for d, _ in runs],
-                "slots": [slot for _, slot in runs],
+                "ids": [job.id for job in created],
+                "workflow_ids": [r.workflow_id for r in runs],
+                "user_ids": [r.user_id for r in runs],
+                "slots": [r.scheduled_at for r in runs],
+                "queued": [r.publish_now for r in runs],
             },
         ).rowcount
+        if inserted != len(created):
+            # A slot already had its job (one job per nominal slot): keep only what was written.
+            ids = {job.id for job in created}
+            rows = conn.execute(QUERIES.existing_jobs, {"ids": list(ids)}).fetchall()
+            written = {row["id"] for row in rows}
+            created = [job for job in created if job.id in written]
     skips = [(d.workflow_id, s) for d in decisions for s in d.skips]
     if skips:
         conn.execute(

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from chronoverse.domain import LogStream
 from chronoverse.errors import MalformedMessageError
-from chronoverse.messages import decode_object, encode
+from chronoverse.messages import MAX_MESSAGE_BYTES, decode_object, encode
 
 LOG_MESSAGE_VERSION = 1
 MAX_LINE_CHARS = 16 * 1024
@@ -249,6 +249,96 @@ def decode_log_message(key: bytes | None, value: bytes | None) -> LogMessage:
     raise MalformedMessageError(f"unknown log message type {data.get('type')!r}")
 
 
+# --- the `job_logs` topic as the log processor reads it ------------------------------------------
+# The log processor stores a message's lines and passes them on to live viewers; it never needs
+# them as LogLines. A message in the shipper's own encoding (encode_lines) is read without building
+# a LogLine per line: the lines stay the JSON objects decoded, each checked, and the text of their
+# array goes to Redis as it came. Any other message is decoded by decode_log_message and encoded
+# again, so both ways accept and refuse the same messages.
+
+_SHIPPED = re.compile(
+    rb'\{"v":1,"type":"log\.lines","job_id":"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+    rb'[0-9a-f]{12})","attempt":([1-9][0-9]{0,8}),"lines":'
+)
+_LINE_KEYS = frozenset(("seq", "stream", "ts", "line"))
+_JSON = json.JSONDecoder()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShippedLines:
+    """A `log.lines` message as the log processor handles it: each line a JSON object with an
+    integer ``seq``, a known ``stream``, an ISO ``ts`` and a text ``line`` (nothing else), and
+    ``lines_json``, the JSON text of their array (what a live message's ``lines`` holds)."""
+
+    job_id: UUID
+    attempt: int
+    lines: list[dict[str, Any]]
+    lines_json: str
+
+
+def decode_shipped_message(key: bytes | None, value: bytes | None) -> ShippedLines | EndMessage:
+    """A `job_logs` message for the log processor: what :func:`decode_log_message` accepts,
+    with the lines as :class:`ShippedLines`; anything else is malformed."""
+    if value is not None and len(value) <= MAX_MESSAGE_BYTES:
+        shipped = _as_shipped(value)
+        if shipped is not None:
+            return shipped
+    message = decode_log_message(key, value)
+    if isinstance(message, EndMessage):
+        return message
+    as_json = lines_to_json(message.lines)
+    return ShippedLines(
+        job_id=message.job_id,
+        attempt=message.attempt,
+        lines=as_json,
+        lines_json=json.dumps(as_json, separators=(",", ":")),
+    )
+
+
+def _as_shipped(value: bytes) -> ShippedLines | None:
+    """A message in exactly the shipper's encoding with plain lines; None for anything else."""
+    head = _SHIPPED.match(value)
+    if head is None:
+        return None
+    try:
+        text = value.decode()
+        # The header is ASCII: its length in bytes is its length in characters.
+        lines, end = _JSON.raw_decode(text, head.end())
+    except (ValueError, RecursionError):  # decode_log_message says what is wrong
+        return None
+    if text[end:] != "}" or not isinstance(lines, list) or not _plain_lines(lines):
+        return None
+    return ShippedLines(
+        job_id=UUID(head[1].decode()),
+        attempt=int(head[2]),
+        lines=lines,
+        lines_json=text[head.end() : end],
+    )
+
+
+def _plain_lines(lines: list[Any]) -> bool:
+    """Whether every item is a line as the shipper writes it (so it needs no re-encoding)."""
+    stamps: set[str] = set()
+    for line in lines:
+        if not (
+            type(line) is dict
+            and line.keys() == _LINE_KEYS
+            and type(line["seq"]) is int
+            and type(line["stream"]) is str
+            and line["stream"] in _STREAMS
+            and type(line["line"]) is str
+            and type(ts := line["ts"]) is str
+        ):
+            return False
+        if ts not in stamps:
+            try:
+                datetime.fromisoformat(ts)
+            except ValueError:
+                return False
+            stamps.add(ts)
+    return True
+
+
 # --- the live Redis channel ---------------------------------------------------------------------
 # Once the log processor has stored a batch, it publishes each job's part on `job_logs:<job_id>`
 # for live viewers: ``{"type": "lines", "attempt": a, "lines": [...]}`` or
@@ -264,6 +354,13 @@ def live_channel(job_id: UUID | str) -> str:
 
 def encode_live_lines(lines: Iterable[LogLine], *, attempt: int) -> bytes:
     return encode({"type": "lines", "attempt": attempt, "lines": lines_to_json(lines)})
+
+
+def encode_live_shipped(lines_json: Iterable[str], *, attempt: int) -> bytes:
+    """:func:`encode_live_lines` of the lines of several :class:`ShippedLines` (their
+    ``lines_json``, in order), without decoding them."""
+    items = ",".join(inner for text in lines_json if (inner := text[1:-1].strip()))
+    return f'{{"type":"lines","attempt":{attempt},"lines":[{items}]}}'.encode()
 
 
 def encode_live_end(last_seq: int, *, attempt: int, incomplete: bool = False) -> bytes:

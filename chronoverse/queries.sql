@@ -145,11 +145,25 @@ ORDER BY created_at DESC, id
 -- Fires (chronoverse/lifecycle.py record_fires): the scheduler's decisions, and a resume's.
 
 -- name: insert_automatic_jobs
-INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at, status)
-SELECT t.workflow_id, t.user_id, 'AUTOMATIC', t.scheduled_at, 'PENDING'
-FROM unnest(%(workflow_ids)b::uuid[], %(user_ids)b::uuid[], %(slots)b::timestamptz[])
-    AS t(workflow_id, user_id, scheduled_at)
+-- Each job once: QUEUED and counted as published when `queued` (the scheduler sends its message
+-- right after this transaction commits; a crash in between leaves it to the requeue sweeper),
+-- else PENDING for the dispatcher. The ids come from the caller, which needs them for the
+-- messages. A slot that already has its job keeps it (one job per nominal slot).
+INSERT INTO jobs (id, workflow_id, user_id, trigger, scheduled_at, status, queued_at,
+                  published_at, publish_count)
+SELECT t.id, t.workflow_id, t.user_id, 'AUTOMATIC', t.scheduled_at,
+       CASE WHEN t.queued THEN 'QUEUED' ELSE 'PENDING' END,
+       CASE WHEN t.queued THEN now() END,
+       CASE WHEN t.queued THEN now() END,
+       CASE WHEN t.queued THEN 1 ELSE 0 END
+FROM unnest(%(ids)b::uuid[], %(workflow_ids)b::uuid[], %(user_ids)b::uuid[],
+            %(slots)b::timestamptz[], %(queued)b::boolean[])
+    AS t(id, workflow_id, user_id, scheduled_at, queued)
 ON CONFLICT (workflow_id, scheduled_at) WHERE trigger = 'AUTOMATIC' DO NOTHING
+
+-- name: existing_jobs
+-- Which of these job ids were written (after an insert that met an existing slot).
+SELECT id FROM jobs WHERE id = ANY(%(ids)b::uuid[])
 
 -- name: advance_workflows
 UPDATE workflows AS w SET next_run_at = t.next_run_at

@@ -16,6 +16,11 @@ skipped and recorded as an OVERLAP skip; the schedule moves on.
 **Quota.** A user has at most ``max_active_jobs_per_user`` jobs PENDING, QUEUED or RUNNING:
 slots that would take them past it are not run and are recorded as a QUOTA skip.
 
+**Publish now or wait.** A job the scheduler creates is normally inserted QUEUED and published
+right after its commit (written once). It is inserted PENDING instead, for the dispatcher's
+round-robin, when it takes an execution slot and its owner is at the in-flight cap or already has
+ready jobs waiting for room (a new job never overtakes them).
+
 **Outcomes.** A run's result becomes an outcome under the retry policy (USER failures are final,
 SYSTEM ones retry with backoff); a job of a workflow terminated while it ran is CANCELED instead;
 a counted failure that reaches the workflow's limit terminates it.
@@ -168,6 +173,63 @@ def apply_active_quota(
             replace(decision, run_slots=run[len(refused) :], skips=(*decision.skips, quota))
         )
     return kept
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserLoad:
+    """A user's jobs when the scheduler plans a batch (what the quota and the cap count)."""
+
+    active: int = 0  # PENDING, QUEUED or RUNNING: the active-jobs quota
+    in_flight: int = 0  # QUEUED or RUNNING that take an execution slot: the in-flight cap
+    waiting: bool = False  # ready PENDING jobs that take a slot: held back at the cap
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannedRun:
+    workflow_id: UUID
+    user_id: UUID
+    scheduled_at: datetime
+    publish_now: bool  # inserted QUEUED and published after the commit; else PENDING
+
+
+def plan_runs(
+    decisions: Sequence[FireDecision],
+    takes_slot: Mapping[UUID, bool],
+    loads: Mapping[UUID, UserLoad],
+    *,
+    max_in_flight: int,
+) -> list[PlannedRun]:
+    """The decisions' jobs, in order, each either published at once or left PENDING.
+
+    ``takes_slot`` says per workflow whether its jobs take an execution slot (liveness HEARTBEATs
+    do not: they are never held back). A slot-taking job is published at once while its owner
+    stays under ``max_in_flight`` counting the jobs published before it in this batch, and only
+    if none of the owner's jobs already wait PENDING; after the first that waits, the owner's
+    later ones wait too, so they keep their order.
+    """
+    in_flight = {user: load.in_flight for user, load in loads.items()}
+    waiting = {user for user, load in loads.items() if load.waiting}
+    planned: list[PlannedRun] = []
+    for decision in decisions:
+        user = decision.user_id
+        for slot in decision.run_slots:
+            now = True
+            if takes_slot.get(decision.workflow_id, True):
+                have = in_flight.get(user, 0)
+                if user in waiting or have >= max_in_flight:
+                    waiting.add(user)
+                    now = False
+                else:
+                    in_flight[user] = have + 1
+            planned.append(
+                PlannedRun(
+                    workflow_id=decision.workflow_id,
+                    user_id=user,
+                    scheduled_at=slot,
+                    publish_now=now,
+                )
+            )
+    return planned
 
 
 # --- outcomes -----------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ are sealed the same way; Fernet authenticates what it encrypts, so a tampered to
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING, Any
 
 from chronoverse.domain import WorkflowKind
 from chronoverse.errors import ChronoverseError, FieldError, InvalidFieldsError
 from chronoverse.settings import SecretSettings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 MASK = "***"
 SEALED_PREFIX = "enc:v1:"
@@ -32,6 +33,8 @@ class SecretError(ChronoverseError):
 
 def generate_key() -> str:
     """A new random Fernet key, as CHRONOVERSE_SECRET_KEYS takes it."""
+    from cryptography.fernet import Fernet
+
     return Fernet.generate_key().decode()
 
 
@@ -40,12 +43,26 @@ def is_sealed(value: str) -> bool:
 
 
 class SecretBox:
-    """Seals with the first key; opens with any (rotation: put the new key first)."""
+    """Seals with the first key; opens with any (rotation: put the new key first).
+
+    cryptography's bindings cost about 6 MiB resident: they load at the first value sealed or
+    opened, not when a service starts (the keys were checked with its settings).
+    """
 
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ValueError("at least one key is required")
-        self._fernet = MultiFernet([Fernet(key.encode()) for key in keys])
+        self._keys = tuple(keys)
+        self._multi: MultiFernet | None = None
+
+    @property
+    def _fernet(self) -> MultiFernet:
+        # Two threads may both build it on first use; either result is the same.
+        if self._multi is None:
+            from cryptography.fernet import Fernet, MultiFernet
+
+            self._multi = MultiFernet([Fernet(key.encode()) for key in self._keys])
+        return self._multi
 
     @classmethod
     def from_settings(cls, settings: SecretSettings) -> SecretBox:
@@ -55,6 +72,8 @@ class SecretBox:
         return self._fernet.encrypt(data)
 
     def decrypt(self, token: bytes, *, ttl_s: int | None = None) -> bytes:
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.decrypt(token, ttl=ttl_s)
         except InvalidToken as exc:
@@ -76,6 +95,8 @@ class SecretBox:
         if not is_sealed(sealed):
             raise SecretError("value is not sealed")
         token = sealed.removeprefix(SEALED_PREFIX).encode()
+        from cryptography.fernet import InvalidToken
+
         try:
             return SEALED_PREFIX + self._fernet.rotate(token).decode()
         except InvalidToken as exc:

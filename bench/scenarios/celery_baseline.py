@@ -154,6 +154,6 @@ def compare(results: list[ScenarioResult]) -> None:
             samples=throughput.samples,
             baseline_samples=theirs.metrics[0].baseline_samples,
             baseline_name="Celery",
-            target=Target(compare=Compare.AT_LEAST, value=4, subject=Subject.RATIO),
+            target=Target(compare=Compare.AT_LEAST, value=12, subject=Subject.RATIO),
         ),
     )

@@ -7,7 +7,9 @@ carries the labels `chronoverse.job_id`, `chronoverse.workflow_id`, `chronoverse
 `chronoverse.attempt`, and is always removed. Two attempts of one job never run at once: before an
 attempt starts, the containers earlier attempts left behind (their worker died) are stopped and
 removed, their output kept as theirs (:mod:`services.execution_worker.leftovers`); the
-:class:`~services.execution_worker.reaper.Reaper` does the same with orphans meanwhile.
+:class:`~services.execution_worker.reaper.Reaper` does the same with orphans meanwhile. A finished
+container is removed while its job's log is ended and its outcome recorded, not before
+(:mod:`services.execution_worker.removals`).
 
 The outcome is the container's, whatever happens to its log: lines that could not be shipped are
 recorded as a gap in the job's log, never as a reason to run it again. A container that outlives
@@ -26,7 +28,7 @@ from uuid import UUID
 
 import docker
 import redis
-from docker.errors import DockerException, ImageNotFound, NotFound
+from docker.errors import DockerException, ImageNotFound
 
 from chronoverse.containers import image_has_path
 from chronoverse.definition_cache import DefinitionCache
@@ -48,6 +50,7 @@ from services.execution_worker.leftovers import Leftovers, stop_container
 from services.execution_worker.logship import LogShipper
 from services.execution_worker.metrics import DEFINITIONS_REBUILT
 from services.execution_worker.output import Output
+from services.execution_worker.removals import Removals
 from services.execution_worker.sandbox import Sandbox
 from services.execution_worker.volumes import ensure_volume
 
@@ -80,6 +83,7 @@ class ContainerRunner:
         stop_grace_s: int,
         max_log_chars: int,
         installation: str,
+        removals: int = 4,
     ) -> None:
         self._docker = docker_client
         self._definitions = definitions
@@ -92,6 +96,15 @@ class ContainerRunner:
         self._stop_grace_s = stop_grace_s
         self._max_log_chars = max_log_chars
         self._installation = installation
+        self._removals = Removals(max_workers=removals)
+
+    def removing(self) -> set[UUID]:
+        """The jobs whose finished container is still being removed (the reaper's to leave)."""
+        return self._removals.pending()
+
+    def close(self, *, timeout_s: float = 30.0) -> None:
+        """Wait (bounded) for the containers being removed."""
+        self._removals.close(timeout_s=timeout_s)
 
     def run(
         self,
@@ -109,11 +122,14 @@ class ContainerRunner:
         splitter = LineSplitter()
         shipper = self._shippers(job_id, attempt)
         try:
-            try:
-                # No overlap: an earlier attempt's container goes before this one is created.
-                self._leftovers.clear(job_id)
-            except DockerException as exc:
-                return results.leftover_not_removed(exc)
+            # No overlap: an earlier attempt's container goes before this one is created. The
+            # first attempt has none (an attempt's container is created after its claim).
+            self._removals.wait(job_id)
+            if attempt > 1:
+                try:
+                    self._leftovers.clear(job_id)
+                except DockerException as exc:
+                    return results.leftover_not_removed(exc)
             return self._run(
                 job_id,
                 workflow_id,
@@ -181,7 +197,8 @@ class ContainerRunner:
                     volume_id=str(volume_id),
                     installation=self._installation,
                 )
-            container = self._docker.containers.create(
+            confined = self._sandbox.host_config(definition)
+            created = self._docker.api.create_container(
                 image=definition.image_id,
                 entrypoint=definition.entrypoint,
                 command=definition.command or None,
@@ -191,8 +208,12 @@ class ContainerRunner:
                     job_id, workflow_id, lease_token, self._installation, attempt=attempt
                 ),
                 detach=True,
-                **self._sandbox.host_config(definition),
+                user=confined.pop("user"),
+                host_config=self._docker.api.create_host_config(**confined),
             )
+            # What `containers.create` does, less the inspect it makes afterwards: nothing here
+            # reads the container's attributes, only its id.
+            container = self._docker.containers.prepare_model({"Id": created["Id"]})
         except DockerException as exc:
             return results.create_error(exc, image=definition.image)
         try:
@@ -207,17 +228,9 @@ class ContainerRunner:
         except DockerException as exc:
             return results.run_error(exc)
         finally:
-            try:
-                container.remove(force=True)
-            except NotFound:
-                pass
-            except DockerException as exc:
-                logger.warning(
-                    "could not remove container %s: %s; the reaper will",
-                    container.id,
-                    exc,
-                    extra={"action": "container_remove_failed", "job_id": str(job_id)},
-                )
+            # Its output is read to the end (or it never started): the removal runs while the
+            # log is ended and the outcome recorded.
+            self._removals.remove(container, job_id)
 
     def _watch(
         self, container: Any, definition: ContainerDefinition, output: Output, job_id: str

@@ -109,6 +109,7 @@ class ExecutionWorker:
             stop_grace_s=s.stop_grace_s,
             max_log_chars=s.max_log_chars_per_job,
             installation=s.installation,
+            removals=s.concurrency,
         )
         egress = policy_from_settings(s)
         executor = Executor(
@@ -124,7 +125,8 @@ class ExecutionWorker:
         reaper = Reaper(
             docker_client,
             owned=store.owned,
-            mine=lambda: set(leases.snapshot()),
+            # A finished container this worker is removing is not an orphan.
+            mine=lambda: set(leases.snapshot()) | runner.removing(),
             installation=s.installation,
             salvage=leftovers.salvage,
         )
@@ -208,6 +210,7 @@ class ExecutionWorker:
             # Attempts in flight finish (each ends by its deadline) and are recorded.
             webhooks.join(timeout=s.webhook_timeout_s + s.webhook_poll_interval_s + 5)
             webhook_pool.close()
+            runner.close()
             log_producer.close()
             http.close()
             docker_client.close()

@@ -13,6 +13,12 @@ FROM unnest(%(job_ids)b::uuid[], %(attempts)b::integer[], %(seqs)b::bigint[],
 WHERE EXISTS (SELECT 1 FROM jobs AS j WHERE j.id = t.job_id)
 ON CONFLICT (job_id, attempt, seq) DO NOTHING
 
+-- name: copy_lines
+-- The fast way in: one COPY of a batch's lines. COPY has no ON CONFLICT and no EXISTS guard: a
+-- batch with a line stored already (redelivered) or of a job deleted meanwhile fails on the primary
+-- or the foreign key, and the processor writes it again with insert_lines in a new transaction.
+COPY job_logs (job_id, attempt, seq, stream, ts, line) FROM STDIN
+
 -- name: close_logs
 -- Records an attempt's end marker (one per job in the batch). An older attempt's end never
 -- replaces a newer one's (a late or redelivered marker); a redelivered marker keeps the first

@@ -11,7 +11,7 @@ from chronoverse.domain import Topic
 from chronoverse.health import Check
 from chronoverse.kafka.assignment import AssignmentWatch
 from chronoverse.kafka.consumer import ConsumerLoop, ConsumerOptions
-from chronoverse.logs import LogMessage, decode_log_message
+from chronoverse.logs import EndMessage, ShippedLines, decode_shipped_message
 from chronoverse.postgres import create_pool
 from services.log_processor.processor import LogProcessor
 from services.log_processor.retention import LogPurger
@@ -38,7 +38,7 @@ class LogProcessorWorker:
         s = self._settings
         pool = create_pool(s, name="log-processor")
         redis_client = redis_store.connect(s)
-        loop: ConsumerLoop[LogMessage] = ConsumerLoop(
+        loop: ConsumerLoop[ShippedLines | EndMessage] = ConsumerLoop(
             s,
             ConsumerOptions(
                 group_id=s.group(CONSUMER_GROUP),
@@ -48,7 +48,7 @@ class LogProcessorWorker:
                 concurrency=s.log_concurrency,
                 max_in_flight=s.log_batch_messages * s.log_concurrency * 2,
             ),
-            decode=decode_log_message,
+            decode=decode_shipped_message,
             handle=LogProcessor(pool, redis_client, purge_grace_s=s.log_purge_grace_s).handle,
             watch=self._watch,
         )

@@ -1,7 +1,12 @@
 -- Queries of the scheduling worker.
 
 -- name: claim_due_workflows
-SELECT w.*,
+-- Due workflows, locked, with only what planning their fire needs (never the payload): the
+-- schedule and catch-up columns, whether a job of theirs is still active (the overlap policy,
+-- jobs_workflow_active_idx) and whether their jobs take an execution slot (the in-flight cap).
+SELECT w.id, w.user_id, w.next_run_at, w.interval_minutes, w.cron, w.timezone, w.dst_gap,
+       w.dst_overlap, w.catchup, w.catchup_window_minutes,
+       NOT chronoverse_is_liveness(w.kind, w.payload) AS takes_slot,
        EXISTS (SELECT 1 FROM jobs j
                WHERE j.workflow_id = w.id AND j.status IN ('PENDING', 'QUEUED', 'RUNNING'))
            AS has_active_job
@@ -20,6 +25,18 @@ FOR UPDATE OF w SKIP LOCKED
 SELECT user_id, count(*) AS n FROM jobs
 WHERE user_id = ANY(%(user_ids)b::uuid[]) AND status IN ('PENDING', 'QUEUED', 'RUNNING')
 GROUP BY user_id
+
+-- name: slot_loads
+-- For the in-flight cap, per user among these: their jobs that take an execution slot QUEUED or
+-- RUNNING, and whether ready ones already wait PENDING (new jobs queue behind them). From
+-- jobs_user_active_idx; liveness HEARTBEATs take no slot and are left out.
+SELECT j.user_id,
+       count(*) FILTER (WHERE j.status IN ('QUEUED', 'RUNNING')) AS in_flight,
+       coalesce(bool_or(j.status = 'PENDING' AND j.run_after <= now()), false) AS waiting
+FROM jobs AS j JOIN workflows AS w ON w.id = j.workflow_id
+WHERE j.user_id = ANY(%(user_ids)b::uuid[]) AND j.status IN ('PENDING', 'QUEUED', 'RUNNING')
+  AND NOT chronoverse_is_liveness(w.kind, w.payload)
+GROUP BY j.user_id
 
 -- name: claim_pending_jobs
 -- Ready PENDING jobs, fair between users. Each user's ready jobs are numbered in readiness order

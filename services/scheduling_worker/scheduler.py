@@ -2,9 +2,13 @@
 
 Each step is one short transaction that claims its rows with ``FOR UPDATE SKIP LOCKED``, so
 several scheduling workers share the work without waiting on each other and never both handle a
-row. Publishing happens inside the claiming transaction, after the rows are written but before the
-commit that marks them delivered: a crash or a broker outage leaves them PENDING (or unpublished)
-to be sent again. Duplicates are harmless, because the execution worker claims a job only once.
+row. A due workflow's jobs are written once: inserted QUEUED in the transaction that advances the
+workflow, and published right after it commits, so the execution worker always finds the row it
+is told about. A job that must wait (its owner at the in-flight cap) is inserted PENDING and the
+dispatcher publishes it later, inside the transaction that marks it QUEUED. Whatever a crash or a
+broker outage leaves unsent (PENDING, or QUEUED without a message) is sent again: by the next pass,
+or by the requeue sweeper. Duplicates are harmless, because the execution worker claims a job only
+once.
 """
 
 from __future__ import annotations
@@ -16,19 +20,28 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from prometheus_client import Counter, Histogram
 
 from chronoverse import lifecycle
-from chronoverse.domain import Topic, Workflow, utcnow
+from chronoverse.domain import Topic, catchup_of, dst_of, schedule_of, utcnow
 from chronoverse.errors import ChronoverseError, PublishError
 from chronoverse.jobs import JobMessage
 from chronoverse.kafka.admin import ensure_topics
 from chronoverse.kafka.producer import OutgoingMessage, Producer
 from chronoverse.messages import encode
 from chronoverse.postgres import Pool
-from chronoverse.scheduling import DueWorkflow, FireDecision, apply_active_quota, plan_fire
+from chronoverse.scheduling import (
+    DueWorkflow,
+    FireDecision,
+    PlannedRun,
+    UserLoad,
+    apply_active_quota,
+    plan_fire,
+    plan_runs,
+)
 from chronoverse.sql import Queries
 from services.scheduling_worker.fairness import HeldBack
 from services.scheduling_worker.settings import Settings
@@ -77,6 +90,10 @@ class Scheduler:
         self._held: HeldBack | None = None
         # A NOTIFY came (a manual run, a build): claim at once even while users are held back.
         self._woken = False
+        # Messages of jobs committed QUEUED that the broker has not acknowledged yet.
+        self._unsent: list[OutgoingMessage] = []
+        # The last pass left new jobs PENDING (owners at the in-flight cap): dispatch them.
+        self._pending_created = False
 
     # --- one pass ---------------------------------------------------------------------------------
 
@@ -84,7 +101,8 @@ class Scheduler:
         """Run every step once; True when a step filled its batch (more work is waiting)."""
         claimed = self.schedule_due()
         busy = claimed >= self._settings.schedule_batch_size
-        if claimed or self._dispatch_due():
+        pending_created, self._pending_created = self._pending_created, False
+        if pending_created or self._dispatch_due():
             busy |= self.dispatch_pending() >= self._settings.dispatch_batch_size
         busy |= self.relay_outbox() >= self._settings.outbox_batch_size
         if time.monotonic() - self._last_sweep >= self._settings.sweep_interval_s:
@@ -109,7 +127,14 @@ class Scheduler:
         return held.has_room(row["n"], self._settings.dispatch_max_in_flight_per_user)
 
     def schedule_due(self) -> int:
-        """Create jobs for due workflows, advance their schedules; return workflows claimed."""
+        """Create jobs for due workflows, advance their schedules; return workflows claimed.
+
+        Jobs are written once: those that may run now are inserted QUEUED and their messages
+        sent right after the commit (the execution worker always finds the row); the rest wait
+        PENDING for :meth:`dispatch_pending`. A crash between the commit and the send leaves
+        QUEUED jobs without a message, which :meth:`requeue_stale` publishes again.
+        """
+        self._send_unsent()
         now = self._clock()
         with self._pool.connection() as conn:
             rows = conn.execute(
@@ -119,29 +144,68 @@ class Scheduler:
             if not rows:
                 return 0
             decisions = [plan_fire(_due(row), now) for row in rows]
-            decisions = self._within_quota(conn, decisions)
-            self._write_decisions(conn, decisions)
+            takes_slot = {row["id"]: row["takes_slot"] for row in rows}
+            decisions, loads = self._within_limits(conn, decisions, takes_slot)
+            runs = plan_runs(
+                decisions,
+                takes_slot,
+                loads,
+                max_in_flight=self._settings.dispatch_max_in_flight_per_user,
+            )
+            created = self._write_decisions(conn, decisions, runs)
+        queued = [job for job in created if job.queued]
+        self._pending_created |= len(queued) < len(created)
+        if queued:
+            self._unsent = [self._job_message(job.id, job.workflow_id) for job in queued]
+            self._send_unsent()
+            published = self._clock()
+            lag = DISPATCH_LAG.labels("AUTOMATIC")
+            for job in queued:
+                lag.observe(max(0.0, (published - job.scheduled_at).total_seconds()))
+            PUBLISHED.labels("first").inc(len(queued))
         return len(rows)
 
-    def _within_quota(
-        self, conn: psycopg.Connection[dict[str, Any]], decisions: list[FireDecision]
-    ) -> list[FireDecision]:
-        """The decisions with the slots past each owner's active-jobs quota as QUOTA skips."""
+    def _send_unsent(self) -> None:
+        """Send the messages of jobs committed QUEUED whose send failed (a broker outage)."""
+        if self._unsent:
+            self._publish(self._unsent)
+            self._unsent = []
+
+    def _within_limits(
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        decisions: list[FireDecision],
+        takes_slot: dict[UUID, bool],
+    ) -> tuple[list[FireDecision], dict[UUID, UserLoad]]:
+        """The decisions with the slots past each owner's active-jobs quota as QUOTA skips, and
+        the owners' loads for the in-flight cap (only of owners whose jobs take a slot)."""
         users = list({d.user_id for d in decisions if d.run_slots})
         if not users:
-            return decisions
+            return decisions, {}
         rows = conn.execute(QUERIES.count_active_jobs_by_user, {"user_ids": users}).fetchall()
-        return apply_active_quota(
+        decisions = apply_active_quota(
             decisions,
             {row["user_id"]: row["n"] for row in rows},
             limit=self._settings.max_active_jobs_per_user,
         )
+        capped = list({d.user_id for d in decisions if d.run_slots and takes_slot[d.workflow_id]})
+        if not capped:
+            return decisions, {}
+        rows = conn.execute(QUERIES.slot_loads, {"user_ids": capped}).fetchall()
+        loads = {
+            row["user_id"]: UserLoad(in_flight=row["in_flight"], waiting=row["waiting"])
+            for row in rows
+        }
+        return decisions, loads
 
     def _write_decisions(
-        self, conn: psycopg.Connection[dict[str, Any]], decisions: list[FireDecision]
-    ) -> None:
-        created, skips = lifecycle.record_fires(conn, decisions)
-        JOBS_CREATED.inc(created)
+        self,
+        conn: psycopg.Connection[dict[str, Any]],
+        decisions: list[FireDecision],
+        runs: list[PlannedRun],
+    ) -> list[lifecycle.CreatedJob]:
+        created, skips = lifecycle.record_fires(conn, decisions, runs)
+        JOBS_CREATED.inc(len(created))
         for workflow_id, skip in skips:
             SKIPPED.labels(skip.reason.value).inc(skip.slots)
             logger.info(
@@ -155,6 +219,7 @@ class Scheduler:
                     "reason": skip.reason.value,
                 },
             )
+        return created
 
     def dispatch_pending(self) -> int:
         """Publish PENDING jobs that may run now, fairly between users, then mark them QUEUED;
@@ -167,7 +232,7 @@ class Scheduler:
                 {"limit": limit, "max_in_flight": self._settings.dispatch_max_in_flight_per_user},
             ).fetchall()
             if rows:
-                self._publish([self._job_message(row) for row in rows])
+                self._publish([self._job_message(r["id"], r["workflow_id"]) for r in rows])
                 conn.execute(QUERIES.mark_queued, {"ids": [row["id"] for row in rows]})
         self._held = None
         if len(rows) < limit:
@@ -201,7 +266,7 @@ class Scheduler:
             ).fetchall()
             if not rows:
                 return 0
-            self._publish([self._job_message(row) for row in rows])
+            self._publish([self._job_message(r["id"], r["workflow_id"]) for r in rows])
             conn.execute(QUERIES.mark_republished, {"ids": [row["id"] for row in rows]})
         PUBLISHED.labels("again").inc(len(rows))
         logger.warning(
@@ -287,12 +352,16 @@ class Scheduler:
                 backoff = min(10.0, backoff * 2)
         if listener is not None:
             listener.close()
+        try:
+            self._send_unsent()
+        except ChronoverseError as exc:  # the requeue sweeper will send them
+            logger.warning("unsent job messages left at shutdown: %s", exc)
 
-    def _job_message(self, row: dict[str, Any]) -> OutgoingMessage:
-        message = JobMessage(job_id=row["id"], workflow_id=row["workflow_id"])
+    def _job_message(self, job_id: UUID, workflow_id: UUID) -> OutgoingMessage:
+        message = JobMessage(job_id=job_id, workflow_id=workflow_id)
         return OutgoingMessage(
             topic=self._settings.topic(Topic.JOBS),
-            key=str(row["workflow_id"]),
+            key=str(workflow_id),
             value=message.encode(),
         )
 
@@ -310,13 +379,12 @@ class Scheduler:
 
 
 def _due(row: dict[str, Any]) -> DueWorkflow:
-    workflow = Workflow.from_row(row)
-    assert workflow.next_run_at is not None  # claimed because it is due
+    """A claimed workflow row (claim_due_workflows' columns) as the planner's input."""
     return DueWorkflow(
-        id=workflow.id,
-        user_id=workflow.user_id,
-        next_run_at=workflow.next_run_at,
-        schedule=workflow.schedule,
-        catchup=workflow.catchup,
+        id=row["id"],
+        user_id=row["user_id"],
+        next_run_at=row["next_run_at"],
+        schedule=schedule_of(row["interval_minutes"], row["cron"], row["timezone"], dst_of(row)),
+        catchup=catchup_of(row),
         has_active_job=row["has_active_job"],
     )

@@ -5,6 +5,7 @@ their output kept as theirs)."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -87,11 +88,31 @@ class RefusingDocker(docker.APIClient):
         super().remove_container(container, **kwargs)
 
 
+class SlowRemoval(RefusingDocker):
+    """The real daemon, except that a remove waits until ``released`` is set (at most 10s), as a
+    busy daemon's slow remove does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(refusals=0, **kwargs)
+        self.released = threading.Event()
+
+    def remove_container(self, container: Any, **kwargs: Any) -> None:
+        self.released.wait(10)
+        super().remove_container(container, **kwargs)
+
+
 def refusing_client(**kwargs: Any) -> docker.DockerClient:
     client = docker.DockerClient(**kwargs_from_env())
     client.api.close()
     client.api = RefusingDocker(**kwargs, **kwargs_from_env())
     return client
+
+
+def slow_removal_client() -> tuple[docker.DockerClient, threading.Event]:
+    client = docker.DockerClient(**kwargs_from_env())
+    client.api.close()
+    client.api = api = SlowRemoval(**kwargs_from_env())
+    return client, api.released
 
 
 @dataclass
@@ -101,6 +122,7 @@ class Worker:
     executor: Executor
     store: JobStore
     leftovers: Leftovers
+    runner: ContainerRunner
     installation: str
     topic: str
 
@@ -147,7 +169,7 @@ def make_worker(
     installation: str,
     producer: StreamingProducer,
 ) -> Iterator[Callable[..., Worker]]:
-    made: list[tuple[Executor, httpx.Client]] = []
+    made: list[tuple[Executor, ContainerRunner, httpx.Client]] = []
 
     def make(
         *,
@@ -187,18 +209,20 @@ def make_worker(
             secrets=SECRETS,
             containers=runner,
         )
-        made.append((executor, http))
+        made.append((executor, runner, http))
         return Worker(
             executor=executor,
             store=store,
             leftovers=leftovers,
+            runner=runner,
             installation=installation,
             topic=topic,
         )
 
     yield make
-    for executor, http in made:
+    for executor, runner, http in made:
         executor.close()
+        runner.close()
         http.close()
 
 
@@ -272,6 +296,15 @@ def job_containers(client: docker.DockerClient, job_id: UUID) -> list[Any]:
     return list(client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job_id}"}))
 
 
+def gone(client: docker.DockerClient, job_id: UUID) -> None:
+    """Wait until no container of the job is left (a finished one is removed after its outcome)."""
+    wait_until(
+        lambda: job_containers(client, job_id) == [],
+        timeout_s=30,
+        message=f"the containers of job {job_id} removed",
+    )
+
+
 # --- the outcome first ---------------------------------------------------------------------------
 
 
@@ -293,6 +326,77 @@ def test_a_finished_container_s_outcome_stands_when_its_log_cannot_be_shipped(
     # Not retried as a SYSTEM failure: the container finished, and its exit is the outcome.
     assert (ran["status"], ran["exit_code"], ran["attempt"]) == ("COMPLETED", 0, 1), ran["error"]
     assert ran["logs_incomplete"] is True  # the lost line is a recorded gap
+
+
+def test_the_outcome_is_recorded_while_the_container_is_being_removed(
+    conn: Conn,
+    make_worker: Callable[..., Worker],
+    docker_client: docker.DockerClient,
+    kafka_settings: KafkaSettings,
+) -> None:
+    client, released = slow_removal_client()
+    try:
+        worker = make_worker(client=client)
+        message = container_job(conn, ["sh", "-c", "echo done"])
+        worker.executor.execute(message)
+        # Recorded, its log ended, and the job's thread free, while Docker still removes it.
+        ran = job(conn, message.job_id)
+        assert (ran["status"], ran["exit_code"]) == ("COMPLETED", 0), ran["error"]
+        [left] = job_containers(docker_client, message.job_id)
+        assert left.status == "exited"
+        messages = log_messages(kafka_settings, worker.topic, until=ended(1))
+        assert lines_of(messages, 1) == [(0, "done")]
+        # No live lease owns it any more, but its worker's reaper leaves it to the removal.
+        reaper = Reaper(
+            docker_client,
+            owned=worker.store.owned,
+            mine=worker.runner.removing,
+            installation=worker.installation,
+            salvage=worker.leftovers.salvage,
+        )
+        assert worker.runner.removing() == {message.job_id}
+        assert reaper.reap() == 0
+        released.set()
+        gone(docker_client, message.job_id)
+        wait_until(lambda: worker.runner.removing() == set(), message="the removal forgotten")
+    finally:
+        released.set()
+        client.close()
+
+
+def test_a_finished_job_s_container_left_behind_is_reaped(
+    conn: Conn,
+    make_worker: Callable[..., Worker],
+    docker_client: docker.DockerClient,
+    kafka_settings: KafkaSettings,
+) -> None:
+    # The removal after the outcome never happens (Docker refuses it here; a worker that dies
+    # right after the outcome is the same): the next reap of any worker removes the container.
+    client = refusing_client(refusals=0, refuse_remove=True)
+    try:
+        worker = make_worker(client=client)
+        message = container_job(conn, ["sh", "-c", "echo done"])
+        worker.executor.execute(message)
+        wait_until(lambda: worker.runner.removing() == set(), message="the removal given up")
+    finally:
+        client.close()
+    assert job(conn, message.job_id)["status"] == "COMPLETED"
+    [left] = job_containers(docker_client, message.job_id)
+    assert left.status == "exited"
+    reaper = Reaper(
+        docker_client,
+        owned=worker.store.owned,
+        mine=set,
+        installation=worker.installation,
+        salvage=worker.leftovers.salvage,
+    )
+    assert reaper.reap() == 1
+    assert job_containers(docker_client, message.job_id) == []
+    # Its output, shipped again by the salvage, is the same lines with the same seqs (stored
+    # once), and the outcome stands.
+    messages = log_messages(kafka_settings, worker.topic, until=ended(1))
+    assert lines_of(messages, 1) == [(0, "done")]
+    assert job(conn, message.job_id)["status"] == "COMPLETED"
 
 
 # --- a command Docker cannot start ----------------------------------------------------------------
@@ -328,16 +432,16 @@ def test_a_timed_out_container_docker_refuses_to_stop_is_killed_again(
         started = time.monotonic()
         worker.executor.execute(message)
         took = time.monotonic() - started
+        failed = job(conn, message.job_id)
+        gone(docker_client, message.job_id)  # removed after the outcome, on this client
     finally:
         client.close()
-    failed = job(conn, message.job_id)
     assert (failed["status"], failed["failure_kind"], failed["error"]) == (
         "FAILED",
         "USER",
         "timed out after 1s",
     )
     assert took < 20, f"the job ran {took:.0f}s, past its timeout"
-    assert job_containers(docker_client, message.job_id) == []
 
 
 def test_a_timed_out_container_that_cannot_be_stopped_ends_its_job_and_the_reaper_gets_it(
@@ -448,7 +552,7 @@ def test_a_new_attempt_starts_only_after_the_dead_attempt_s_container_is_gone(
     worker.executor.execute(message)
     ran = job(conn, message.job_id)
     assert (ran["status"], ran["attempt"]) == ("COMPLETED", 2), ran["error"]
-    assert job_containers(docker_client, message.job_id) == []
+    gone(docker_client, message.job_id)
 
     # Docker's own record: the dead attempt's container was destroyed before the new one started.
     events = list(

@@ -261,10 +261,42 @@ def test_automatic_slots_past_the_active_jobs_quota_are_quota_skips(
     assert conn.execute(
         "SELECT count(*) AS n FROM workflows WHERE next_run_at <= now()"
     ).fetchone() == {"n": 0}
-    assert statuses(conn, bob) == {"PENDING": 1}
+    assert statuses(conn, bob) == {"QUEUED": 1}  # written once: published at once
     assert conn.execute(
         "SELECT count(*) AS n FROM jobs WHERE workflow_id = %s", (bobs,)
     ).fetchone() == {"n": 1}
+
+
+def test_new_jobs_wait_pending_when_their_owner_is_at_the_cap_or_has_jobs_waiting(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    """The scheduler writes a job QUEUED and publishes it at once only when it may run now:
+    a job that takes a slot waits PENDING (for the dispatcher's round-robin) while its owner is
+    at the in-flight cap, or behind the owner's jobs already waiting; liveness beats never wait."""
+    capped = Settings.model_validate(
+        {**settings.model_dump(), "dispatch_max_in_flight_per_user": 3}
+    )
+    alice, bob, carol = make_user(conn), make_user(conn), make_user(conn)
+    backlog(conn, alice, 3)
+    assert Scheduler(capped, pool, producer).dispatch_pending() == 3  # alice is at the cap
+    backlog(conn, carol, 1)  # carol is under it, but a job of hers already waits
+    alices = [make_workflow(conn, alice, kind="CONTAINER", payload=CONTAINER) for _ in range(2)]
+    alice_beat = make_workflow(conn, alice)  # liveness
+    bobs = [make_workflow(conn, bob, kind="CONTAINER", payload=CONTAINER) for _ in range(4)]
+    carols = make_workflow(conn, carol, kind="CONTAINER", payload=CONTAINER)
+
+    assert Scheduler(capped, pool, producer).schedule_due() == 8
+    status = {
+        row["workflow_id"]: row["status"]
+        for row in conn.execute(
+            "SELECT workflow_id, status FROM jobs WHERE trigger = 'AUTOMATIC'"
+        ).fetchall()
+    }
+    assert [status[w] for w in alices] == ["PENDING", "PENDING"]
+    assert status[alice_beat] == "QUEUED"
+    # Bob had room for 3: his first three (in slot order) went out, the fourth waits.
+    assert sorted(status[w] for w in bobs) == ["PENDING", "QUEUED", "QUEUED", "QUEUED"]
+    assert status[carols] == "PENDING"
 
 
 def test_liveness_beats_take_no_slot_and_are_never_held_back(

@@ -116,8 +116,8 @@ def test_a_completed_job_s_history_from_its_slot_to_its_end(
     producer = Producer(scheduler_settings, client_id="test-events")
     try:
         scheduler = Scheduler(scheduler_settings, pool, producer)
-        assert scheduler.schedule_due() == 1
-        assert scheduler.dispatch_pending() == 1
+        assert scheduler.schedule_due() == 1  # written once: created QUEUED, then published
+        assert scheduler.dispatch_pending() == 0
         # Nobody claimed it in time (its message may have been lost): sent again.
         conn.execute(
             "UPDATE jobs SET published_at = now() - interval '5 seconds' WHERE workflow_id = %s",
@@ -135,18 +135,11 @@ def test_a_completed_job_s_history_from_its_slot_to_its_end(
         executor.close()
 
     history = events(conn, job_id)
-    assert [e["type"] for e in history] == [
-        "created",
-        "published",
-        "republished",
-        "claimed",
-        "finished",
-    ]
-    created, published, republished, claimed, finished = (e["data"] for e in history)
-    assert created["trigger"] == "AUTOMATIC" and created["status"] == "PENDING"
+    assert [e["type"] for e in history] == ["created", "republished", "claimed", "finished"]
+    created, republished, claimed, finished = (e["data"] for e in history)
+    assert created["trigger"] == "AUTOMATIC" and created["status"] == "QUEUED"
     assert datetime.fromisoformat(created["scheduled_at"]) == slot_at
     assert created["idempotency_key"] is None
-    assert published == {"publish_count": 1, "previously_published_at": None}
     assert republished["publish_count"] == 2 and republished["previously_published_at"]
     assert (claimed["worker"], claimed["attempt"], claimed["lease_token"]) == ("worker-a", 1, 1)
     assert claimed["delay_s"] >= 0  # how late after its slot it started
@@ -155,6 +148,27 @@ def test_a_completed_job_s_history_from_its_slot_to_its_end(
     assert finished["duration_s"] >= 0
     times = [e["at"] for e in history]
     assert times == sorted(times)
+
+
+def test_a_job_that_waited_pending_is_published_by_the_dispatcher(
+    scheduler_settings: SchedulerSettings, pool: Pool, conn: Conn
+) -> None:
+    workflow_id = make_workflow(conn, make_user(conn), next_run_at="infinity")
+    job_id = conn.execute(
+        "INSERT INTO jobs (workflow_id, user_id, trigger, scheduled_at) "
+        "SELECT id, user_id, 'MANUAL', now() FROM workflows WHERE id = %s RETURNING id",
+        (workflow_id,),
+    ).fetchone()["id"]
+    producer = Producer(scheduler_settings, client_id="test-events")
+    try:
+        assert Scheduler(scheduler_settings, pool, producer).dispatch_pending() == 1
+    finally:
+        producer.close()
+    history = events(conn, job_id)
+    assert [e["type"] for e in history] == ["created", "published"]
+    created, published = (e["data"] for e in history)
+    assert (created["trigger"], created["status"]) == ("MANUAL", "PENDING")
+    assert published == {"publish_count": 1, "previously_published_at": None}
 
 
 # --- the execution worker's side ----------------------------------------------------------------

@@ -23,17 +23,24 @@ from chronoverse.domain import LogStream, Topic
 from chronoverse.errors import ChronoverseError, PublishError
 from chronoverse.kafka.admin import delete_topics, ensure_topics, list_topics
 from chronoverse.kafka.producer import StreamingProducer
+from chronoverse.kafka.work import Record
 from chronoverse.logs import (
     EndMessage,
     LinesMessage,
     LogLine,
+    ShippedLines,
     decode_live,
     decode_log_message,
+    decode_shipped_message,
     encode_end,
+    encode_lines,
+    encode_live_lines,
     live_channel,
 )
+from chronoverse.postgres import create_pool
 from chronoverse.settings import KafkaSettings
 from services.execution_worker.logship import LogShipper
+from services.log_processor.processor import REWRITTEN, LogProcessor
 from services.log_processor.settings import Settings
 from services.log_processor.worker import LogProcessorWorker
 from tests.conftest import IN_CI, RUN_DIR, wait_until
@@ -371,4 +378,77 @@ def test_lines_printed_while_the_broker_was_down_are_sent_at_close(broker: Broke
     assert messages == [
         LinesMessage(job_id=job_id, attempt=3, lines=tuple(printed)),
         EndMessage(job_id=job_id, attempt=3, last_seq=4, incomplete=False),
+    ]
+
+
+def records(values: list[bytes]) -> list[Record[ShippedLines | EndMessage]]:
+    """`job_logs` messages as the consumer hands them to the processor."""
+    return [
+        Record(
+            topic="job_logs",
+            partition=0,
+            offset=offset,
+            key=None,
+            value=decode_shipped_message(None, value),
+            timestamp_ms=None,
+        )
+        for offset, value in enumerate(values)
+    ]
+
+
+def test_a_redelivered_batch_written_by_copy_is_stored_once(
+    settings: Settings, db: psycopg.Connection[Any], redis_client: redis.Redis
+) -> None:
+    # The processor writes a batch with COPY, which has no ON CONFLICT: a batch handled again
+    # (the consumer died before committing its offsets), one that overlaps lines stored already,
+    # and one with a line of a job deleted meanwhile are written again with the idempotent
+    # INSERT. None fails, none duplicates a line, and the end marker counts the lines once.
+    job_id, gone = make_job(db, attempt=1), make_job(db, attempt=1)
+    printed = lines("a", 8)
+    first = [
+        encode_lines(job_id, printed[:3], attempt=1),
+        encode_lines(job_id, printed[3:5], attempt=1),
+    ]
+    overlapping = [encode_lines(job_id, printed[3:7], attempt=1)]
+    deleted_job = [
+        encode_lines(gone, lines("g", 2), attempt=1),
+        encode_lines(job_id, printed[7:], attempt=1),
+        encode_end(job_id, 7, attempt=1),
+    ]
+    live = redis_client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    live.subscribe(live_channel(job_id))
+    pool = create_pool(settings, name="test-log-copy")
+    processor = LogProcessor(pool, redis_client, purge_grace_s=60)
+    rewritten = REWRITTEN._value.get()
+    try:
+        processor.handle(records(first))
+        processor.handle(records(first))
+        processor.handle(records(overlapping))
+        db.execute("DELETE FROM jobs WHERE id = %s", (gone,))
+        processor.handle(records(deleted_job))
+        processor.handle(records(deleted_job))
+    finally:
+        pool.close()
+
+    assert stored(db, job_id) == [(1, s, f"a {s}") for s in range(8)]
+    assert REWRITTEN._value.get() - rewritten == 4  # every handling but the first
+    row = db.execute("SELECT log_lines FROM jobs WHERE id = %s", (job_id,)).fetchone()
+    assert row == (8,)
+    assert log_end(db, job_id) == (1, 7, True, False)
+    # Every handling was published (viewers drop what they have), as the lines' own JSON.
+    received = []
+    deadline = time.monotonic() + 2  # published before handle() returned
+    while time.monotonic() < deadline and len(received) < 7:
+        if (message := live.get_message(timeout=0.2)) is not None:
+            received.append(message["data"])
+    live.close()
+    assert received[:2] == [encode_live_lines(printed[:5], attempt=1)] * 2
+    last = [
+        LinesMessage(job_id=job_id, attempt=1, lines=tuple(printed[7:])),
+        EndMessage(job_id=job_id, attempt=1, last_seq=7),
+    ]
+    assert [decode_live(job_id, data) for data in received[2:]] == [
+        LinesMessage(job_id=job_id, attempt=1, lines=tuple(printed[3:7])),
+        *last,
+        *last,
     ]

@@ -96,7 +96,7 @@ def jobs_of(
     ).fetchall()
 
 
-def test_a_due_workflow_gets_one_job_which_is_published_then_queued(
+def test_a_due_workflow_gets_one_job_written_once_queued_and_published(
     settings: Settings, pool: Pool, producer: Producer, conn: Any
 ) -> None:
     workflow_id = make_workflow(conn, make_user(conn), interval=5)
@@ -107,22 +107,51 @@ def test_a_due_workflow_gets_one_job_which_is_published_then_queued(
     assert scheduler.schedule_due() == 1
     [created] = jobs_of(conn, workflow_id)
     assert (created["status"], created["trigger"], created["scheduled_at"]) == (
-        "PENDING",
+        "QUEUED",
         "AUTOMATIC",
         before,
     )
+    assert created["publish_count"] == 1 and created["published_at"] is not None
+    assert created["queued_at"] is not None
+    [value] = read_topic(settings, Topic.JOBS, 1)
+    message = decode_job_message(None, value)
+    assert (message.job_id, message.workflow_id) == (created["id"], workflow_id)
     after = conn.execute(
         "SELECT next_run_at FROM workflows WHERE id = %s", (workflow_id,)
     ).fetchone()["next_run_at"]
     assert after == before + timedelta(minutes=5)
     assert scheduler.schedule_due() == 0  # not due again
+    assert scheduler.dispatch_pending() == 0  # nothing left PENDING
 
-    assert scheduler.dispatch_pending() == 1
-    [queued] = jobs_of(conn, workflow_id)
-    assert queued["status"] == "QUEUED" and queued["queued_at"] is not None
+
+def test_a_job_whose_send_failed_after_its_commit_is_sent_by_the_next_pass(
+    settings: Settings, pool: Pool, conn: Any
+) -> None:
+    """Jobs are committed QUEUED before their messages go out: a broker that refuses the send
+    leaves the message with the scheduler, which sends it before any new work."""
+    workflow_id = make_workflow(conn, make_user(conn), interval=5)
+    unreachable = Producer(
+        settings.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1"}),
+        client_id="test-unreachable",
+        delivery_timeout_s=1.0,
+    )
+    try:
+        scheduler = Scheduler(settings, pool, unreachable)
+        with pytest.raises(PublishError):
+            scheduler.schedule_due()
+    finally:
+        unreachable.close()
+    [job] = jobs_of(conn, workflow_id)
+    assert job["status"] == "QUEUED"  # committed, not yet sent
+    assert read_topic(settings, Topic.JOBS, 1, timeout_s=2) == []
+    working = Producer(settings, client_id="test-working")
+    try:
+        scheduler._producer = working  # the broker is back (what reset() does)
+        assert scheduler.schedule_due() == 0  # nothing new is due, the message goes out first
+    finally:
+        working.close()
     [value] = read_topic(settings, Topic.JOBS, 1)
-    message = decode_job_message(None, value)
-    assert (message.job_id, message.workflow_id) == (created["id"], workflow_id)
+    assert decode_job_message(None, value).job_id == job["id"]
 
 
 def test_workflows_not_built_or_terminated_are_not_scheduled(
@@ -205,7 +234,7 @@ def test_two_schedulers_at_once_create_no_duplicates(
     assert {r["n"] for r in counts} == {1}
 
 
-def test_a_broker_outage_leaves_jobs_pending_until_it_is_back(
+def test_a_job_left_unsent_by_a_crash_after_its_commit_is_sent_by_the_sweeper(
     settings: Settings, pool: Pool, producer: Producer, conn: Any
 ) -> None:
     workflow_id = make_workflow(conn, make_user(conn))
@@ -213,28 +242,36 @@ def test_a_broker_outage_leaves_jobs_pending_until_it_is_back(
         {**settings.model_dump(), "kafka_bootstrap_servers": "127.0.0.1:1"}
     )
     unreachable = Producer(dead, client_id="dead", delivery_timeout_s=1)
-    scheduler = Scheduler(settings, pool, unreachable)
-    scheduler.schedule_due()
-    with pytest.raises(PublishError):
-        scheduler.dispatch_pending()
+    try:
+        with pytest.raises(PublishError):
+            Scheduler(settings, pool, unreachable).schedule_due()
+    finally:
+        unreachable.close()
     [waiting] = jobs_of(conn, workflow_id)
-    assert waiting["status"] == "PENDING"  # committed, not lost, not marked delivered
-
-    assert Scheduler(settings, pool, producer).dispatch_pending() == 1
-    assert jobs_of(conn, workflow_id)[0]["status"] == "QUEUED"
-    assert len(read_topic(settings, Topic.JOBS, 1)) == 1
+    assert waiting["status"] == "QUEUED"  # committed, not lost
+    # That scheduler is gone with its unsent message; another one's sweeper sends it again once
+    # it is older than CHRONOVERSE_REQUEUE_AFTER_S.
+    other = Scheduler(settings, pool, producer)
+    assert other.schedule_due() == 0  # the workflow advanced: no second job for the slot
+    conn.execute(
+        "UPDATE jobs SET published_at = now() - interval '5 seconds' WHERE workflow_id = %s",
+        (workflow_id,),
+    )
+    assert other.requeue_stale() == 1
+    [value] = read_topic(settings, Topic.JOBS, 1)
+    assert decode_job_message(None, value).job_id == waiting["id"]
 
 
 def test_queued_jobs_nobody_claimed_are_published_again(
     settings: Settings, pool: Pool, producer: Producer, conn: Any
 ) -> None:
     workflow_id = make_workflow(conn, make_user(conn))
-    scheduler = Scheduler(settings, pool, producer)
+    patient = Settings.model_validate({**settings.model_dump(), "requeue_after_s": 60})
+    scheduler = Scheduler(patient, pool, producer)
     scheduler.schedule_due()
-    scheduler.dispatch_pending()
     assert scheduler.requeue_stale() == 0  # published just now
     conn.execute(
-        "UPDATE jobs SET published_at = now() - interval '5 seconds' WHERE workflow_id = %s",
+        "UPDATE jobs SET published_at = now() - interval '2 minutes' WHERE workflow_id = %s",
         (workflow_id,),
     )
     assert scheduler.requeue_stale() == 1

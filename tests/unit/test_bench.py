@@ -8,6 +8,7 @@ import pytest
 from bench.measure import median, percentile
 from bench.report import markdown_table, text_table
 from bench.results import Compare, Metric, ScenarioResult, Subject, Target
+from bench.scenarios import combine, floor
 from bench.stack import free_port
 
 
@@ -75,3 +76,82 @@ def test_free_ports_are_never_handed_out_twice_in_a_process() -> None:
     with ThreadPoolExecutor(8) as pool:
         ports = list(pool.map(lambda _: free_port(), range(500)))
     assert len(set(ports)) == len(ports)
+
+
+def _result(name: str, metric: str, samples: tuple[float, ...]) -> ScenarioResult:
+    return ScenarioResult(
+        name=name,
+        title=name,
+        setup="s",
+        metrics=[Metric(scenario=name, name=metric, unit="jobs/s", samples=samples)],
+    )
+
+
+def _floor(publish: tuple[float, ...], end_to_end: tuple[float, ...]) -> ScenarioResult:
+    return ScenarioResult(
+        name=floor.NAME,
+        title="floor",
+        setup="s",
+        metrics=[
+            Metric(
+                scenario=floor.NAME,
+                name=name,
+                unit="jobs/s",
+                samples=(),
+                baseline_samples=samples,
+                baseline_name="floor",
+            )
+            for name, samples in (
+                (floor.SCHEDULE_AND_PUBLISH, publish),
+                (floor.END_TO_END, end_to_end),
+            )
+        ],
+    )
+
+
+def test_combine_reports_the_scheduler_and_heartbeat_against_the_floor() -> None:
+    results = combine(
+        [
+            _floor(publish=(40_000.0, 30_000.0, 50_000.0), end_to_end=(16_000.0,)),
+            _result("scheduler", "jobs committed", (10_000.0, 30_000.0, 20_000.0)),
+            _result("heartbeat", "jobs run to COMPLETED", (4_000.0,)),
+        ]
+    )
+    by_name = {r.name: r for r in results}
+    scheduler = by_name["scheduler"].metrics[1]
+    assert scheduler.name == "jobs/s against the floor (1 scheduling worker)"
+    assert scheduler.baseline == 40_000.0
+    assert scheduler.ratio == pytest.approx(0.5)
+    assert scheduler.met is True
+    heartbeat = by_name["heartbeat"].metrics[1]
+    assert heartbeat.name == "jobs/s against the floor"
+    assert heartbeat.ratio == pytest.approx(0.25)
+    assert heartbeat.met is False
+    assert heartbeat.target is not None and heartbeat.target.describe("") == "ratio >= 0.5x"
+
+
+def test_combine_adds_no_floor_row_without_the_floor() -> None:
+    results = combine([_result("scheduler", "jobs committed", (10_000.0,))])
+    assert [m.name for m in results[0].metrics] == ["jobs committed"]
+
+
+def test_heartbeat_against_celery_targets_twelve_times() -> None:
+    celery = ScenarioResult(
+        name="celery",
+        title="celery",
+        setup="s",
+        metrics=[
+            Metric(
+                scenario="celery",
+                name="jobs recorded",
+                unit="jobs/s",
+                samples=(),
+                baseline_samples=(300.0,),
+                baseline_name="Celery",
+            )
+        ],
+    )
+    results = combine([_result("heartbeat", "jobs run to COMPLETED", (3_000.0,)), celery])
+    row = next(m for m in results[0].metrics if m.baseline_name == "Celery")
+    assert row.ratio == pytest.approx(10.0)
+    assert row.met is False  # 10x Celery is short of the 12x of issue 19

@@ -1,18 +1,53 @@
-"""Services that run no containers must not pay for the Docker SDK (resident memory at rest)."""
+"""What each service imports at rest: resident memory is mostly imports (docs/benchmarks.md).
 
+Each entry module is imported in a fresh interpreter, as its console script does, without
+starting the service. A heavy package a service never uses, or uses only on a rarer path that
+imports it on demand, must not be among the modules it loads.
+"""
+
+import json
 import subprocess
 import sys
 
 import pytest
 
+# cryptography's Rust bindings (Fernet) load with the first secret sealed or opened.
+FERNET = "cryptography.hazmat.bindings._rust"
+HTTP_EDGE = ("fastapi", "starlette", "uvicorn", "sse_starlette", "jinja2", "argon2", "limits")
+GRPC = ("grpc", "google.protobuf")
+DOCKER = ("docker", "requests")
 
-@pytest.mark.parametrize(
-    "module",
-    ["services.scheduling_worker.worker", "services.log_processor.worker", "services.server.app"],
-)
-def test_services_without_containers_do_not_import_docker(module: str) -> None:
-    probe = f"import sys, {module}; print('docker' in sys.modules)"
+NOT_AT_REST = {
+    # The web pages' Jinja2 environment is made at the first page rendered.
+    "services.server.__main__": (*DOCKER, "httpx", "jinja2", FERNET),
+    "services.scheduling_worker.__main__": (*HTTP_EDGE, *GRPC, *DOCKER, "httpx", FERNET),
+    "services.workflow_worker.__main__": (*HTTP_EDGE, *GRPC, "httpx", FERNET),
+    "services.execution_worker.__main__": (*HTTP_EDGE, *GRPC, FERNET),
+    "services.log_processor.__main__": (*HTTP_EDGE, *GRPC, *DOCKER, "httpx", FERNET),
+}
+
+
+def loaded_by(module: str) -> set[str]:
+    probe = f"import json, sys\nfrom {module} import main\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True
     ).stdout
-    assert out.strip() == "False"
+    return set(json.loads(out))
+
+
+@pytest.mark.parametrize("module", sorted(NOT_AT_REST))
+def test_a_service_imports_only_what_it_uses_at_rest(module: str) -> None:
+    loaded = loaded_by(module)
+    assert f"{module.rsplit('.', 1)[0]}.settings" in loaded  # the probe imported the service
+    assert sorted(name for name in NOT_AT_REST[module] if name in loaded) == []
+
+
+def test_sealing_a_secret_loads_fernet_on_demand() -> None:
+    probe = (
+        "import sys\n"
+        "from chronoverse.secrets import SecretBox, generate_key\n"
+        f"assert {FERNET!r} not in sys.modules\n"
+        "box = SecretBox([generate_key()])\n"
+        "assert box.open(box.seal('token')) == 'token'\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)

@@ -14,14 +14,19 @@ from chronoverse.logs import (
     LineSplitter,
     LogLine,
     LogPosition,
+    ShippedLines,
+    _as_shipped,
     decode_live,
     decode_log_message,
+    decode_shipped_message,
     encode_batches,
     encode_end,
     encode_lines,
     encode_lines_bounded,
     encode_live_end,
     encode_live_lines,
+    encode_live_shipped,
+    lines_to_json,
     live_channel,
     parse_position,
 )
@@ -43,6 +48,7 @@ from services.server.routes.logs import SharedEncodings, encode_events
 
 T = datetime(2026, 11, 22, tzinfo=UTC)
 OUT, ERR = LogStream.STDOUT, LogStream.STDERR
+DELTA = timedelta(microseconds=7)
 
 
 def texts(lines: list) -> list[tuple[int, str, str]]:  # type: ignore[type-arg]
@@ -301,18 +307,93 @@ def test_bounded_encoding_sends_a_small_batch_as_one_message() -> None:
 
 def test_the_processor_keeps_attempts_apart_and_the_newest_end_marker() -> None:
     job_id = uuid4()
-    first = tuple(LineSplitter().feed(OUT, b"a\nb\n", T))
-    second = tuple(LineSplitter().feed(OUT, b"c\n", T))
+    first = decode_shipped_message(
+        None, encode_lines(job_id, LineSplitter().feed(OUT, b"a\nb\n", T), attempt=1)
+    )
+    second = decode_shipped_message(
+        None, encode_lines(job_id, LineSplitter().feed(OUT, b"c\n", T), attempt=2)
+    )
     gathered = gather(
         [
-            LinesMessage(job_id=job_id, attempt=1, lines=first),
+            first,
             EndMessage(job_id=job_id, attempt=2, last_seq=0),
-            LinesMessage(job_id=job_id, attempt=2, lines=second),
+            second,
             EndMessage(job_id=job_id, attempt=1, last_seq=1),  # late: attempt 2 ended already
         ]
     )
-    assert gathered.lines == {(job_id, 1): list(first), (job_id, 2): list(second)}
+    assert gathered.lines == {(job_id, 1): [first], (job_id, 2): [second]}
+    assert gathered.line_count == 3
     assert gathered.ends == {job_id: EndMessage(job_id=job_id, attempt=2, last_seq=0)}
+
+
+def test_shipped_lines_reach_live_viewers_as_they_came() -> None:
+    # Quotes, backslashes, tabs, control, non-ASCII and astral characters, both streams, and one
+    # attempt's lines in several messages: the live message the processor makes from the
+    # messages' own JSON is byte for byte the one it made by decoding and encoding them.
+    job_id = uuid4()
+    splitter = LineSplitter()
+    text = 'plain\n"quoted" \\ back\ttab\n\x01\x1b[31m☃ \U0001f600\n\n'
+    lines = splitter.feed(OUT, text.encode(), T) + splitter.feed(ERR, b"err\n", T + DELTA)
+    values = [encode_lines(job_id, lines[:2], attempt=3), encode_lines(job_id, [], attempt=3)]
+    values.append(encode_lines(job_id, lines[2:], attempt=3))
+    shipped = [decode_shipped_message(None, value) for value in values]
+
+    assert all(isinstance(m, ShippedLines) and m.attempt == 3 for m in shipped)
+    assert [len(m.lines) for m in shipped if isinstance(m, ShippedLines)] == [2, 0, 3]
+    # Read as the shipper wrote them: the array's text is a slice of the message, not re-encoded.
+    assert all(_as_shipped(value) == m for value, m in zip(values, shipped, strict=True))
+    live = encode_live_shipped(
+        [m.lines_json for m in shipped if isinstance(m, ShippedLines)], attempt=3
+    )
+    assert live == encode_live_lines(lines, attempt=3)
+    assert decode_live(job_id, live) == LinesMessage(job_id=job_id, attempt=3, lines=tuple(lines))
+    assert encode_live_shipped([], attempt=1) == encode_live_lines([], attempt=1)
+
+
+def test_other_encodings_of_lines_are_read_as_decode_log_message_reads_them() -> None:
+    # A producer that spaces its JSON, orders keys otherwise, sends a seq as a string or adds a
+    # field: not the shipper's encoding, so decoded and encoded again, with the same result.
+    job_id = uuid4()
+    line = {"line": "x", "ts": T.isoformat(), "stream": "stderr", "seq": "4", "extra": [1]}
+    compact = json.dumps(line, separators=(",", ":"))
+    odd = {"v": 1, "type": "log.lines", "job_id": str(job_id), "attempt": 1, "lines": [line]}
+    for value in [
+        json.dumps({k: v for k, v in odd.items() if k != "attempt"}),
+        json.dumps({**odd, "more": True}),
+        f'{{"v":1,"type":"log.lines","job_id":"{job_id}","attempt":1,"lines":[{compact}]}}',
+    ]:
+        shipped = decode_shipped_message(None, value.encode())
+        assert _as_shipped(value.encode()) is None
+        expected = decode_log_message(None, value.encode())
+        assert isinstance(shipped, ShippedLines) and isinstance(expected, LinesMessage)
+        assert (shipped.job_id, shipped.attempt) == (expected.job_id, expected.attempt)
+        assert shipped.lines == lines_to_json(expected.lines)
+        live = encode_live_shipped([shipped.lines_json], attempt=1)
+        assert decode_live(job_id, live) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"seq": "x", "stream": "stdout", "ts": T.isoformat(), "line": "x"},
+        {"seq": 1, "stream": "stdin", "ts": T.isoformat(), "line": "x"},
+        {"seq": 1, "stream": ["stdout"], "ts": T.isoformat(), "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": "yesterday", "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": T.isoformat()},
+        [1, "stdout"],
+    ],
+)
+def test_malformed_lines_in_the_shippers_encoding_are_malformed(line: object) -> None:
+    job_id = uuid4()
+    head = f'{{"v":1,"type":"log.lines","job_id":"{job_id}","attempt":1,"lines":'
+    for value in [f"{head}[{json.dumps(line)}]}}", f"{head}" + "[" * 5000 + "]" * 5000 + "}"]:
+        with pytest.raises(MalformedMessageError):
+            decode_log_message(None, value.encode())
+        with pytest.raises(MalformedMessageError):
+            decode_shipped_message(None, value.encode())
+    assert decode_shipped_message(None, encode_end(job_id, 3, attempt=2)) == EndMessage(
+        job_id=job_id, attempt=2, last_seq=3
+    )
 
 
 def test_a_batch_of_follower_events_is_one_sse_chunk() -> None:

@@ -6,6 +6,7 @@ import pytest
 from chronoverse.domain import WorkflowKind
 from chronoverse.errors import MalformedMessageError
 from chronoverse.events import WorkflowEvent, WorkflowEventType
+from chronoverse.jobs import JOB_MESSAGE_VERSION, JobMessage, decode_job_message
 from chronoverse.messages import MAX_MESSAGE_BYTES, MAX_NESTING, decode_object, encode, nesting
 
 
@@ -85,3 +86,17 @@ def test_malformed_workflow_events_are_rejected(changes: dict[str, object], reas
     }
     with pytest.raises(MalformedMessageError, match=reason):
         WorkflowEvent.decode(None, encode({**body, **changes}))
+
+
+def test_a_job_message_is_encoded_as_the_generic_encoder_would_and_decodes_back() -> None:
+    message = JobMessage(job_id=uuid4(), workflow_id=uuid4())
+    wire = message.encode()
+    assert wire == encode(
+        {
+            "v": JOB_MESSAGE_VERSION,
+            "type": "job.ready",
+            "job_id": str(message.job_id),
+            "workflow_id": str(message.workflow_id),
+        }
+    )
+    assert decode_job_message(None, wire) == message

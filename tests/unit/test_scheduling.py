@@ -1,5 +1,5 @@
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -14,8 +14,10 @@ from chronoverse.scheduling import (
     RetryPolicy,
     RunResult,
     SkipReason,
+    UserLoad,
     decide_outcome,
     plan_fire,
+    plan_runs,
 )
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -183,3 +185,43 @@ def test_job_message_round_trip_and_rejects() -> None:
     ]:
         with pytest.raises(MalformedMessageError):
             decode_job_message(None, bad)
+
+
+# --- publish now or wait (plan_runs) ------------------------------------------------------------
+
+
+def _fire(user: UUID, *slots: datetime) -> FireDecision:
+    return FireDecision(
+        workflow_id=uuid4(), user_id=user, run_slots=slots, skips=(), next_run_at=None
+    )
+
+
+def test_jobs_are_published_now_while_their_owner_is_under_the_cap() -> None:
+    alice = uuid4()
+    decisions = [_fire(alice, T0), _fire(alice, T0, T0 + timedelta(minutes=1)), _fire(alice, T0)]
+    slots = {d.workflow_id: True for d in decisions}
+    runs = plan_runs(decisions, slots, {alice: UserLoad(in_flight=1)}, max_in_flight=3)
+    # Room for two more: the first two in order go now, every later one of hers waits.
+    assert [r.publish_now for r in runs] == [True, True, False, False]
+    assert [r.scheduled_at for r in runs] == [T0, T0, T0 + timedelta(minutes=1), T0]
+
+
+def test_a_new_job_waits_behind_its_owner_s_waiting_jobs_even_with_room() -> None:
+    alice, bob = uuid4(), uuid4()
+    decisions = [_fire(alice, T0), _fire(bob, T0)]
+    slots = {d.workflow_id: True for d in decisions}
+    loads = {alice: UserLoad(in_flight=0, waiting=True)}
+    runs = plan_runs(decisions, slots, loads, max_in_flight=10)
+    assert [(r.user_id, r.publish_now) for r in runs] == [(alice, False), (bob, True)]
+
+
+def test_jobs_that_take_no_slot_are_always_published_now() -> None:
+    alice = uuid4()
+    beat, container = _fire(alice, T0), _fire(alice, T0)
+    runs = plan_runs(
+        [beat, container],
+        {beat.workflow_id: False, container.workflow_id: True},
+        {alice: UserLoad(in_flight=5, waiting=True)},
+        max_in_flight=5,
+    )
+    assert [r.publish_now for r in runs] == [True, False]
