@@ -232,6 +232,19 @@ def plan_runs(
     return planned
 
 
+# Shortest wait of an idle scheduler when a slot is already due but was not claimable (another
+# scheduling worker holds it): do not spin on it.
+MIN_IDLE_WAIT_S = 0.01
+
+
+def idle_wait_s(next_due: datetime | None, now: datetime, *, longest_s: float) -> float:
+    """How long an idle scheduler sleeps (a NOTIFY wakes it sooner): until the next slot comes
+    due, at most ``longest_s`` (the poll interval, which also bounds a missed wake-up)."""
+    if next_due is None:
+        return longest_s
+    return min(longest_s, max(MIN_IDLE_WAIT_S, (next_due - now).total_seconds()))
+
+
 # --- outcomes -----------------------------------------------------------------------------------
 
 

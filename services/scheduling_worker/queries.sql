@@ -26,6 +26,12 @@ SELECT user_id, count(*) AS n FROM jobs
 WHERE user_id = ANY(%(user_ids)b::uuid[]) AND status IN ('PENDING', 'QUEUED', 'RUNNING')
 GROUP BY user_id
 
+-- name: next_due_at
+-- When the next schedulable workflow comes due (the first entry of workflows_due_idx), so an idle
+-- scheduler wakes at that slot rather than at its next poll.
+SELECT min(next_run_at) AS at FROM workflows
+WHERE build_status = 'COMPLETED' AND terminated_at IS NULL AND paused_at IS NULL
+
 -- name: slot_loads
 -- For the in-flight cap, per user among these: their jobs that take an execution slot QUEUED or
 -- RUNNING, and whether ready ones already wait PENDING (new jobs queue behind them). From

@@ -39,6 +39,7 @@ from chronoverse.scheduling import (
     PlannedRun,
     UserLoad,
     apply_active_quota,
+    idle_wait_s,
     plan_fire,
     plan_runs,
 )
@@ -164,6 +165,15 @@ class Scheduler:
                 lag.observe(max(0.0, (published - job.scheduled_at).total_seconds()))
             PUBLISHED.labels("first").inc(len(queued))
         return len(rows)
+
+    def idle_wait_s(self) -> float:
+        """How long to sleep after a pass that found nothing more to do."""
+        longest = self._settings.poll_interval_s
+        if self._held is not None:
+            longest = min(longest, self._settings.dispatch_probe_s)
+        with self._pool.connection() as conn:
+            row = conn.execute(QUERIES.next_due_at).fetchone()
+        return idle_wait_s(row["at"] if row else None, self._clock(), longest_s=longest)
 
     def _send_unsent(self) -> None:
         """Send the messages of jobs committed QUEUED whose send failed (a broker outage)."""
@@ -320,14 +330,10 @@ class Scheduler:
                 busy = self.run_once()
                 backoff = 0.5
                 if not busy:
-                    # Sleep until NOTIFY (a build completed, a manual run) or the poll interval;
-                    # while ready jobs wait for room under the in-flight cap, only until the
-                    # next probe of their users' jobs in flight.
-                    timeout = (
-                        self._settings.dispatch_probe_s
-                        if self._held is not None
-                        else self._settings.poll_interval_s
-                    )
+                    # Sleep until NOTIFY (a build completed, a manual run), the next slot or
+                    # the poll interval; while ready jobs wait for room under the in-flight cap,
+                    # at most until the next probe of their users' jobs in flight.
+                    timeout = self.idle_wait_s()
                     for _ in listener.notifies(timeout=timeout, stop_after=1):
                         self._woken = True
             except (psycopg.Error, ChronoverseError) as exc:

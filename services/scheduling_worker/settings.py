@@ -17,7 +17,8 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings, QuotaSettings):
         0.5,
         gt=0,
         le=1.0,
-        description="Longest wait between scheduling passes; NOTIFY wakes the worker sooner.",
+        description="Longest wait between scheduling passes; the next due slot and NOTIFY "
+        "(a build, a manual run) wake the worker sooner.",
     )
     schedule_batch_size: int = Field(
         1000, ge=1, description="Due workflows claimed per transaction."

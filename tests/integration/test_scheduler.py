@@ -320,3 +320,13 @@ def test_old_outbox_events_and_expired_keys_are_pruned(
         "unsent",
     ]
     assert [r["key"] for r in conn.execute("SELECT key FROM idempotency_keys")] == ["kept"]
+
+
+def test_an_idle_scheduler_wakes_when_the_next_workflow_comes_due(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    scheduler = Scheduler(settings, pool, producer)
+    assert scheduler.idle_wait_s() == settings.poll_interval_s  # nothing scheduled
+    soon = datetime.now(UTC) + timedelta(milliseconds=300)
+    make_workflow(conn, make_user(conn), next_run_at=soon)
+    assert 0 < scheduler.idle_wait_s() <= 0.3

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from sse_starlette import ServerSentEvent
 
 from chronoverse.definitions import ContainerDefinition, cache_key, define
 from chronoverse.domain import LogStream
@@ -44,6 +45,7 @@ from services.server.logs import (
     decide,
     known_incomplete,
 )
+from services.server.routes import logs as routes
 from services.server.routes.logs import SharedEncodings, encode_events
 
 T = datetime(2026, 11, 22, tzinfo=UTC)
@@ -394,6 +396,24 @@ def test_malformed_lines_in_the_shippers_encoding_are_malformed(line: object) ->
     assert decode_shipped_message(None, encode_end(job_id, 3, attempt=2)) == EndMessage(
         job_id=job_id, attempt=2, last_seq=3
     )
+
+
+def test_log_events_are_what_server_sent_event_encodes() -> None:
+    # encode_lines formats each event itself: the same bytes as sse-starlette's ServerSentEvent.
+    ts, later = datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 23, 1, tzinfo=UTC)
+    texts = ["", "plain", '"quoted" \\ back', "tab\there", "cr\rlf\nnul\x00", "☃ \U0001f600"]
+    lines = [
+        LogLine(seq=n, stream=(OUT, ERR)[n % 2], ts=(ts, later)[n // 4], line=text)
+        for n, text in enumerate(texts)
+    ]
+    expected = b"".join(
+        ServerSentEvent(
+            data=json.dumps({"attempt": 12, **line.to_json()}), event="log", id=f"12.{line.seq}"
+        ).encode()
+        for line in lines
+    )
+    assert routes.encode_lines(12, lines) == expected
+    assert routes.encode_lines(1, []) == b""
 
 
 def test_a_batch_of_follower_events_is_one_sse_chunk() -> None:

@@ -9,6 +9,7 @@ from chronoverse.jobs import JobMessage, decode_job_message
 from chronoverse.schedules import Catchup, CatchupPolicy, CronSchedule, IntervalSchedule
 from chronoverse.scheduling import (
     MAX_CATCHUP_RUNS,
+    MIN_IDLE_WAIT_S,
     DueWorkflow,
     FireDecision,
     RetryPolicy,
@@ -16,6 +17,7 @@ from chronoverse.scheduling import (
     SkipReason,
     UserLoad,
     decide_outcome,
+    idle_wait_s,
     plan_fire,
     plan_runs,
 )
@@ -225,3 +227,11 @@ def test_jobs_that_take_no_slot_are_always_published_now() -> None:
         max_in_flight=5,
     )
     assert [r.publish_now for r in runs] == [True, False]
+
+
+def test_an_idle_scheduler_sleeps_until_the_next_slot_at_most_the_poll_interval() -> None:
+    assert idle_wait_s(T0 + timedelta(milliseconds=120), T0, longest_s=0.5) == pytest.approx(0.12)
+    assert idle_wait_s(T0 + timedelta(minutes=5), T0, longest_s=0.5) == 0.5
+    assert idle_wait_s(None, T0, longest_s=0.5) == 0.5  # nothing scheduled at all
+    # Due already but not claimable (another scheduling worker holds it): a short wait, no spin.
+    assert idle_wait_s(T0 - timedelta(seconds=1), T0, longest_s=0.5) == MIN_IDLE_WAIT_S

@@ -3,6 +3,7 @@
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -11,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from chronoverse.accounts import Principal
-from chronoverse.logs import LogLine, LogPosition, lines_to_json
+from chronoverse.logs import LogLine, LogPosition
 from services.server import logs
 from services.server.http_errors import ERRORS
 from services.server.log_download import Download
@@ -20,6 +21,8 @@ from services.server.schemas import MAX_ATTEMPT, ErrorOut, LogDownloadQuery, Log
 from services.server.usecases import Application, JobRef
 
 router = APIRouter(tags=["logs"], responses=ERRORS)
+# What json.dumps writes for a str (ensure_ascii): its C escaper.
+_json_string = encode_basestring_ascii
 STREAM_DOC = (
     "Server-sent events, from the job's latest attempt (or `attempt`): each line is `event: log`, "
     "`id: <attempt>.<seq>`, `data: {attempt, seq, stream, ts, line}`. Lines stored before the "
@@ -94,15 +97,24 @@ def stream_response(
 
 
 def encode_lines(attempt: int, lines: Sequence[LogLine]) -> bytes:
-    """Log lines as SSE `log` events, in one chunk."""
-    return b"".join(
-        ServerSentEvent(
-            data=json.dumps({"attempt": attempt, **data}),
-            event="log",
-            id=LogPosition(attempt=attempt, seq=line.seq).id,
-        ).encode()
-        for line, data in zip(lines, lines_to_json(lines), strict=True)
-    )
+    """Log lines as SSE `log` events, in one chunk.
+
+    Byte for byte what ``ServerSentEvent(data=json.dumps({"attempt": attempt, **line.to_json()}),
+    event="log", id=<attempt>.<seq>).encode()`` gives for each line, formatted directly: that was
+    4 µs a line, most of the server's CPU behind a burst. The data holds no line break (JSON
+    escapes them) and only the text of the line needs escaping (json.dumps's own escaper).
+    """
+    out: list[str] = []
+    last_ts, stamp = None, ""
+    for line in lines:
+        if line.ts is not last_ts:  # the lines of one message share their timestamp objects
+            last_ts, stamp = line.ts, line.ts.isoformat()
+        out.append(
+            f"id: {attempt}.{line.seq}\r\nevent: log\r\n"
+            f'data: {{"attempt": {attempt}, "seq": {line.seq}, "stream": "{line.stream.value}", '
+            f'"ts": "{stamp}", "line": {_json_string(line.line)}}}\r\n\r\n'
+        )
+    return "".join(out).encode()
 
 
 class SharedEncodings:
