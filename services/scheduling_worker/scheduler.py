@@ -93,6 +93,9 @@ class Scheduler:
         self._woken = False
         # Messages of jobs committed QUEUED that the broker has not acknowledged yet.
         self._unsent: list[OutgoingMessage] = []
+        self._unsent_lock = threading.Lock()
+        # Set while due workflows fill whole batches: the extra lanes write batches too.
+        self._backlog = threading.Event()
         # The last pass left new jobs PENDING (owners at the in-flight cap): dispatch them.
         self._pending_created = False
 
@@ -102,6 +105,8 @@ class Scheduler:
         """Run every step once; True when a step filled its batch (more work is waiting)."""
         claimed = self.schedule_due()
         busy = claimed >= self._settings.schedule_batch_size
+        if busy:
+            self._backlog.set()
         pending_created, self._pending_created = self._pending_created, False
         if pending_created or self._dispatch_due():
             busy |= self.dispatch_pending() >= self._settings.dispatch_batch_size
@@ -155,10 +160,16 @@ class Scheduler:
             )
             created = self._write_decisions(conn, decisions, runs)
         queued = [job for job in created if job.queued]
-        self._pending_created |= len(queued) < len(created)
+        if len(queued) < len(created):
+            self._pending_created = True
         if queued:
-            self._unsent = [self._job_message(job.id, job.workflow_id) for job in queued]
-            self._send_unsent()
+            messages = [self._job_message(job.id, job.workflow_id) for job in queued]
+            try:
+                self._publish(messages)
+            except PublishError:
+                with self._unsent_lock:
+                    self._unsent.extend(messages)
+                raise
             published = self._clock()
             lag = DISPATCH_LAG.labels("AUTOMATIC")
             for job in queued:
@@ -177,9 +188,10 @@ class Scheduler:
 
     def _send_unsent(self) -> None:
         """Send the messages of jobs committed QUEUED whose send failed (a broker outage)."""
-        if self._unsent:
-            self._publish(self._unsent)
-            self._unsent = []
+        with self._unsent_lock:
+            if self._unsent:
+                self._publish(self._unsent)
+                self._unsent = []
 
     def _within_limits(
         self,
@@ -319,7 +331,43 @@ class Scheduler:
 
     # --- the loop -------------------------------------------------------------------------------
 
+    def lane(self, stop: threading.Event) -> None:
+        """An extra lane: while a backlog of due workflows lasts, claim and write whole batches
+        beside the main loop, on a connection of its own (``SKIP LOCKED`` keeps the batches
+        apart). A scheduling pass is a chain of waits on Postgres and stretches of Python
+        (planning, encoding); with two lanes one batch's Python runs while Postgres writes
+        another's, on the other core."""
+        full = self._settings.schedule_batch_size
+        while not stop.is_set():
+            if not self._backlog.wait(timeout=self._settings.poll_interval_s):
+                continue
+            try:
+                while not stop.is_set() and self.schedule_due() >= full:
+                    pass
+            except (psycopg.Error, ChronoverseError) as exc:
+                PASS_ERRORS.inc()
+                logger.warning(
+                    "scheduling lane pass failed: %s",
+                    exc,
+                    extra={"action": "scheduler_pass_failed"},
+                )
+                stop.wait(0.5)
+            self._backlog.clear()
+
     def run(self, stop: threading.Event) -> None:
+        lanes = [
+            threading.Thread(target=self.lane, args=(stop,), name=f"schedule-lane-{n}", daemon=True)
+            for n in range(1, self._settings.schedule_lanes)
+        ]
+        for thread in lanes:
+            thread.start()
+        try:
+            self._loop(stop)
+        finally:
+            for thread in lanes:
+                thread.join(timeout=10)
+
+    def _loop(self, stop: threading.Event) -> None:
         listener: psycopg.Connection[Any] | None = None
         backoff = 0.5
         while not stop.is_set():

@@ -23,6 +23,14 @@ class Settings(PostgresSettings, KafkaSettings, HealthSettings, QuotaSettings):
     schedule_batch_size: int = Field(
         1000, ge=1, description="Due workflows claimed per transaction."
     )
+    schedule_lanes: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="Batches of due workflows written at once while a backlog is due (each "
+        "lane has its own connection): one batch is planned in Python while Postgres writes "
+        "another. 1 writes one batch at a time.",
+    )
     dispatch_batch_size: int = Field(
         2000, ge=1, description="Pending jobs published per transaction."
     )
