@@ -330,3 +330,48 @@ def test_an_idle_scheduler_wakes_when_the_next_workflow_comes_due(
     soon = datetime.now(UTC) + timedelta(milliseconds=300)
     make_workflow(conn, make_user(conn), next_run_at=soon)
     assert 0 < scheduler.idle_wait_s() <= 0.3
+
+
+def test_the_one_statement_path_and_the_planner_agree_on_slots_and_skips(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    """Liveness beats on time take the one-statement path; a late one goes through the planner,
+    which records the slots it missed. Both write one job for the latest slot and advance the
+    schedule by the interval from it."""
+    user = make_user(conn)
+    now = datetime.now(UTC).replace(microsecond=0)
+    on_time = make_workflow(conn, user, interval=3, next_run_at=now - timedelta(seconds=20))
+    late = make_workflow(conn, user, interval=3, next_run_at=now - timedelta(minutes=7))
+    assert Scheduler(settings, pool, producer).schedule_due() == 2
+    for workflow_id, slot, missed in (
+        (on_time, now - timedelta(seconds=20), 0),
+        (late, now - timedelta(minutes=1), 2),
+    ):
+        [job] = jobs_of(conn, workflow_id)
+        assert (job["status"], job["scheduled_at"]) == ("QUEUED", slot)
+        row = conn.execute("SELECT next_run_at FROM workflows WHERE id = %s", (workflow_id,))
+        assert row.fetchone()["next_run_at"] == slot + timedelta(minutes=3)
+        skips = conn.execute(
+            "SELECT slots FROM skipped_runs WHERE workflow_id = %s", (workflow_id,)
+        ).fetchall()
+        assert [s["slots"] for s in skips] == ([missed] if missed else [])
+    assert len(read_topic(settings, Topic.JOBS, 2)) == 2
+
+
+def test_workflows_outside_the_one_statement_path_are_not_starved_by_it(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    user = make_user(conn)
+    beats = [make_workflow(conn, user) for _ in range(4)]
+    endpoint = make_workflow(
+        conn,
+        user,
+        payload={"endpoint": "http://127.0.0.1:9/"},
+        next_run_at=datetime.now(UTC) - timedelta(seconds=30),
+    )
+    small = Settings.model_validate({**settings.model_dump(), "schedule_batch_size": 2})
+    # The one-statement path fills its batch with two beats; the planner still gets its pass
+    # and claims the oldest due workflows: the endpoint check, then a third beat.
+    assert Scheduler(small, pool, producer).schedule_due() == 4
+    assert [j["status"] for j in jobs_of(conn, endpoint)] == ["QUEUED"]
+    assert sum(len(jobs_of(conn, w)) for w in beats) == 3
