@@ -116,6 +116,8 @@ def completed(finished: Sequence[Finished]) -> None:
     for job in finished:
         if job.duration_s is not None:
             duration.observe(job.duration_s)
+        if job.queued_at is not None and job.started_at is not None:  # claimed and finished at once
+            QUEUE_TO_START.observe(max(0.0, (job.started_at - job.queued_at).total_seconds()))
     logger.info(
         "%d liveness job(s) COMPLETED",
         len(finished),

@@ -26,6 +26,46 @@ RETURNING j.id, j.workflow_id, j.user_id, j.trigger, j.attempt, j.lease_token, j
           j.started_at, w.kind, w.payload, w.generation,
           j.attempt - j.handed_back AS counted_attempt
 
+-- name: lock_beat_workflows
+-- The workflows among these whose jobs run_beats may finish (liveness beats with the canonical
+-- empty payload), locked in id order as lock_workflows does, with what their notifications need.
+SELECT id, user_id, name, health, consecutive_job_failures_count,
+       terminated_at IS NOT NULL AS terminated, true AS liveness
+FROM workflows
+WHERE id = ANY(%(ids)b::uuid[]) AND kind = 'HEARTBEAT' AND payload = '{}'::jsonb
+ORDER BY id FOR UPDATE
+
+-- name: run_beats
+-- Liveness beats with the canonical empty payload have nothing to run and nothing to validate:
+-- claimed and completed by one UPDATE, PENDING/QUEUED -> COMPLETED under a new attempt and lease
+-- token (what claim_jobs then complete_jobs write, in one write of the row; the job_events
+-- trigger records `claimed` and `finished`). The caller holds the workflows' locks
+-- (lock_beat_workflows). A duplicate or stale message finds nothing, as with claim_jobs.
+WITH done AS (
+    UPDATE jobs AS j
+    SET status = 'COMPLETED',
+        attempt = j.attempt + 1,
+        lease_owner = %(owner)s,
+        lease_token = j.lease_token + 1,
+        lease_expires_at = NULL,
+        started_at = clock_timestamp(),
+        finished_at = clock_timestamp(),
+        logs_incomplete = false,
+        exit_code = NULL, error = NULL, failure_kind = NULL
+    FROM workflows AS w
+    WHERE j.id = ANY(%(ids)b::uuid[])
+      AND j.status IN ('PENDING', 'QUEUED')
+      AND j.run_after <= now()
+      AND w.id = j.workflow_id
+      AND w.terminated_at IS NULL
+      AND w.kind = 'HEARTBEAT' AND w.payload = '{}'::jsonb
+    RETURNING j.id, j.workflow_id, j.queued_at, j.started_at, j.finished_at
+), reset AS (
+    UPDATE workflows AS w SET consecutive_job_failures_count = 0
+    WHERE w.id IN (SELECT workflow_id FROM done) AND w.consecutive_job_failures_count <> 0
+)
+SELECT id, workflow_id, queued_at, started_at, finished_at FROM done
+
 -- name: lock_workflows
 -- Several jobs' workflows, locked in one order (by id) so that two batches cannot deadlock; with
 -- what their notifications need (chronoverse/alerts.py), read under the lock.

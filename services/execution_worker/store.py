@@ -87,6 +87,7 @@ class Finished:
     job_id: UUID
     started_at: datetime | None
     finished_at: datetime | None
+    queued_at: datetime | None = None  # known when claimed and finished at once (run_beats)
 
     @property
     def duration_s(self) -> float | None:
@@ -197,26 +198,57 @@ class JobStore:
                 QUERIES.complete_jobs,
                 {"ids": [c.job_id for c in claims], "tokens": [c.lease_token for c in claims]},
             ).fetchall()
-            workflows = {row["id"]: alerts.WorkflowState.from_row(row) for row in locked}
-            flags = {row["id"]: row for row in locked}  # terminated, liveness
-            finished = [
-                alerts.JobFinished(
-                    workflow=workflows[row["workflow_id"]],
-                    job_id=row["id"],
-                    status=JobStatus.COMPLETED,
-                    consecutive_failures=workflows[row["workflow_id"]].consecutive_failures,
-                    workflow_terminated=flags[row["workflow_id"]]["terminated"],
-                    liveness=flags[row["workflow_id"]]["liveness"],
-                )
-                for row in rows
-            ]
-            alerts.write(
-                conn, alerts.decide_all(finished, public_url=self._public_url, now=utcnow())
-            )
+            self._alert_completed(conn, locked, rows)
         return [
             Finished(job_id=row["id"], started_at=row["started_at"], finished_at=row["finished_at"])
             for row in rows
         ]
+
+    @_db_retry
+    def run_beats(self, jobs: Sequence[tuple[UUID, UUID]]) -> list[Finished]:
+        """Claim and complete, in one transaction and one write of each job row, the liveness
+        beats with the canonical empty payload among these (job, workflow) pairs; return those
+        finished. Nothing runs for them, so nothing can fail between the claim and the outcome;
+        notifications and health flips are written with them, as :meth:`complete` does."""
+        with self._pool.connection() as conn:
+            locked = conn.execute(
+                QUERIES.lock_beat_workflows, {"ids": list({w for _, w in jobs})}
+            ).fetchall()
+            ours = {row["id"] for row in locked}
+            ids = [job_id for job_id, workflow_id in jobs if workflow_id in ours]
+            if not ids:
+                return []
+            rows = conn.execute(QUERIES.run_beats, {"ids": ids, "owner": self._owner}).fetchall()
+            self._alert_completed(conn, locked, rows)
+        return [
+            Finished(
+                job_id=row["id"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                queued_at=row["queued_at"],
+            )
+            for row in rows
+        ]
+
+    def _alert_completed(
+        self, conn: Conn, locked: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """The notifications and health flips of these completed jobs (rows), whose workflows
+        the transaction holds locked (``locked``, read under the lock)."""
+        workflows = {row["id"]: alerts.WorkflowState.from_row(row) for row in locked}
+        flags = {row["id"]: row for row in locked}  # terminated, liveness
+        finished = [
+            alerts.JobFinished(
+                workflow=workflows[row["workflow_id"]],
+                job_id=row["id"],
+                status=JobStatus.COMPLETED,
+                consecutive_failures=workflows[row["workflow_id"]].consecutive_failures,
+                workflow_terminated=flags[row["workflow_id"]]["terminated"],
+                liveness=flags[row["workflow_id"]]["liveness"],
+            )
+            for row in rows
+        ]
+        alerts.write(conn, alerts.decide_all(finished, public_url=self._public_url, now=utcnow()))
 
     @_db_retry
     def record(self, job_id: UUID, token: int, outcome: Outcome) -> Recorded:

@@ -142,8 +142,15 @@ def test_a_batch_runs_liveness_jobs_together_and_the_rest_one_by_one(
 
     for message in (*live, checked):
         ran = job(conn, message.job_id)
-        assert (ran["status"], ran["attempt"], ran["lease_owner"]) == ("COMPLETED", 1, None)
+        assert (ran["status"], ran["attempt"]) == ("COMPLETED", 1)
         assert ran["started_at"] <= ran["finished_at"]
+    # The empty-payload beats were claimed and finished by one write, which names the worker
+    # (their history's `claimed` entry reads it); a job claimed then completed has no owner left.
+    assert [job(conn, m.job_id)["lease_owner"] for m in (*live, checked)] == [
+        "test-worker",
+        "test-worker",
+        None,
+    ]
     assert endpoint.hits == 1
     assert job(conn, done.job_id) == before  # a duplicate changes nothing
     assert workflow(conn, failing)["consecutive_job_failures_count"] == 0
@@ -619,3 +626,40 @@ def test_a_log_gap_is_marked_under_the_lease_and_a_new_attempt_starts_without_on
     [again] = store.claim([message.job_id])
     assert again.attempt == 2
     assert not job(conn, message.job_id)["logs_incomplete"]
+
+
+def test_beats_with_an_empty_payload_are_claimed_and_finished_in_one_write(
+    conn: Any, executor: Executor, endpoint: Endpoint
+) -> None:
+    user_id = make_user(conn)
+    live = queue_job(conn, make_workflow(conn, user_id))
+    checked = queue_job(conn, make_workflow(conn, user_id, payload={"endpoint": endpoint.url}))
+    container = queue_job(
+        conn,
+        make_workflow(conn, user_id, kind="CONTAINER", payload={"image": "local/busybox:latest"}),
+    )
+    terminated = make_workflow(conn, user_id)
+    late = queue_job(conn, terminated)
+    conn.execute(
+        "UPDATE workflows SET terminated_at = now(), terminated_reason = 'by test' WHERE id = %s",
+        (terminated,),
+    )
+
+    assert executor.run_beats([live, checked, container, late]) == {live.job_id}
+    assert executor.run_beats([live]) == set()  # a duplicate message finds nothing
+
+    done = job(conn, live.job_id)
+    assert (done["status"], done["attempt"], done["lease_token"]) == ("COMPLETED", 1, 1)
+    assert done["started_at"] == done["finished_at"]  # one statement claimed and finished it
+    history = conn.execute(
+        "SELECT type, data FROM job_events WHERE job_id = %s ORDER BY id", (live.job_id,)
+    ).fetchall()
+    assert [e["type"] for e in history] == ["created", "claimed", "finished"]
+    assert history[1]["data"]["worker"] == "test-worker" and history[1]["data"]["attempt"] == 1
+    assert history[2]["data"]["status"] == "COMPLETED"
+    for message in (checked, container, late):
+        assert (job(conn, message.job_id)["status"], job(conn, message.job_id)["attempt"]) == (
+            "QUEUED",
+            0,
+        )
+    assert executor.leases.snapshot() == {}
