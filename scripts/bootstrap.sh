@@ -12,4 +12,7 @@ if ! "$UV" --version 2>/dev/null | grep -q "$UV_VERSION"; then
     "$RUN_DIR/tools/uv/bin/pip" install -q --disable-pip-version-check "uv==$UV_VERSION"
 fi
 cd "$ROOT"
-UV_PROJECT_ENVIRONMENT="$ROOT/.venv" "$UV" sync --locked --extra dev --quiet
+# Bytecode compiled up front, as the image does (UV_COMPILE_BYTECODE=1): otherwise, with
+# PYTHONDONTWRITEBYTECODE set, every process compiles each module it imports and keeps the
+# compiler's leftovers (1.5-5 MiB of RSS at rest; docs/benchmarks.md, Footprint).
+UV_PROJECT_ENVIRONMENT="$ROOT/.venv" "$UV" sync --locked --extra dev --quiet --compile-bytecode
