@@ -69,6 +69,9 @@ class BenchContext:
             label="bench",
             CHRONOVERSE_LOG_LEVEL="INFO",
             CHRONOVERSE_KAFKA_FETCH_WAIT_MAX_MS=FETCH_WAIT_MAX_MS,
+            # The containers scenario runs on `bridge`, as `docker run` does (`none` stays the
+            # default).
+            CHRONOVERSE_CONTAINER_NETWORKS="none,bridge",
             **(overrides or {}),
         )
         self.infra.create_topics(stack.topic_prefix)

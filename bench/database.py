@@ -28,6 +28,19 @@ def create_user(conn: Conn) -> uuid.UUID:
     return uuid.UUID(str(row["id"]))
 
 
+def reset(conn: Conn, *, attempts: int = 5) -> None:
+    """Empty the tables a repeat fills. The services keep querying them meanwhile, and TRUNCATE
+    locks its tables one after the other: when Postgres breaks a deadlock by cancelling it, the
+    reset is simply run again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            conn.execute(QUERIES.reset)
+            return
+        except psycopg.errors.DeadlockDetected:
+            if attempt == attempts:
+                raise
+
+
 def seed_due_heartbeats(conn: Conn, user_id: uuid.UUID, count: int, *, mixed: bool = False) -> None:
     """Insert ``count`` due liveness workflows and wake the scheduler, in one transaction;
     ``mixed``: half of them on cron schedules."""

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import docker
 import psycopg
@@ -147,7 +147,7 @@ def describe_machine(infra: Infrastructure) -> dict[str, Any]:
     }
     with psycopg.connect(infra.database_url) as conn:
         row = conn.execute("SELECT current_setting('server_version')").fetchone()
-    redis_info = redis.Redis.from_url(infra.redis_url).info("server")
+    redis_info = cast(dict[str, Any], redis.Redis.from_url(infra.redis_url).info("server"))
     return {
         "cpus": os.cpu_count(),
         "cpu_model": models[0] if models else platform.processor(),

@@ -98,9 +98,6 @@ class Stack:
             "CHRONOVERSE_MAX_ACTIVE_JOBS_PER_USER": "1000000",
             "CHRONOVERSE_MAX_WORKFLOWS_PER_USER": "1000000",
             "CHRONOVERSE_MANUAL_RUNS_PER_MINUTE": "100000",
-            # The containers scenario runs on `bridge`, as `docker run` does (`none` stays first,
-            # the default).
-            "CHRONOVERSE_CONTAINER_NETWORKS": "none,bridge",
             **environ,
             "CHRONOVERSE_DATABASE_URL": database_url,
             "CHRONOVERSE_KAFKA_TOPIC_PREFIX": self.topic_prefix,

@@ -17,12 +17,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from chronoverse.domain import User
 from chronoverse.errors import (
@@ -35,6 +33,9 @@ from chronoverse.errors import (
 )
 from chronoverse.postgres import QUERIES, Pool
 
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
 TOKEN_PREFIX = "cv_"
 # No @, control or space character (Python's str.isspace() set, spelled out for JSON Schema) in
 # the parts; the OpenAPI document states the same pattern.
@@ -43,9 +44,44 @@ EMAIL_PATTERN = rf"^{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+$"
 _EMAIL = re.compile(EMAIL_PATTERN)
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
-_hasher = PasswordHasher()
-# Verified against when the email is unknown, so both failures take the same time.
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+class _Argon2:
+    """Argon2id with argon2-cffi's defaults, loaded at the first password hashed or checked: a
+    server holds argon2 (0.7 MiB with its first hash) only once someone registers or logs in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hasher: PasswordHasher | None = None
+        self._dummy_hash = ""
+
+    def _loaded(self) -> PasswordHasher:
+        with self._lock:
+            if self._hasher is None:
+                from argon2 import PasswordHasher
+
+                hasher = PasswordHasher()
+                # Checked against when the email is unknown, so both failures take the same
+                # time. Made here, before the first check of either kind.
+                self._dummy_hash = hasher.hash("not a password of anyone")
+                self._hasher = hasher
+            return self._hasher
+
+    def hash(self, password: str) -> str:
+        return self._loaded().hash(password)
+
+    def verify(self, stored: str | None, password: str) -> None:
+        """Raise unless ``password`` matches ``stored``, or the dummy hash if nothing is stored."""
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        hasher = self._loaded()
+        try:
+            hasher.verify(self._dummy_hash if stored is None else stored, password)
+        except (VerificationError, InvalidHashError) as exc:
+            raise AuthenticationError("wrong email or password") from exc
+
+
+_argon2 = _Argon2()
 
 
 class RegistrationPolicy(enum.StrEnum):
@@ -155,7 +191,7 @@ class Accounts:
                 "`chronoverse users create`",
             )
         with self._hashing():
-            password_hash = _hasher.hash(password)
+            password_hash = _argon2.hash(password)
         params = {"email": email, "password_hash": password_hash}
         with self._pool.connection() as conn:
             try:
@@ -177,12 +213,8 @@ class Accounts:
     def login(self, email: str, password: str, *, token_name: str = "login") -> IssuedToken:
         with self._pool.connection() as conn:
             row = conn.execute(QUERIES.user_by_email, {"email": email}).fetchone()
-        stored = str(row["password_hash"]) if row else _DUMMY_HASH
         with self._hashing():
-            try:
-                _hasher.verify(stored, password)
-            except (VerificationError, InvalidHashError) as exc:
-                raise AuthenticationError("wrong email or password") from exc
+            _argon2.verify(str(row["password_hash"]) if row else None, password)
         if row is None:
             raise AuthenticationError("wrong email or password")
         with self._pool.connection() as conn:

@@ -268,7 +268,8 @@ def _work(
     try:
         completed = 0
         # A message can arrive before its batch's COMMIT (the producer flushes first): its job is
-        # not visible yet, so it is claimed with a later batch.
+        # not visible yet, so it is claimed with a later batch. (Its offset is committed with its
+        # own batch: the floor does not survive a crash, and need not.)
         unclaimed: list[uuid.UUID] = []
         while completed < count and not stop.is_set():
             messages = consumer.consume(BATCH, timeout=0)

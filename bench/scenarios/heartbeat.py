@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from bench.context import BenchContext, FullStack
-from bench.database import QUERIES, flag, job_counts, seed_due_heartbeats
+from bench.database import QUERIES, flag, job_counts, reset, seed_due_heartbeats
 from bench.environment import BenchError
 from bench.measure import RssSampler, wait_for
 from bench.results import Compare, Metric, ScenarioResult, Target
@@ -38,7 +38,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
             f"{NAME} {repeat + 1}/{repeats}: {rate:,.0f} jobs/s, dispatch lag "
             f"p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms"
         )
-    full.conn.execute(QUERIES.reset)  # the next scenarios start on small tables
+    reset(full.conn)  # the next scenarios start on small tables
     lag_note = (
         f"all {count:,} jobs are due at the same instant, so the lag of the last ones is the "
         "time to drain the backlog"
@@ -77,7 +77,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
 def run_once(ctx: BenchContext, full: FullStack, count: int) -> tuple[float, tuple[float, ...]]:
     """Seed, wait until every job COMPLETED; jobs/s and the lag percentiles (seconds)."""
     conn = full.conn
-    conn.execute(QUERIES.reset)
+    reset(conn)
     with RssSampler(full.stack.pids()) as sampler:
         seed_due_heartbeats(conn, full.user_id, count)
         started = time.monotonic()

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from bench.context import BenchContext
 from bench.cpu import CpuMeter
-from bench.database import QUERIES
+from bench.database import QUERIES, reset
 from bench.measure import median
 from bench.results import Metric, ScenarioResult
 from bench.scenarios import heartbeat
@@ -149,7 +149,7 @@ def _measure(
                 f"{NAME} {layout.label}, {repeat + 1}/{repeats}: {rate:,.0f} jobs/s, CPU "
                 + ", ".join(f"{p} {used[p]:.2f} s" for p in sorted(used))
             )
-        full.conn.execute(QUERIES.reset)
+        reset(full.conn)
     finally:
         full.conn.close()
         full.stack.stop_all()

@@ -4,9 +4,10 @@
 across the minute (one every 6 ms: about 167 jobs/s), on a full stack of its own configured as
 the shared one. The first slot is a few seconds after the seed's commit; the run lasts 3 minutes
 (a scaled run ``max(60 s, 180 s x scale)``). Then: the lag of every job whose slot falls in the
-run after the first 10 s of warm-up (``started_at - scheduled_at``), p50 and p99; the jobs/s
-achieved; and the slots due in the whole run against the jobs created for them, which must be
-equal (one job per nominal slot).
+run after the first 10 s of warm-up (``started_at - scheduled_at``), p50 and p99, and the
+scheduler's share of it (``created_at - scheduled_at``); the jobs/s achieved; and the slots due
+in the whole run against the jobs created for them, which must be equal (one job per nominal
+slot).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bench.context import BenchContext, FullStack
-from bench.database import QUERIES
+from bench.database import QUERIES, reset
 from bench.environment import BenchError
 from bench.measure import wait_for
 from bench.results import Compare, Metric, ScenarioResult, Target
@@ -52,7 +53,7 @@ class Run:
 def run(ctx: BenchContext) -> ScenarioResult:
     count = ctx.scaled(WORKFLOWS)
     repeats = ctx.repeats(REPEATS)
-    run_s = RUN_S if ctx.options.scale >= 1 else max(MIN_RUN_S, RUN_S * ctx.options.scale)
+    run_s = max(MIN_RUN_S, RUN_S * ctx.options.scale)
     full = ctx.start_full_stack(NAME, execution_workers=ctx.options.execution_workers)
     runs: list[Run] = []
     try:
@@ -144,7 +145,7 @@ def slots_due(count: int, spacing_us: int, until_us: int) -> int:
 
 def run_once(full: FullStack, count: int, run_s: float) -> Run:
     conn = full.conn
-    conn.execute(QUERIES.reset)
+    reset(conn)
     spacing_us = INTERVAL_US // count
     # No slot falls on the end itself: half a spacing before the last one that would.
     until_us = round(run_s * 1_000_000) - spacing_us // 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 import redis
@@ -237,7 +238,7 @@ class _Subscriptions:
 
     def _run(self) -> None:
         while not self._stop.wait(0.25):
-            [(_, count)] = self._client.pubsub_numsub(self._channel)
+            [(_, count)] = cast(list[tuple[bytes, int]], self._client.pubsub_numsub(self._channel))
             self.most = max(self.most, int(count))
 
     def stop(self) -> None:

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 import docker
 import redis
 from docker.errors import DockerException, ImageNotFound
+from docker.types import CancellableStream
+from docker.utils.socket import STDERR, frames_iter_no_tty
 
 from chronoverse.containers import image_has_path
 from chronoverse.definition_cache import DefinitionCache
@@ -61,8 +63,6 @@ RecordContainer = Callable[[str], bool]
 RecordLogsLost = Callable[[], None]
 TouchVolume = Callable[[UUID, str, UUID], UUID]  # (owner, name, job) -> the volume's id
 if TYPE_CHECKING:
-    from docker.types import CancellableStream
-
     Frames = CancellableStream[tuple[bytes | None, bytes | None]]  # (stdout, stderr) as they come
 
 
@@ -83,7 +83,7 @@ class ContainerRunner:
         stop_grace_s: int,
         max_log_chars: int,
         installation: str,
-        removals: int = 4,
+        removal_threads: int = 4,
     ) -> None:
         self._docker = docker_client
         self._definitions = definitions
@@ -96,7 +96,7 @@ class ContainerRunner:
         self._stop_grace_s = stop_grace_s
         self._max_log_chars = max_log_chars
         self._installation = installation
-        self._removals = Removals(max_workers=removals)
+        self._removals = Removals(max_workers=removal_threads)
 
     def removing(self) -> set[UUID]:
         """The jobs whose finished container is still being removed (the reaper's to leave)."""
@@ -122,10 +122,10 @@ class ContainerRunner:
         splitter = LineSplitter()
         shipper = self._shippers(job_id, attempt)
         try:
-            # No overlap: an earlier attempt's container goes before this one is created. The
-            # first attempt has none (an attempt's container is created after its claim).
-            self._removals.wait(job_id)
+            # No overlap: an earlier attempt's container goes before this one is created (the
+            # first attempt has none: an attempt's container is created after its claim).
             if attempt > 1:
+                self._removals.wait(job_id)  # this worker's own removal of it, if under way
                 try:
                     self._leftovers.clear(job_id)
                 except DockerException as exc:
@@ -236,9 +236,7 @@ class ContainerRunner:
         self, container: Any, definition: ContainerDefinition, output: Output, job_id: str
     ) -> RunResult:
         # Attach before start, so not a byte of output is missed.
-        stream: Frames = self._docker.api.attach(
-            container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True
-        )
+        stream = _attach(self._docker.api, container.id)
         try:
             container.start()
         except DockerException as exc:
@@ -337,6 +335,23 @@ class _TimeoutStop:
         if error is not None:
             self.error = error
             _end(self._stream)
+
+
+def _attach(api: docker.APIClient, container_id: str) -> Frames:
+    """Both output streams of a container not yet started, as ``api.attach(..., demux=True)``
+    streams them, less the inspect that call makes to learn whether the container has a TTY: a
+    job container never has."""
+    sock = api.attach_socket(
+        container_id, params={"stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
+    )
+    return CancellableStream(_demux(sock), sock._response)
+
+
+def _demux(sock: Any) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Docker's multiplexed frames as (stdout, stderr) chunks, one of them None."""
+    for stream, data in frames_iter_no_tty(sock):
+        chunk = cast(bytes, data)  # read from the socket; the stubs say str too
+        yield (None, chunk) if stream == STDERR else (chunk, None)
 
 
 def _end(stream: Frames) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,6 +23,43 @@ from services.execution_worker import pinned, results
 
 logger = logging.getLogger(__name__)
 USER_AGENT = "chronoverse-heartbeat/1"
+
+
+def http_client(*, max_connections: int) -> httpx.Client:
+    """The worker's client for HEARTBEAT requests, whose connection pool and TLS context are made
+    at the first request: a worker that runs only liveness jobs and CONTAINERs never loads httpcore
+    or the CA bundle (2.6 MiB at rest)."""
+    # trust_env=False: HTTP(S)_PROXY / ALL_PROXY from the environment would send heartbeats
+    # through a proxy, which then connects to addresses the egress guard never checked.
+    limits = httpx.Limits(max_connections=max_connections)
+    return httpx.Client(
+        transport=OnDemandTransport(lambda: httpx.HTTPTransport(trust_env=False, limits=limits)),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+class OnDemandTransport(httpx.BaseTransport):
+    """A transport made by ``make`` when the first request comes, then shared by all threads."""
+
+    def __init__(self, make: Callable[[], httpx.BaseTransport]) -> None:
+        self._make = make
+        self._transport: httpx.BaseTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        transport = self._transport
+        if transport is None:
+            with self._lock:
+                if self._transport is None:
+                    self._transport = self._make()
+                transport = self._transport
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
 
 
 def run_heartbeat(

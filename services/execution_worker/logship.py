@@ -55,6 +55,7 @@ class LogShipper:
         self._max_bytes = max_message_bytes
         self._resend_rounds = resend_rounds
         self._lock = threading.Condition()
+        self._sending = threading.Lock()  # batches leave in the order they were taken
         self._buffer: list[LogLine] = []
         self._buffered_chars = 0
         self._in_flight = 0
@@ -72,8 +73,8 @@ class LogShipper:
             self._buffer.extend(lines)
             self._buffered_chars += sum(len(line.line) for line in lines)
             full = len(self._buffer) >= self._max_lines or self._buffered_chars >= self._max_chars
-            batch = self._take() if full else []
-        self._send(batch)
+        if full:
+            self._flush()
 
     def close(self, last_seq: int, *, timeout_s: float = 30.0) -> None:
         """Send the rest, the refused batches again, then the end marker; raise PublishError
@@ -85,9 +86,7 @@ class LogShipper:
         deadline = time.monotonic() + timeout_s
         self._closing.set()
         self._flusher.join()
-        with self._lock:
-            batch = self._take()
-        self._send(batch)
+        self._flush()
         lost = self._settle(deadline)
         if lost is None:
             with self._lock:
@@ -163,6 +162,13 @@ class LogShipper:
 
     def _tick(self) -> None:
         while not self._closing.wait(self._interval_s):
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send what is buffered. Taking and sending are one step for the reader and the ticker:
+        otherwise one could send a later batch before the other sent an earlier one, and every
+        live viewer would see a gap and read Postgres for it."""
+        with self._sending:
             with self._lock:
                 batch = self._take()
             self._send(batch)

@@ -77,10 +77,11 @@ def _remove(container: Any, job_id: UUID) -> None:
         container.remove(force=True)
     except NotFound:
         pass
-    except DockerException as exc:
+    except Exception as exc:  # Docker refused, or could not be reached: the reaper's then
         logger.warning(
             "could not remove container %s: %s; the reaper will",
             container.id,
             exc,
+            exc_info=None if isinstance(exc, DockerException) else exc,
             extra={"action": "container_remove_failed", "job_id": str(job_id)},
         )

@@ -299,8 +299,10 @@ class DeliveryLoop:
     ) -> None:
         self._store = store
         self._secrets = secrets
-        # Built once (loading the CA bundle is slow); each attempt has its own transport.
-        self._ssl_context = httpx.create_ssl_context(trust_env=False)
+        # Built at the first delivery, then kept (loading the CA bundle is slow, and holds
+        # 0.7 MiB that a worker with no webhooks does not need); each attempt has its own transport.
+        self._ssl_context: ssl.SSLContext | None = None
+        self._ssl_lock = threading.Lock()
         self._egress = egress
         self._retry = retry
         self._concurrency = concurrency
@@ -351,6 +353,12 @@ class DeliveryLoop:
             senders.submit(self._deliver, delivery)
         return len(claimed)
 
+    def _tls(self) -> ssl.SSLContext:
+        with self._ssl_lock:
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context(trust_env=False)
+            return self._ssl_context
+
     def _release(self, count: int) -> None:
         for _ in range(count):
             self._free.release()
@@ -390,7 +398,7 @@ class DeliveryLoop:
                 body=body,
                 headers=headers,
                 timeout_s=self._timeout_s,
-                ssl_context=self._ssl_context,
+                ssl_context=self._tls(),
                 resolver=self._resolver,
             )
         decision = decide_attempt(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 from uuid import UUID
 
-import httpx
-
 from chronoverse import containers, redis_store
 from chronoverse.checks import assignment_check, kafka_check, postgres_check, redis_check
 from chronoverse.definition_cache import DefinitionCache
@@ -23,6 +21,7 @@ from chronoverse.runtime import every
 from chronoverse.scheduling import RetryPolicy
 from chronoverse.secrets import SecretBox
 from chronoverse.webhooks import RetryPolicy as WebhookRetryPolicy
+from services.execution_worker import heartbeat
 from services.execution_worker.containers import ContainerRunner
 from services.execution_worker.executor import Executor
 from services.execution_worker.leases import LeaseBook, LeaseKeeper
@@ -70,13 +69,7 @@ class ExecutionWorker:
         )
         store = JobStore(pool, owner=s.worker_id, lease_s=s.lease_s, public_url=s.public_url)
         leases = LeaseBook()
-        # trust_env=False: HTTP(S)_PROXY / ALL_PROXY from the environment would send heartbeats
-        # through a proxy, which then connects to addresses the egress guard never checked.
-        http = httpx.Client(
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=s.concurrency * 2),
-        )
+        http = heartbeat.http_client(max_connections=s.concurrency * 2)
         docker_client = containers.connect(s, timeout_s=60)
         redis_client = redis_store.connect(s)
         logs_topic = s.topic(Topic.JOB_LOGS)
@@ -109,7 +102,7 @@ class ExecutionWorker:
             stop_grace_s=s.stop_grace_s,
             max_log_chars=s.max_log_chars_per_job,
             installation=s.installation,
-            removals=s.concurrency,
+            removal_threads=s.concurrency,
         )
         egress = policy_from_settings(s)
         executor = Executor(
