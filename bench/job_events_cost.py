@@ -3,12 +3,12 @@
 ``python -m bench.job_events_cost`` makes a scratch database of its own on the configured Postgres
 server (never the development or test database) with ``--jobs`` liveness workflows, then runs the
 statements a liveness job goes through, with the services' own SQL, in the batches the services
-use: the scheduler's insert of the jobs, the dispatcher's PENDING -> QUEUED, the execution
-worker's claim, a renewal of every live lease, and the batch completion. Each round runs once with
-the triggers and once without them (``ALTER TABLE jobs DISABLE TRIGGER``), alternating, and the
-table gives the best of ``--rounds`` rounds per statement (other work on the machine only ever
-adds time). The scratch database is dropped at
-the end. docs/notifications.md ("Job history") has the numbers.
+use: the scheduler's insert of the jobs (QUEUED and counted as published, as the scheduler writes
+them: no separate PENDING -> QUEUED), the execution worker's claim, a renewal of every live lease,
+and the batch completion. Each round runs once with the triggers and once without them
+(``ALTER TABLE jobs DISABLE TRIGGER``), alternating, and the table gives the best of ``--rounds``
+rounds per statement (other work on the machine only ever adds time). The scratch database is
+dropped at the end. docs/notifications.md ("Job history") has the numbers.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from chronoverse.sql import Queries
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Queries.load(ROOT / "chronoverse" / "queries.sql")
-SCHEDULER = Queries.load(ROOT / "services" / "scheduling_worker" / "queries.sql")
 WORKER = Queries.load(ROOT / "services" / "execution_worker" / "queries.sql")
 
-PHASES = ("insert", "publish", "claim", "renew", "complete")
+PHASES = ("insert", "claim", "renew", "complete")
 
 
 def timed(step: Callable[[], Any]) -> float:
@@ -53,26 +52,20 @@ def one_round(
 ) -> dict[str, float]:
     """The statements of ``len(workflows)`` liveness jobs, each timed; ms per statement kind."""
     spent: dict[str, float] = {}
+    ids = sorted(uuid.uuid4() for _ in workflows)
     with conn.transaction():
         spent["insert"] = timed(
             lambda: conn.execute(
                 SHARED.insert_automatic_jobs,
                 {
+                    "ids": ids,
                     "workflow_ids": [w["id"] for w in workflows],
                     "user_ids": [w["user_id"] for w in workflows],
                     "slots": [slot] * len(workflows),
+                    "queued": [True] * len(workflows),
                 },
             )
         )
-    ids = [
-        r["id"]
-        for r in conn.execute(
-            "SELECT id FROM jobs WHERE scheduled_at = %s ORDER BY id", (slot,)
-        ).fetchall()
-    ]
-    spent["publish"] = timed_batches(
-        ids, batch, lambda chunk: conn.execute(SCHEDULER.mark_queued, {"ids": chunk})
-    )
     claims: list[tuple[uuid.UUID, int, uuid.UUID]] = []
 
     def claim(chunk: list[uuid.UUID]) -> None:

@@ -48,9 +48,26 @@ class LogLine:
         return cls(
             seq=int(data["seq"]),
             stream=LogStream(data["stream"]),
-            ts=datetime.fromisoformat(data["ts"]),
+            ts=parse_ts(data["ts"]),
             line=str(data["line"]),
         )
+
+
+# A line's ``ts`` as the shipper writes it: the isoformat() of an aware datetime, to the second or
+# microsecond, with an offset Postgres takes (within ±15:59). fromisoformat alone also takes week
+# dates, a comma before the fraction, naive times and offsets Postgres refuses: a line with one
+# would fail its whole batch in Postgres (a handler failure, retried) instead of being malformed.
+_TS = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?"
+    r"[+-](0[0-9]|1[0-5]):[0-5][0-9]"
+)
+
+
+def parse_ts(text: Any) -> datetime:
+    """A line's ``ts`` (as :meth:`LogLine.to_json` writes it); ValueError for any other text."""
+    if type(text) is not str or _TS.fullmatch(text) is None:
+        raise ValueError(f"ts must be an ISO 8601 time with its offset, got {text!r}")
+    return datetime.fromisoformat(text)
 
 
 _STREAMS = {stream.value: stream for stream in LogStream}
@@ -78,7 +95,7 @@ def lines_from_json(raw: Iterable[dict[str, Any]]) -> tuple[LogLine, ...]:
         text = data["ts"]
         ts = stamps.get(text)
         if ts is None:
-            ts = stamps[text] = datetime.fromisoformat(text)
+            ts = stamps[text] = parse_ts(text)
         out.append(
             LogLine(
                 seq=int(data["seq"]),
@@ -332,7 +349,7 @@ def _plain_lines(lines: list[Any]) -> bool:
             return False
         if ts not in stamps:
             try:
-                datetime.fromisoformat(ts)
+                parse_ts(ts)
             except ValueError:
                 return False
             stamps.add(ts)

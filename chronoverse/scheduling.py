@@ -232,9 +232,24 @@ def plan_runs(
     return planned
 
 
+def users_to_lock(
+    new: Mapping[UUID, int], counts: Mapping[UUID, int], *, limit: int, headroom: int
+) -> list[UUID]:
+    """The users (in id order, the lock order) for whom a batch must lock and count again:
+    their jobs counted (``counts``), this batch's ``new`` ones and ``headroom`` (what other
+    batches of the same process may be writing, uncommitted, at the same time) pass ``limit``.
+    For the others no interleaving of those batches can pass it, so they need no lock."""
+    return sorted(user for user, n in new.items() if counts.get(user, 0) + n + headroom > limit)
+
+
+def users_within(new: Mapping[UUID, int], counts: Mapping[UUID, int], *, limit: int) -> set[UUID]:
+    """The users whose ``new`` jobs all fit under ``limit`` on top of ``counts``."""
+    return {user for user, n in new.items() if counts.get(user, 0) + n <= limit}
+
+
 # Shortest wait of an idle scheduler when a slot is already due but was not claimable (another
-# scheduling worker holds it): do not spin on it.
-MIN_IDLE_WAIT_S = 0.01
+# lane or scheduling worker holds it, uncommitted, for a few milliseconds): do not spin on it.
+MIN_IDLE_WAIT_S = 0.05
 
 
 def idle_wait_s(next_due: datetime | None, now: datetime, *, longest_s: float) -> float:

@@ -8,8 +8,8 @@ carries the labels `chronoverse.job_id`, `chronoverse.workflow_id`, `chronoverse
 attempt starts, the containers earlier attempts left behind (their worker died) are stopped and
 removed, their output kept as theirs (:mod:`services.execution_worker.leftovers`); the
 :class:`~services.execution_worker.reaper.Reaper` does the same with orphans meanwhile. A finished
-container is removed while its job's log is ended and its outcome recorded, not before
-(:mod:`services.execution_worker.removals`).
+container is removed while its job's log is ended and its outcome recorded, not before, unless
+the job is to be retried (:mod:`services.execution_worker.removals`).
 
 The outcome is the container's, whatever happens to its log: lines that could not be shipped are
 recorded as a gap in the job's log, never as a reason to run it again. A container that outlives
@@ -52,7 +52,7 @@ from services.execution_worker.leftovers import Leftovers, stop_container
 from services.execution_worker.logship import LogShipper
 from services.execution_worker.metrics import DEFINITIONS_REBUILT
 from services.execution_worker.output import Output
-from services.execution_worker.removals import Removals
+from services.execution_worker.removals import Removals, after_the_outcome, remove
 from services.execution_worker.sandbox import Sandbox
 from services.execution_worker.volumes import ensure_volume
 
@@ -218,19 +218,27 @@ class ContainerRunner:
             return results.create_error(exc, image=definition.image)
         try:
             if not record_container(str(container.id)):
-                return results.lease_lost_before_start()
-            return self._watch(
-                container,
-                definition,
-                Output(splitter, shipper, max_chars=self._max_log_chars),
-                str(job_id),
-            )
+                result = results.lease_lost_before_start()
+            else:
+                result = self._watch(
+                    container,
+                    definition,
+                    Output(splitter, shipper, max_chars=self._max_log_chars),
+                    str(job_id),
+                )
         except DockerException as exc:
-            return results.run_error(exc)
-        finally:
-            # Its output is read to the end (or it never started): the removal runs while the
-            # log is ended and the outcome recorded.
+            result = results.run_error(exc)
+        except BaseException:
+            remove(container, job_id)
+            raise
+        # Its output is read to the end (or it never started). A final outcome is recorded while
+        # the container is removed; a retry is written only once it is gone (or left to the
+        # reaper), never while it may still run.
+        if after_the_outcome(result):
             self._removals.remove(container, job_id)
+        else:
+            remove(container, job_id)
+        return result
 
     def _watch(
         self, container: Any, definition: ContainerDefinition, output: Output, job_id: str

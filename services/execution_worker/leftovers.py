@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # Between the kills of a container Docker refused to stop (its first refusal, then these).
 KILL_RETRY_DELAYS_S = (0.5, 1.0, 2.0)
+# What Docker calls a container that does not run (``removing`` only once it no longer runs).
+STOPPED = frozenset({"created", "exited", "dead", "removing"})
 # A json-file record's bytes besides its escaped text: {"log":…,"stream":"stderr","time":"…"}\n
 _RECORD_OVERHEAD = 80
 # Below this many bytes of records, Docker never rotated the log: its copy is whole.
@@ -88,9 +90,35 @@ def stop_container(container: Any, *, grace_s: int, job_id: str) -> DockerExcept
     return error
 
 
+def remove_container(container: Any) -> bool:
+    """Remove a container (forcibly: it may still run). False when it was gone already, or
+    another remove of it is under way (Docker answers 409 to a second one); raises
+    DockerException when Docker refuses otherwise."""
+    try:
+        container.remove(force=True)
+        return True
+    except NotFound:
+        return False
+    except APIError as exc:
+        if exc.status_code == 409 and going(container):
+            return False
+        raise
+
+
+def going(container: Any) -> bool:
+    """Whether the container is gone or being removed (by anyone: its own worker after the
+    outcome, another worker's reaper), reloading its state. A container being removed no longer
+    runs: Docker says ``running`` until it is killed, ``removing`` after."""
+    try:
+        container.reload()
+    except NotFound:
+        return True
+    return bool(container.status == "removing")
+
+
 def _stopped(container: Any, exc: DockerException) -> bool:
-    """Whether the refusal means there is nothing to stop: the container is gone or not
-    running (Docker answers 409 to killing a container that is not running)."""
+    """Whether the refusal means there is nothing to stop: the container is gone, not running,
+    or being removed (Docker answers 409 to killing a container that is not running)."""
     if isinstance(exc, NotFound):
         return True
     if not (isinstance(exc, APIError) and exc.status_code == 409):
@@ -101,7 +129,7 @@ def _stopped(container: Any, exc: DockerException) -> bool:
         return True
     except DockerException:
         return False
-    return container.status in {"created", "exited", "dead"}
+    return container.status in STOPPED
 
 
 Entry = tuple[str, LogStream, bytes]  # (Docker's timestamp, stream, chunk)
@@ -125,7 +153,8 @@ class Leftovers:
         self._max_log_chars = max_log_chars
 
     def clear(self, job_id: UUID) -> int:
-        """Salvage every container of this job (before a new attempt starts); return how many.
+        """Salvage every container of this job (before a new attempt starts); return how many
+        it removed. One already gone or being removed is done: it no longer runs.
 
         Raises DockerException when one of them cannot be listed, stopped or removed: the new
         attempt must not start while an old one may still run.
@@ -136,12 +165,12 @@ class Leftovers:
                 "label": [f"{LABEL_JOB}={job_id}", f"{LABEL_INSTALLATION}={self._installation}"]
             },
         )
-        for container in found:
-            self.salvage(container)
-        return len(found)
+        return sum(self.salvage(container) for container in found)
 
-    def salvage(self, container: Any) -> None:
-        """Stop the container, ship its output as its attempt's, and remove it.
+    def salvage(self, container: Any) -> bool:
+        """Stop the container, ship its output as its attempt's, and remove it. False when it
+        was gone or being removed already: whoever removes it has its output (its own worker
+        shipped it before the outcome; another worker's salvage before its remove).
 
         Raises DockerException when it cannot be stopped or removed.
         """
@@ -151,15 +180,15 @@ class Leftovers:
             raise error
         try:
             entries = self._entries(container)
-            # Still there after the whole read: nobody removed it under us, so the read is whole.
-            container.reload()
+            # Still there after the whole read, and not being removed: nobody removed it under
+            # us, so the read is whole.
+            if going(container):
+                return False
         except NotFound:
-            return  # another worker salvaged and removed it
+            return False  # another worker salvaged and removed it
         self._keep(container, job, entries)
-        try:
-            container.remove(force=True)
-        except NotFound:
-            pass
+        if not remove_container(container):
+            return False
         logger.warning(
             "removed container %s that attempt %s of job %s left running",
             container.short_id,
@@ -167,6 +196,7 @@ class Leftovers:
             job,
             extra={"action": "leftover_removed", "job_id": job},
         )
+        return True
 
     def _keep(self, container: Any, job: str, entries: list[Entry]) -> None:
         """Ship the entries as the container's attempt's lines, when they can be numbered."""

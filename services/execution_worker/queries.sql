@@ -54,6 +54,7 @@ WITH done AS (
         exit_code = NULL, error = NULL, failure_kind = NULL
     FROM workflows AS w
     WHERE j.id = ANY(%(ids)b::uuid[])
+      AND j.workflow_id = ANY(%(workflow_ids)b::uuid[])  -- only jobs whose workflow is locked
       AND j.status IN ('PENDING', 'QUEUED')
       AND j.run_after <= now()
       AND w.id = j.workflow_id

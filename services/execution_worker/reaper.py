@@ -5,12 +5,18 @@ the helper containers that set up volumes) carry this installation's labels, and
 reaper removes those whose job no live lease owns. A job container's output is kept first, as its
 attempt's (``salvage``: :meth:`~services.execution_worker.leftovers.Leftovers.salvage`), so a
 reaper that gets there before the job's next attempt loses nothing.
+
+A finished job's container is removed by its worker just after the outcome is recorded
+(:mod:`services.execution_worker.removals`), when no live lease owns it any more: a container
+being removed is left alone, and so is one that stopped less than ``removal_grace_s`` ago, so
+that no other worker on the same Docker daemon salvages what its own worker is about to remove.
+A container still running is never left: it is the run of a worker that died.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,11 +26,14 @@ from docker.errors import DockerException, NotFound
 
 from chronoverse.definitions import LABEL_HELPER, LABEL_INSTALLATION, LABEL_JOB, LABEL_LEASE
 from chronoverse.domain import utcnow
+from services.execution_worker.leftovers import STOPPED, remove_container
 from services.execution_worker.metrics import CONTAINERS_REAPED
 
 logger = logging.getLogger(__name__)
 
 HELPER_MAX_AGE_S = 300.0
+# A stopped job container is its worker's to remove for this long after it stopped.
+REMOVAL_GRACE_S = 60.0
 
 
 class Reaper:
@@ -37,13 +46,15 @@ class Reaper:
         mine: Callable[[], set[UUID]],
         *,
         installation: str,
-        salvage: Callable[[Any], None] | None = None,
+        salvage: Callable[[Any], bool] | None = None,
+        removal_grace_s: float = REMOVAL_GRACE_S,
     ) -> None:
         self._docker = docker_client
         self._owned = owned
         self._mine = mine
         self._installation = installation
         self._salvage = salvage
+        self._removal_grace_s = removal_grace_s
 
     def reap(self) -> int:
         found: list[tuple[Any, UUID, int]] = []
@@ -55,6 +66,10 @@ class Reaper:
                     container.remove(force=True)
                 except NotFound:
                     pass
+                continue
+            if left_to_its_worker(
+                container.status, container.attrs, now=utcnow(), grace_s=self._removal_grace_s
+            ):
                 continue
             try:
                 found.append(
@@ -76,9 +91,11 @@ class Reaper:
                 continue
             try:
                 if self._salvage is not None:
-                    self._salvage(container)  # stops it, keeps its output, removes it
-                else:
-                    container.remove(force=True)
+                    # Stops it, keeps its output, removes it; False when it was going already.
+                    if not self._salvage(container):
+                        continue
+                elif not remove_container(container):
+                    continue
             except NotFound:
                 continue
             except DockerException as exc:
@@ -102,11 +119,29 @@ class Reaper:
         return removed
 
 
-def _older_than(container: Any, seconds: float) -> bool:
-    created = str(container.attrs.get("Created", ""))
-    try:
-        # Docker gives nanoseconds: "2026-11-29T17:49:43.123456789Z".
-        when = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00")
-    except ValueError:
+def left_to_its_worker(
+    status: str, attrs: Mapping[str, Any], *, now: datetime, grace_s: float
+) -> bool:
+    """Whether a job container (Docker's ``status`` and inspect ``attrs``) is its own worker's to
+    remove: being removed, or stopped (or created and never started) less than ``grace_s`` ago.
+    Never one that runs."""
+    if status not in STOPPED:
         return False
-    return (utcnow() - when).total_seconds() > seconds
+    if status == "removing":
+        return True
+    state = attrs.get("State") or {}
+    known = [w for w in (_when(attrs.get("Created")), _when(state.get("FinishedAt"))) if w]
+    return bool(known) and (now - max(known)).total_seconds() < grace_s
+
+
+def _older_than(container: Any, seconds: float) -> bool:
+    when = _when(container.attrs.get("Created"))
+    return when is not None and (utcnow() - when).total_seconds() > seconds
+
+
+def _when(stamp: object) -> datetime | None:
+    """One of Docker's timestamps, with nanoseconds: "2026-11-29T17:49:43.123456789Z"."""
+    try:
+        return datetime.fromisoformat(str(stamp or "")[:26].rstrip("Z") + "+00:00")
+    except ValueError:
+        return None

@@ -218,7 +218,9 @@ class JobStore:
             ids = [job_id for job_id, workflow_id in jobs if workflow_id in ours]
             if not ids:
                 return []
-            rows = conn.execute(QUERIES.run_beats, {"ids": ids, "owner": self._owner}).fetchall()
+            rows = conn.execute(
+                QUERIES.run_beats, {"ids": ids, "workflow_ids": list(ours), "owner": self._owner}
+            ).fetchall()
             self._alert_completed(conn, locked, rows)
         return [
             Finished(

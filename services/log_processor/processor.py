@@ -87,14 +87,17 @@ class LogProcessor:
 
     def handle(self, batch: Sequence[Record[ShippedLines | EndMessage]]) -> None:
         gathered = gather([record.value for record in batch])
-        # One partition's batches are stored and published one at a time, as the consumer hands
-        # them out (in offset order): two committing out of order made a gap in every follower's
-        # live lines, which then read the missing lines from Postgres (twice the server's CPU
-        # behind a burst). Other partitions' batches still run meanwhile.
-        with self._in_order(batch[0].topic, batch[0].partition):
+        # One partition's batches are stored and published one at a time; other partitions'
+        # still run meanwhile. Two at once often committed out of order, a gap in every
+        # follower's live lines, which then read the missing lines from Postgres (twice the
+        # server's CPU behind a burst). This is mutual exclusion, not offset order: the consumer
+        # hands batches out in offset order, but a Lock is not FIFO, so a later batch may take it
+        # first, and a retried message comes after later ones (ConsumerLoop promises no order
+        # within a partition). Out of order costs a follower a read, never a line.
+        with self._one_at_a_time(batch[0].topic, batch[0].partition):
             self._write(gathered)
 
-    def _in_order(self, topic: str, partition: int) -> threading.Lock:
+    def _one_at_a_time(self, topic: str, partition: int) -> threading.Lock:
         with self._locks_lock:
             return self._locks.setdefault((topic, partition), threading.Lock())
 

@@ -1,38 +1,34 @@
 -- Queries of the scheduling worker.
 
--- name: fire_due_beats
--- The common case in one statement (docs/benchmarks.md, "Scheduler"): liveness HEARTBEATs on an
--- interval schedule whose one due slot is less than a minute old and whose previous job is done.
--- For these the planner's answer is known without Python: run the slot (every catch-up policy
--- runs a slot less than a minute late, and no earlier slot was missed), no overlap, no cap (they
--- take no execution slot), and the next slot is the interval later. The jobs are inserted QUEUED
--- (published right after the commit) and the workflows advanced, together. A user whose batch
--- would pass the active-jobs quota gets none of it here: those rows stay due for
--- claim_due_workflows and the planner, which records QUOTA skips; so does every other case.
-WITH due AS (
-    SELECT w.id, w.user_id, w.next_run_at, w.interval_minutes
-    FROM workflows AS w
-    WHERE w.build_status = 'COMPLETED'
-      AND w.terminated_at IS NULL
-      AND w.paused_at IS NULL
-      AND w.next_run_at <= %(now)s
-      AND w.next_run_at > %(now)s - interval '1 minute'
-      AND w.cron IS NULL
-      AND chronoverse_is_liveness(w.kind, w.payload)
-      AND NOT EXISTS (SELECT 1 FROM jobs AS j
-                      WHERE j.workflow_id = w.id AND j.status IN ('PENDING', 'QUEUED', 'RUNNING'))
-    ORDER BY w.next_run_at
-    LIMIT %(limit)s
-    FOR UPDATE OF w SKIP LOCKED
-), room AS MATERIALIZED (
-    -- Once per user of the batch (materialized: never re-run per row).
-    SELECT n.user_id
-    FROM (SELECT user_id, count(*) AS new FROM due GROUP BY user_id) AS n
-    WHERE n.new + (SELECT count(*) FROM jobs AS j
-                   WHERE j.user_id = n.user_id AND j.status IN ('PENDING', 'QUEUED', 'RUNNING'))
-          <= %(max_active)s
-), fire AS MATERIALIZED (
-    SELECT d.* FROM due AS d WHERE d.user_id IN (SELECT user_id FROM room)
+-- name: claim_due_beats
+-- The common case (docs/architecture.md, "Scheduling"): liveness HEARTBEATs on an interval
+-- schedule whose one due slot is less than a minute old and whose previous job is done. For these
+-- the planner's answer is known without Python: run the slot (every catch-up policy runs a slot
+-- less than a minute late, and no earlier slot was missed), no overlap, no cap (they take no
+-- execution slot), and the next slot is the interval later. Everything else is left to
+-- claim_due_workflows and the planner.
+SELECT w.id, w.user_id, w.next_run_at, w.interval_minutes
+FROM workflows AS w
+WHERE w.build_status = 'COMPLETED'
+  AND w.terminated_at IS NULL
+  AND w.paused_at IS NULL
+  AND w.next_run_at <= %(now)s
+  AND w.next_run_at > %(now)s - interval '1 minute'
+  AND w.cron IS NULL
+  AND chronoverse_is_liveness(w.kind, w.payload)
+  AND NOT EXISTS (SELECT 1 FROM jobs AS j
+                  WHERE j.workflow_id = w.id AND j.status IN ('PENDING', 'QUEUED', 'RUNNING'))
+ORDER BY w.next_run_at
+LIMIT %(limit)s
+FOR UPDATE OF w SKIP LOCKED
+
+-- name: write_beats
+-- claim_due_beats' workflows (those whose owner has room), in one statement: their jobs inserted
+-- QUEUED (published right after the commit) and their schedules advanced by the interval. A slot
+-- that already has its job keeps it (one job per nominal slot); the schedule advances anyway.
+WITH fire AS (
+    SELECT * FROM unnest(%(ids)b::uuid[], %(user_ids)b::uuid[], %(slots)b::timestamptz[],
+                         %(minutes)b::integer[]) AS f(id, user_id, next_run_at, interval_minutes)
 ), advanced AS (
     UPDATE workflows AS w
     SET next_run_at = f.next_run_at + make_interval(mins => f.interval_minutes)
@@ -45,6 +41,12 @@ SELECT gen_random_uuid(), f.id, f.user_id, 'AUTOMATIC', f.next_run_at, 'QUEUED',
 FROM fire AS f
 ON CONFLICT (workflow_id, scheduled_at) WHERE trigger = 'AUTOMATIC' DO NOTHING
 RETURNING id, workflow_id, scheduled_at
+
+-- name: lock_users
+-- Users a batch may take to their quota or cap, locked for its transaction in id order, so that
+-- the lanes of a scheduling worker count each other's jobs (each counts after the other commits)
+-- instead of filling the same room. One held by another transaction is skipped, never waited for.
+SELECT id FROM users WHERE id = ANY(%(ids)b::uuid[]) ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
 
 -- name: claim_due_workflows
 -- Due workflows, locked, with only what planning their fire needs (never the payload): the

@@ -13,10 +13,12 @@ once.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,8 @@ from chronoverse.scheduling import (
     idle_wait_s,
     plan_fire,
     plan_runs,
+    users_to_lock,
+    users_within,
 )
 from chronoverse.sql import Queries
 from services.scheduling_worker.fairness import HeldBack
@@ -100,8 +104,10 @@ class Scheduler:
         self._unsent_lock = threading.Lock()
         # Set while due workflows fill whole batches: the extra lanes write batches too.
         self._backlog = threading.Event()
-        # The last pass left new jobs PENDING (owners at the in-flight cap): dispatch them.
+        # A pass (of any lane) left new jobs PENDING (owners at the in-flight cap, or the broker
+        # refusing messages): dispatch them. Swapped under the lock: lanes set it concurrently.
         self._pending_created = False
+        self._pending_lock = threading.Lock()
 
     # --- one pass ---------------------------------------------------------------------------------
 
@@ -111,7 +117,8 @@ class Scheduler:
         busy = claimed >= self._settings.schedule_batch_size
         if busy:
             self._backlog.set()
-        pending_created, self._pending_created = self._pending_created, False
+        with self._pending_lock:
+            pending_created, self._pending_created = self._pending_created, False
         if pending_created or self._dispatch_due():
             busy |= self.dispatch_pending() >= self._settings.dispatch_batch_size
         busy |= self.relay_outbox() >= self._settings.outbox_batch_size
@@ -144,7 +151,10 @@ class Scheduler:
         PENDING for :meth:`dispatch_pending`. A crash between the commit and the send leaves
         QUEUED jobs without a message, which :meth:`requeue_stale` publishes again.
         """
-        self._send_unsent()
+        if not self._send_unsent():
+            # The broker refuses messages: keep scheduling (the schedules advance, the ledger is
+            # written), with every new job PENDING for the dispatcher, as before issue 19.
+            return self._fire_due(publish=False)
         beats = self._fire_due_beats()
         # While the common case fills whole batches, every other due workflow (planned in
         # Python) still gets a pass at least every SLOW_PATH_EVERY_S, so it never starves.
@@ -155,29 +165,45 @@ class Scheduler:
         return beats + self._fire_due()
 
     def _fire_due_beats(self) -> int:
-        """The common case, planned and written by one statement (fire_due_beats); return the
-        jobs written."""
+        """The common case (claim_due_beats): its plan is known without Python, so one statement
+        writes the batch (write_beats); return the jobs written. A user whose batch would pass
+        the active-jobs quota gets none of it here: those workflows stay due for the planner,
+        which records QUOTA skips."""
+        quota = self._settings.max_active_jobs_per_user
         with self._pool.connection() as conn:
             rows = conn.execute(
-                QUERIES.fire_due_beats,
-                {
-                    "now": self._clock(),
-                    "limit": self._settings.schedule_batch_size,
-                    "max_active": self._settings.max_active_jobs_per_user,
-                },
-                # Planned for each batch's values: a generic plan of this statement (psycopg
-                # prepares a query after 5 runs) was measured 10-100x slower at times.
-                prepare=False,
+                QUERIES.claim_due_beats,
+                {"now": self._clock(), "limit": self._settings.schedule_batch_size},
+                prepare=False,  # planned for each batch's values
             ).fetchall()
-        if rows:
-            JOBS_CREATED.inc(len(rows))
-            self._send_queued(
-                [(row["id"], row["workflow_id"], row["scheduled_at"]) for row in rows]
-            )
+            if not rows:
+                return 0
+            new = collections.Counter(row["user_id"] for row in rows)
+            active = self._active(conn, list(new))
+            tight = users_to_lock(new, active, limit=quota, headroom=self._headroom())
+            held = self._lock_users(conn, tight) if tight else set()
+            if tight:
+                active.update(self._active(conn, [u for u in tight if u not in held]))
+            room = users_within(new, active, limit=quota) - held
+            fire = [row for row in rows if row["user_id"] in room]
+            if not fire:
+                return 0
+            written = conn.execute(
+                QUERIES.write_beats,
+                {
+                    "ids": [row["id"] for row in fire],
+                    "user_ids": [row["user_id"] for row in fire],
+                    "slots": [row["next_run_at"] for row in fire],
+                    "minutes": [row["interval_minutes"] for row in fire],
+                },
+            ).fetchall()
+        JOBS_CREATED.inc(len(written))
+        self._send_queued([(r["id"], r["workflow_id"], r["scheduled_at"]) for r in written])
         return len(rows)
 
-    def _fire_due(self) -> int:
-        """Every other due workflow, planned in Python (plan_fire); return workflows claimed."""
+    def _fire_due(self, *, publish: bool = True) -> int:
+        """Every other due workflow, planned in Python (plan_fire); return workflows claimed.
+        Without ``publish`` every job is inserted PENDING (the broker is refusing messages)."""
         now = self._clock()
         with self._pool.connection() as conn:
             rows = conn.execute(
@@ -195,10 +221,13 @@ class Scheduler:
                 loads,
                 max_in_flight=self._settings.dispatch_max_in_flight_per_user,
             )
+            if not publish:
+                runs = [replace(run, publish_now=False) for run in runs]
             created = self._write_decisions(conn, decisions, runs)
         queued = [job for job in created if job.queued]
         if len(queued) < len(created):
-            self._pending_created = True
+            with self._pending_lock:
+                self._pending_created = True
         if queued:
             self._send_queued([(job.id, job.workflow_id, job.scheduled_at) for job in queued])
         return len(rows)
@@ -228,12 +257,24 @@ class Scheduler:
             row = conn.execute(QUERIES.next_due_at).fetchone()
         return idle_wait_s(row["at"] if row else None, self._clock(), longest_s=longest)
 
-    def _send_unsent(self) -> None:
-        """Send the messages of jobs committed QUEUED whose send failed (a broker outage)."""
+    def _send_unsent(self) -> bool:
+        """Send the messages of jobs committed QUEUED whose send failed (a broker outage);
+        False while the broker still refuses them (they are kept for the next pass)."""
         with self._unsent_lock:
-            if self._unsent:
+            if not self._unsent:
+                return True
+            try:
                 self._publish(self._unsent)
-                self._unsent = []
+            except PublishError as exc:
+                logger.warning(
+                    "%d job messages still unsent: %s",
+                    len(self._unsent),
+                    exc,
+                    extra={"action": "jobs_unsent", "count": len(self._unsent)},
+                )
+                return False
+            self._unsent = []
+            return True
 
     def _within_limits(
         self,
@@ -242,25 +283,62 @@ class Scheduler:
         takes_slot: dict[UUID, bool],
     ) -> tuple[list[FireDecision], dict[UUID, UserLoad]]:
         """The decisions with the slots past each owner's active-jobs quota as QUOTA skips, and
-        the owners' loads for the in-flight cap (only of owners whose jobs take a slot)."""
-        users = list({d.user_id for d in decisions if d.run_slots})
-        if not users:
+        the owners' loads for the in-flight cap (only of owners whose jobs take a slot).
+
+        Owners this process's lanes could take past the quota or the cap by writing at the same
+        time (users_to_lock) are locked and counted again first; the decisions of an owner
+        another transaction holds are left for a later pass (their workflows stay due).
+        """
+        new = collections.Counter(d.user_id for d in decisions for _ in d.run_slots)
+        if not new:
             return decisions, {}
-        rows = conn.execute(QUERIES.count_active_jobs_by_user, {"user_ids": users}).fetchall()
-        decisions = apply_active_quota(
-            decisions,
-            {row["user_id"]: row["n"] for row in rows},
-            limit=self._settings.max_active_jobs_per_user,
+        quota = self._settings.max_active_jobs_per_user
+        cap = self._settings.dispatch_max_in_flight_per_user
+        headroom = self._headroom()
+        slot_new = collections.Counter(
+            d.user_id for d in decisions for _ in d.run_slots if takes_slot[d.workflow_id]
         )
-        capped = list({d.user_id for d in decisions if d.run_slots and takes_slot[d.workflow_id]})
-        if not capped:
-            return decisions, {}
-        rows = conn.execute(QUERIES.slot_loads, {"user_ids": capped}).fetchall()
-        loads = {
+        active = self._active(conn, list(new))
+        loads = self._slot_loads(conn, list(slot_new)) if slot_new else {}
+        in_flight = {user: load.in_flight for user, load in loads.items()}
+        tight = set(users_to_lock(new, active, limit=quota, headroom=headroom))
+        tight |= set(users_to_lock(slot_new, in_flight, limit=cap, headroom=headroom))
+        if tight:
+            held = self._lock_users(conn, sorted(tight))
+            if held:
+                decisions = [d for d in decisions if d.user_id not in held]
+            locked = [user for user in tight if user not in held]
+            active.update(self._active(conn, locked))
+            if slot_new:
+                loads.update(self._slot_loads(conn, [u for u in locked if u in slot_new]))
+        return apply_active_quota(decisions, active, limit=quota), loads
+
+    def _headroom(self) -> int:
+        """Jobs the other lanes of this process may be writing, uncommitted, at the same time."""
+        return (self._settings.schedule_lanes - 1) * self._settings.schedule_batch_size
+
+    def _active(
+        self, conn: psycopg.Connection[dict[str, Any]], users: list[UUID]
+    ) -> dict[UUID, int]:
+        """Each of these users' jobs PENDING, QUEUED or RUNNING (the active-jobs quota)."""
+        rows = conn.execute(QUERIES.count_active_jobs_by_user, {"user_ids": users}).fetchall()
+        return {row["user_id"]: row["n"] for row in rows}
+
+    def _slot_loads(
+        self, conn: psycopg.Connection[dict[str, Any]], users: list[UUID]
+    ) -> dict[UUID, UserLoad]:
+        """Each of these users' slot-taking jobs in flight and waiting (the in-flight cap)."""
+        rows = conn.execute(QUERIES.slot_loads, {"user_ids": users}).fetchall()
+        return {
             row["user_id"]: UserLoad(in_flight=row["in_flight"], waiting=row["waiting"])
             for row in rows
         }
-        return decisions, loads
+
+    def _lock_users(self, conn: psycopg.Connection[dict[str, Any]], users: list[UUID]) -> set[UUID]:
+        """Lock these users' rows for this transaction, in id order; return those another
+        transaction holds (skipped, not waited for: no lane ever blocks on another)."""
+        rows = conn.execute(QUERIES.lock_users, {"ids": sorted(users)}).fetchall()
+        return set(users) - {row["id"] for row in rows}
 
     def _write_decisions(
         self,
@@ -386,11 +464,12 @@ class Scheduler:
             try:
                 while not stop.is_set() and self.schedule_due() >= full:
                     pass
-            except (psycopg.Error, ChronoverseError) as exc:
+            except Exception as exc:  # a lane never dies: the main loop handles recovery
                 PASS_ERRORS.inc()
                 logger.warning(
                     "scheduling lane pass failed: %s",
                     exc,
+                    exc_info=not isinstance(exc, (psycopg.Error, ChronoverseError)),
                     extra={"action": "scheduler_pass_failed"},
                 )
                 stop.wait(0.5)
@@ -408,6 +487,12 @@ class Scheduler:
         finally:
             for thread in lanes:
                 thread.join(timeout=10)
+            # Last, once no lane can add to them: what the broker refused (else the requeue
+            # sweeper of another scheduling worker sends them after CHRONOVERSE_REQUEUE_AFTER_S).
+            if not self._send_unsent():
+                logger.warning(
+                    "unsent job messages left at shutdown", extra={"action": "jobs_unsent"}
+                )
 
     def _loop(self, stop: threading.Event) -> None:
         listener: psycopg.Connection[Any] | None = None
@@ -448,10 +533,6 @@ class Scheduler:
                 backoff = min(10.0, backoff * 2)
         if listener is not None:
             listener.close()
-        try:
-            self._send_unsent()
-        except ChronoverseError as exc:  # the requeue sweeper will send them
-            logger.warning("unsent job messages left at shutdown: %s", exc)
 
     def _job_message(self, job_id: UUID, workflow_id: UUID) -> OutgoingMessage:
         message = JobMessage(job_id=job_id, workflow_id=workflow_id)

@@ -89,15 +89,49 @@ class RefusingDocker(docker.APIClient):
 
 
 class SlowRemoval(RefusingDocker):
-    """The real daemon, except that a remove waits until ``released`` is set (at most 10s), as a
-    busy daemon's slow remove does."""
+    """The real daemon (refusing as :class:`RefusingDocker` does), except that a remove waits
+    until ``released`` is set (at most 10s), as a busy daemon's slow remove does; ``asked`` is
+    set once a remove waits."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(refusals=0, **kwargs)
+    def __init__(self, *, refusals: int = 0, **kwargs: Any) -> None:
+        super().__init__(refusals=refusals, **kwargs)
+        self.asked = threading.Event()
         self.released = threading.Event()
 
     def remove_container(self, container: Any, **kwargs: Any) -> None:
+        self.asked.set()
         self.released.wait(10)
+        super().remove_container(container, **kwargs)
+
+
+class RemovingElsewhere(docker.APIClient):
+    """The real daemon, seen while another client's remove of the containers in ``removing`` is
+    under way: Docker then says they are ``removing``, answers 409 to killing them (they no
+    longer run) and to removing them again."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.removing: set[str] = set()
+
+    def _conflict(self, container: Any, what: str) -> None:
+        response = requests.Response()
+        response.status_code = 409
+        raise APIError(what, response=response, explanation=f"{what}: {container}")
+
+    def inspect_container(self, container: Any) -> Any:
+        attrs = super().inspect_container(container)
+        if attrs["Id"] in self.removing:
+            attrs["State"] = {**attrs["State"], "Status": "removing", "Running": False}
+        return attrs
+
+    def kill(self, container: Any, signal: Any = None) -> None:
+        if container in self.removing:
+            self._conflict(container, "container is not running")
+        super().kill(container, signal=signal)
+
+    def remove_container(self, container: Any, **kwargs: Any) -> None:
+        if container in self.removing:
+            self._conflict(container, "removal of container is already in progress")
         super().remove_container(container, **kwargs)
 
 
@@ -108,11 +142,18 @@ def refusing_client(**kwargs: Any) -> docker.DockerClient:
     return client
 
 
-def slow_removal_client() -> tuple[docker.DockerClient, threading.Event]:
+def slow_removal_client(*, refusals: int = 0) -> tuple[docker.DockerClient, SlowRemoval]:
     client = docker.DockerClient(**kwargs_from_env())
     client.api.close()
-    client.api = api = SlowRemoval(**kwargs_from_env())
-    return client, api.released
+    client.api = api = SlowRemoval(refusals=refusals, **kwargs_from_env())
+    return client, api
+
+
+def removing_elsewhere_client() -> tuple[docker.DockerClient, RemovingElsewhere]:
+    client = docker.DockerClient(**kwargs_from_env())
+    client.api.close()
+    client.api = api = RemovingElsewhere(**kwargs_from_env())
+    return client, api
 
 
 @dataclass
@@ -334,7 +375,8 @@ def test_the_outcome_is_recorded_while_the_container_is_being_removed(
     docker_client: docker.DockerClient,
     kafka_settings: KafkaSettings,
 ) -> None:
-    client, released = slow_removal_client()
+    client, api = slow_removal_client()
+    released = api.released
     try:
         worker = make_worker(client=client)
         message = container_job(conn, ["sh", "-c", "echo done"])
@@ -364,6 +406,119 @@ def test_the_outcome_is_recorded_while_the_container_is_being_removed(
         client.close()
 
 
+def test_other_workers_leave_a_finished_container_to_the_worker_removing_it(
+    conn: Conn,
+    make_worker: Callable[..., Worker],
+    docker_client: docker.DockerClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two workers on one Docker daemon. The first recorded the outcome; its removal is slow.
+    client, api = slow_removal_client()
+    try:
+        worker = make_worker(client=client)
+        message = container_job(conn, ["sh", "-c", "echo done"])
+        worker.executor.execute(message)
+        assert job(conn, message.job_id)["status"] == "COMPLETED"
+        [left] = job_containers(docker_client, message.job_id)
+        assert left.status == "exited"
+        # No live lease owns it, and it is not the other worker's removal: still, its reaper
+        # leaves it (it stopped moments ago), rather than ship its lines again and race the
+        # removal.
+        other = make_worker()
+        reaper = Reaper(
+            docker_client,
+            owned=other.store.owned,
+            mine=other.runner.removing,
+            installation=other.installation,
+            salvage=other.leftovers.salvage,
+        )
+        assert reaper.reap() == 0
+        assert job_containers(docker_client, message.job_id) != []
+        api.released.set()
+        gone(docker_client, message.job_id)
+    finally:
+        api.released.set()
+        client.close()
+    actions = {getattr(r, "action", None) for r in caplog.records}
+    assert not actions & {"container_reaped", "leftover_removed", "container_reap_failed"}
+
+
+def test_a_container_being_removed_counts_as_gone_for_other_workers(
+    conn: Conn,
+    make_worker: Callable[..., Worker],
+    docker_client: docker.DockerClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The first worker's removal holds in Docker; the other worker's daemon says "removing".
+    client, api = slow_removal_client()
+    elsewhere, seen = removing_elsewhere_client()
+    try:
+        worker = make_worker(client=client)
+        message = container_job(conn, ["sh", "-c", "echo done"])
+        worker.executor.execute(message)
+        [left] = job_containers(docker_client, message.job_id)
+        seen.removing.add(left.id)
+        other = make_worker(client=elsewhere)
+        # Another attempt's start there (its leftovers) and its reaper, even past the grace:
+        # nothing to stop, ship or remove, and no Docker refusal to give up on.
+        assert other.leftovers.clear(message.job_id) == 0
+        reaper = Reaper(
+            elsewhere,
+            owned=other.store.owned,
+            mine=other.runner.removing,
+            installation=other.installation,
+            salvage=other.leftovers.salvage,
+            removal_grace_s=0,
+        )
+        assert reaper.reap() == 0
+        [container] = elsewhere.containers.list(
+            all=True, filters={"label": f"{LABEL_JOB}={message.job_id}"}
+        )
+        assert other.leftovers.salvage(container) is False
+        api.released.set()
+        gone(docker_client, message.job_id)
+    finally:
+        api.released.set()
+        client.close()
+        elsewhere.close()
+    actions = {getattr(r, "action", None) for r in caplog.records}
+    assert not actions & {
+        "container_stop_failed",
+        "container_unstoppable",
+        "container_reap_failed",
+        "leftover_removed",
+        "container_reaped",
+    }
+
+
+def test_a_retry_is_recorded_only_once_its_run_s_container_is_gone(
+    conn: Conn, make_worker: Callable[..., Worker], docker_client: docker.DockerClient
+) -> None:
+    # A timed-out container Docker will not stop (a SYSTEM failure, retried): its worker removes
+    # it before it writes the retry, however slow the removal, so that no next attempt on any
+    # worker finds it still there, or still running.
+    client, api = slow_removal_client(refusals=1000)
+    try:
+        worker = make_worker(client=client)
+        message = container_job(conn, ["sh", "-c", "echo start; sleep 60"], timeout_seconds=1)
+        running = threading.Thread(target=worker.executor.execute, args=(message,))
+        running.start()
+        assert api.asked.wait(60), "no removal asked for"
+        running.join(timeout=2)
+        assert running.is_alive(), "the outcome did not wait for the removal"
+        assert job(conn, message.job_id)["status"] == "RUNNING"
+        api.released.set()
+        running.join(timeout=60)
+        assert not running.is_alive()
+    finally:
+        api.released.set()
+        client.close()
+    retried = job(conn, message.job_id)
+    assert (retried["status"], retried["attempt"]) == ("PENDING", 1)
+    assert "could not be stopped" in retried["error"]
+    assert job_containers(docker_client, message.job_id) == []
+
+
 def test_a_finished_job_s_container_left_behind_is_reaped(
     conn: Conn,
     make_worker: Callable[..., Worker],
@@ -371,7 +526,7 @@ def test_a_finished_job_s_container_left_behind_is_reaped(
     kafka_settings: KafkaSettings,
 ) -> None:
     # The removal after the outcome never happens (Docker refuses it here; a worker that dies
-    # right after the outcome is the same): the next reap of any worker removes the container.
+    # right after the outcome is the same): a later reap of any worker removes the container.
     client = refusing_client(refusals=0, refuse_remove=True)
     try:
         worker = make_worker(client=client)
@@ -383,14 +538,20 @@ def test_a_finished_job_s_container_left_behind_is_reaped(
     assert job(conn, message.job_id)["status"] == "COMPLETED"
     [left] = job_containers(docker_client, message.job_id)
     assert left.status == "exited"
-    reaper = Reaper(
-        docker_client,
-        owned=worker.store.owned,
-        mine=set,
-        installation=worker.installation,
-        salvage=worker.leftovers.salvage,
-    )
-    assert reaper.reap() == 1
+
+    def reaper(*, removal_grace_s: float) -> Reaper:
+        return Reaper(
+            docker_client,
+            owned=worker.store.owned,
+            mine=set,
+            installation=worker.installation,
+            salvage=worker.leftovers.salvage,
+            removal_grace_s=removal_grace_s,
+        )
+
+    # It stopped moments ago: left to its worker's removal for a while, then reaped.
+    assert reaper(removal_grace_s=60).reap() == 0
+    assert reaper(removal_grace_s=0).reap() == 1
     assert job_containers(docker_client, message.job_id) == []
     # Its output, shipped again by the salvage, is the same lines with the same seqs (stored
     # once), and the outcome stands.

@@ -22,6 +22,7 @@ import redis
 from chronoverse.domain import LogStream, Topic
 from chronoverse.errors import ChronoverseError, PublishError
 from chronoverse.kafka.admin import delete_topics, ensure_topics, list_topics
+from chronoverse.kafka.deadletters import DeadLetterReader, DeadLetterReason, dead_letter_topic
 from chronoverse.kafka.producer import StreamingProducer
 from chronoverse.kafka.work import Record
 from chronoverse.logs import (
@@ -228,6 +229,46 @@ def test_an_incomplete_end_records_a_gap_for_the_current_attempt_only(
     )
     wait_until(lambda: log_end(db, job_id)[0] == 2, message="attempt 2's end to be stored")
     assert log_end(db, job_id) == (2, 5, True, True)
+
+
+def test_a_line_whose_time_postgres_refuses_is_dead_lettered_as_malformed_at_once(
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    producer: StreamingProducer,
+    processor: None,
+) -> None:
+    # Python's fromisoformat reads an ISO week date; Postgres does not. Were the message decoded,
+    # its batch would fail in Postgres, be retried message by message with backoff, and end in the
+    # dead-letter topic as a handler failure. It is malformed: set aside untried, and the lines
+    # around it are stored.
+    topic = settings.topic(Topic.JOB_LOGS)
+    ensure_topics(settings, [dead_letter_topic(topic)], partitions=1)
+    job_id = make_job(db, attempt=1)
+    printed = lines("a", 2)
+    bad = encode_lines(job_id, printed[1:], attempt=1).replace(
+        printed[1].ts.isoformat().encode(), b"2026-W01-1"
+    )
+    assert bad != encode_lines(job_id, printed[1:], attempt=1)
+    try:
+        for value in [
+            encode_lines(job_id, printed[:1], attempt=1),
+            bad,
+            encode_end(job_id, 1, attempt=1),
+        ]:
+            producer.send(topic, str(job_id), value, lambda error: None)
+        wait_until(lambda: log_end(db, job_id)[2], message="the end to be stored")
+
+        def letters() -> list[Any]:
+            with DeadLetterReader(settings, dead_letter_topic(topic)) as reader:
+                return [stored.letter for stored in reader.read()]
+
+        [letter] = wait_until(letters, message="the message to be dead-lettered")
+    finally:
+        delete_topics(settings, [dead_letter_topic(topic)])
+
+    assert letter is not None and letter.value == bad
+    assert (letter.reason, letter.attempts) == (DeadLetterReason.MALFORMED, 0)
+    assert stored(db, job_id) == [(1, 0, "a 0")]
 
 
 def test_a_refused_batch_is_sent_again_in_smaller_messages(

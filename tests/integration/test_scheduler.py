@@ -375,3 +375,74 @@ def test_workflows_outside_the_one_statement_path_are_not_starved_by_it(
     assert Scheduler(small, pool, producer).schedule_due() == 4
     assert [j["status"] for j in jobs_of(conn, endpoint)] == ["QUEUED"]
     assert sum(len(jobs_of(conn, w)) for w in beats) == 3
+
+
+def test_while_the_broker_refuses_messages_schedules_still_advance_with_jobs_pending(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    user = make_user(conn)
+    first = make_workflow(conn, user)
+    dead = Settings.model_validate(
+        {**settings.model_dump(), "kafka_bootstrap_servers": "127.0.0.1:1"}
+    )
+    unreachable = Producer(dead, client_id="dead", delivery_timeout_s=1)
+    try:
+        scheduler = Scheduler(settings, pool, unreachable)
+        with pytest.raises(PublishError):
+            scheduler.schedule_due()  # committed QUEUED, its message kept
+        second = make_workflow(conn, user)
+        # The kept message still cannot go: the pass goes on, writing the new job PENDING.
+        assert scheduler.schedule_due() == 1
+    finally:
+        unreachable.close()
+    assert [j["status"] for j in jobs_of(conn, first)] == ["QUEUED"]
+    assert [j["status"] for j in jobs_of(conn, second)] == ["PENDING"]
+    row = conn.execute(
+        "SELECT next_run_at > now() AS later FROM workflows WHERE id = %s", (second,)
+    )
+    assert row.fetchone()["later"]  # its schedule advanced
+    # The broker is back: the dispatcher sends the PENDING one.
+    assert Scheduler(settings, pool, producer).dispatch_pending() == 1
+
+
+def test_two_lanes_at_once_never_take_a_user_past_the_active_jobs_quota(
+    settings: Settings, pool: Pool, producer: Producer, conn: Any
+) -> None:
+    tight = Settings.model_validate(
+        {
+            **settings.model_dump(),
+            "max_active_jobs_per_user": 5,
+            "schedule_lanes": 2,
+            "schedule_batch_size": 3,
+        }
+    )
+    scheduler = Scheduler(tight, pool, producer)
+    for _ in range(5):  # interleavings differ from round to round
+        user = make_user(conn)
+        workflows = [make_workflow(conn, user) for _ in range(12)]
+        barrier = threading.Barrier(2)
+
+        def lane(barrier: threading.Barrier) -> None:
+            barrier.wait()
+            while scheduler.schedule_due():
+                pass
+
+        lanes = [threading.Thread(target=lane, args=(barrier,)) for _ in range(2)]
+        for thread in lanes:
+            thread.start()
+        for thread in lanes:
+            thread.join(timeout=60)
+        while scheduler.schedule_due():  # what a lane left due (its user held by the other)
+            pass
+        active = conn.execute(
+            "SELECT count(*) AS n FROM jobs WHERE user_id = %s AND status IN ('PENDING', 'QUEUED')",
+            (user,),
+        ).fetchone()["n"]
+        assert active == 5
+        quota_skips = conn.execute(
+            "SELECT coalesce(sum(s.slots), 0) AS n FROM skipped_runs AS s "
+            "JOIN workflows AS w ON w.id = s.workflow_id "
+            "WHERE s.reason = 'QUOTA' AND w.user_id = %s",
+            (user,),
+        ).fetchone()["n"]
+        assert active + quota_skips == len(workflows)  # every slot accounted for once

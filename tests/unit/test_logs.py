@@ -1,5 +1,5 @@
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
@@ -352,6 +352,30 @@ def test_shipped_lines_reach_live_viewers_as_they_came() -> None:
     assert encode_live_shipped([], attempt=1) == encode_live_lines([], attempt=1)
 
 
+@pytest.mark.parametrize(
+    "ts",
+    [
+        datetime.now(UTC),
+        T,
+        T + DELTA,
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(
+            9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=15, minutes=59))
+        ),
+        datetime(2026, 3, 1, 12, tzinfo=timezone(-timedelta(hours=15, minutes=59))),
+        datetime(2026, 3, 1, 12, 30, 1, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    ],
+)
+def test_the_shippers_timestamps_take_the_fast_path(ts: datetime) -> None:
+    job_id = uuid4()
+    value = encode_lines(job_id, LineSplitter().feed(OUT, b"a\nb\n", ts), attempt=1)
+    shipped = _as_shipped(value)
+    assert shipped is not None and [line["ts"] for line in shipped.lines] == [ts.isoformat()] * 2
+    assert decode_log_message(None, value) == LinesMessage(
+        job_id=job_id, attempt=1, lines=tuple(LineSplitter().feed(OUT, b"a\nb\n", ts))
+    )
+
+
 def test_other_encodings_of_lines_are_read_as_decode_log_message_reads_them() -> None:
     # A producer that spaces its JSON, orders keys otherwise, sends a seq as a string or adds a
     # field: not the shipper's encoding, so decoded and encoded again, with the same result.
@@ -381,6 +405,16 @@ def test_other_encodings_of_lines_are_read_as_decode_log_message_reads_them() ->
         {"seq": 1, "stream": "stdin", "ts": T.isoformat(), "line": "x"},
         {"seq": 1, "stream": ["stdout"], "ts": T.isoformat(), "line": "x"},
         {"seq": 1, "stream": "stdout", "ts": "yesterday", "line": "x"},
+        # fromisoformat reads these; Postgres refuses the first four (a failed batch, not a
+        # malformed message, were they let through), and the shipper writes none of them.
+        {"seq": 1, "stream": "stdout", "ts": "2026-W01-1", "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": "2026-01-01T00:00:00,5+00:00", "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": "2026-01-01T00:00:00+16:00", "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": "2026-01-01T00:00:00+00:00:30.5", "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": "2026-01-01T00:00:00", "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": "2026-01-01T00:00:00Z", "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": "20260101T000000+0000", "line": "x"},
+        {"seq": 1, "stream": "stdout", "ts": 1767225600, "line": "x"},
         {"seq": 1, "stream": "stdout", "ts": T.isoformat()},
         [1, "stdout"],
     ],

@@ -20,6 +20,8 @@ from chronoverse.scheduling import (
     idle_wait_s,
     plan_fire,
     plan_runs,
+    users_to_lock,
+    users_within,
 )
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -235,3 +237,15 @@ def test_an_idle_scheduler_sleeps_until_the_next_slot_at_most_the_poll_interval(
     assert idle_wait_s(None, T0, longest_s=0.5) == 0.5  # nothing scheduled at all
     # Due already but not claimable (another scheduling worker holds it): a short wait, no spin.
     assert idle_wait_s(T0 - timedelta(seconds=1), T0, longest_s=0.5) == MIN_IDLE_WAIT_S
+
+
+def test_only_users_that_concurrent_batches_could_take_past_a_limit_are_locked() -> None:
+    alice, bob, carol = sorted([uuid4(), uuid4(), uuid4()])
+    new = {alice: 10, bob: 10, carol: 1}
+    counts = {alice: 970, bob: 100}
+    # Another lane may be writing 1,000 more at the same time: alice (970 + 10 + 1,000) and
+    # bob (100 + 10 + 1,000) could pass 1,100; carol (0 + 1 + 1,000) cannot.
+    assert users_to_lock(new, counts, limit=1100, headroom=1000) == [alice, bob]
+    assert users_to_lock(new, counts, limit=1100, headroom=0) == []  # one lane: nothing races
+    assert users_within(new, counts, limit=980) == {alice, bob, carol}
+    assert users_within(new, counts, limit=979) == {bob, carol}  # all of a batch, or none
