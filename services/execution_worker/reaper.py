@@ -32,8 +32,10 @@ from services.execution_worker.metrics import CONTAINERS_REAPED
 logger = logging.getLogger(__name__)
 
 HELPER_MAX_AGE_S = 300.0
-# A stopped job container is its worker's to remove for this long after it stopped.
-REMOVAL_GRACE_S = 60.0
+# A stopped job container is its worker's to remove for this long after it stopped. Its worker
+# asks Docker to remove it before it even ends the job's log and records the outcome, so one still
+# there (and not being removed) after this is a removal that failed or never ran: the reaper's.
+REMOVAL_GRACE_S = 5.0
 
 
 class Reaper:

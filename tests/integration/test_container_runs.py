@@ -431,6 +431,7 @@ def test_other_workers_leave_a_finished_container_to_the_worker_removing_it(
             mine=other.runner.removing,
             installation=other.installation,
             salvage=other.leftovers.salvage,
+            removal_grace_s=60,  # the default's few seconds, on a loaded machine
         )
         assert reaper.reap() == 0
         assert job_containers(docker_client, message.job_id) != []
