@@ -87,9 +87,11 @@ def run(ctx: BenchContext) -> ScenarioResult:
                 )
             ]
         )
-        user = ApiUser(stack.api)
-        try:
-            for repeat in range(repeats):
+        for repeat in range(repeats):
+            # A user per repeat: the last repeat's streams may hold their slots for a while
+            # after their viewers left (the per-user stream limit would refuse new ones).
+            user = ApiUser(stack.api)
+            try:
                 results.append(_repeat(ctx, stack, user, steps))
                 ctx.progress(
                     f"{NAME} {repeat + 1}/{repeats}: "
@@ -101,8 +103,8 @@ def run(ctx: BenchContext) -> ScenarioResult:
                     + f"; {results[-1].complete_pct:.1f}% of viewers got every line; "
                     f"{results[-1].subscriptions} Redis subscription(s)"
                 )
-        finally:
-            user.close()
+            finally:
+                user.close()
     return _result(results, steps, repeats)
 
 
