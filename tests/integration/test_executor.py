@@ -157,9 +157,11 @@ def test_a_batch_runs_liveness_jobs_together_and_the_rest_one_by_one(
     assert executor.leases.snapshot() == {}
 
 
-def test_only_liveness_jobs_are_claimed_together(
-    conn: Any, executor: Executor, endpoint: Endpoint
-) -> None:
+def one_of_each(
+    conn: psycopg.Connection[dict[str, Any]], endpoint: Endpoint
+) -> tuple[JobMessage, JobMessage, JobMessage, JobMessage]:
+    """Queued jobs of one user: a liveness beat, an endpoint check, a CONTAINER job, and a beat
+    of a workflow terminated since."""
     user_id = make_user(conn)
     live = queue_job(conn, make_workflow(conn, user_id))
     checked = queue_job(conn, make_workflow(conn, user_id, payload={"endpoint": endpoint.url}))
@@ -173,6 +175,13 @@ def test_only_liveness_jobs_are_claimed_together(
         "UPDATE workflows SET terminated_at = now(), terminated_reason = 'by test' WHERE id = %s",
         (terminated,),
     )
+    return live, checked, container, late
+
+
+def test_only_liveness_jobs_are_claimed_together(
+    conn: Any, executor: Executor, endpoint: Endpoint
+) -> None:
+    live, checked, container, late = one_of_each(conn, endpoint)
 
     claimed = executor.run_liveness([m.job_id for m in (live, checked, container, late)])
 
@@ -631,19 +640,7 @@ def test_a_log_gap_is_marked_under_the_lease_and_a_new_attempt_starts_without_on
 def test_beats_with_an_empty_payload_are_claimed_and_finished_in_one_write(
     conn: Any, executor: Executor, endpoint: Endpoint
 ) -> None:
-    user_id = make_user(conn)
-    live = queue_job(conn, make_workflow(conn, user_id))
-    checked = queue_job(conn, make_workflow(conn, user_id, payload={"endpoint": endpoint.url}))
-    container = queue_job(
-        conn,
-        make_workflow(conn, user_id, kind="CONTAINER", payload={"image": "local/busybox:latest"}),
-    )
-    terminated = make_workflow(conn, user_id)
-    late = queue_job(conn, terminated)
-    conn.execute(
-        "UPDATE workflows SET terminated_at = now(), terminated_reason = 'by test' WHERE id = %s",
-        (terminated,),
-    )
+    live, checked, container, late = one_of_each(conn, endpoint)
 
     assert executor.run_beats([live, checked, container, late]) == {live.job_id}
     assert executor.run_beats([live]) == set()  # a duplicate message finds nothing
