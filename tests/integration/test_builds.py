@@ -292,7 +292,11 @@ def test_the_reaper_removes_containers_no_lease_owns(docker_client: docker.Docke
     ]
     try:
         reaper = Reaper(
-            docker_client, owned=lambda leases: {owned_job}, mine=set, installation=installation
+            docker_client,
+            owned=lambda leases: {owned_job},
+            mine=set,
+            installation=installation,
+            removal_grace_s=0,  # just created: no grace for a worker about to remove them
         )
         assert reaper.reap() == 1
         left = {
