@@ -166,9 +166,9 @@ class Scheduler:
 
     def _fire_due_beats(self) -> int:
         """The common case (claim_due_beats): its plan is known without Python, so one statement
-        writes the batch (write_beats); return the jobs written. A user whose batch would pass
-        the active-jobs quota gets none of it here: those workflows stay due for the planner,
-        which records QUOTA skips."""
+        writes the batch (write_beats); return the workflows it advanced. A user whose batch
+        would pass the active-jobs quota gets none of it here: those workflows stay due for the
+        planner, which records QUOTA skips."""
         quota = self._settings.max_active_jobs_per_user
         with self._pool.connection() as conn:
             rows = conn.execute(
@@ -199,7 +199,9 @@ class Scheduler:
             ).fetchall()
         JOBS_CREATED.inc(len(written))
         self._send_queued([(r["id"], r["workflow_id"], r["scheduled_at"]) for r in written])
-        return len(rows)
+        # The workflows advanced, not those claimed: a batch whose owners had no room is left to
+        # the planner in this same pass, instead of being claimed again and again.
+        return len(fire)
 
     def _fire_due(self, *, publish: bool = True) -> int:
         """Every other due workflow, planned in Python (plan_fire); return workflows claimed.
