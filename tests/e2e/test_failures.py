@@ -67,6 +67,9 @@ def test_a_killed_execution_worker_s_job_is_recovered_with_one_outcome(
         timeout_s=60,
         message="the job to be RUNNING",
     )
+    # RUNNING is committed at the claim, a moment before the check's request goes out: kill the
+    # worker only once the endpoint holds that request, or the first attempt may never reach it.
+    wait_until(lambda: endpoint.hits >= 1, timeout_s=30, message="the first attempt's request")
     stack.kill("exec-1")
     endpoint.delay_s = 0
     stack.start("exec-2", "execution-worker")
